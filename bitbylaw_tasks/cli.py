@@ -1,0 +1,3 @@
+"""The `bitbylaw` command line (placeholder replaced below)."""
+def main():
+    raise SystemExit("not yet")

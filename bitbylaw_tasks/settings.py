@@ -1,0 +1,268 @@
+"""The one settings object: every setting read once from the environment (and an optional `.env`).
+
+Read with django-environ. Nothing else in the code base looks at `os.environ`;
+components receive a `Settings` (or the part they need). A missing or malformed
+setting raises `SettingsError`, whose message is one line naming the variable;
+the CLI and the process entry points print it and exit instead of a traceback.
+Every variable is documented in `.env.example`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import environ
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+SCHEMES_REDIS = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Redis: one URL per role (SPEC §2 "Redis usage") ---
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    lock_redis_url: str = "redis://127.0.0.1:6379/1"
+    calendar_redis_url: str = "redis://127.0.0.1:6379/2"
+    result_backend_url: str = "redis://127.0.0.1:6379/3"
+
+    # --- Celery reliability (explained in celeryconfig.py) ---
+    task_soft_time_limit: int = 240
+    task_time_limit: int = 300
+    visibility_timeout: int = 3600
+    result_expires: int = 86400
+    heartbeat_interval: float = 60.0
+    heartbeat_stale_after: float = 300.0
+
+    # --- EspoCRM ---
+    espocrm_base_url: str = ""
+    espocrm_api_key: str = ""
+    espocrm_max_requests_per_minute: int = 600
+    # webhook id -> secret key (from EspoCRM's Webhook records); several allowed
+    webhook_secrets: dict[str, str] = field(default_factory=dict)
+    webhook_token: str = ""
+
+    # --- Advoware ---
+    advoware_base_url: str = ""
+    advoware_api_key: str = ""
+    advoware_app_id: str = ""
+    advoware_product_id: str = ""
+    advoware_kanzlei: str = ""
+    advoware_database: str = ""
+    advoware_user: str = ""
+    advoware_role: str = ""
+    advoware_password: str = ""
+    advoware_max_requests_per_minute: int = 600
+
+    # --- Google Calendar ---
+    google_calendar_endpoint: str = ""
+    google_service_account_file: str = ""
+
+    # --- sandbox (used when no real system is configured) ---
+    sandbox_host: str = "127.0.0.1"
+    sandbox_espocrm_port: int = 8081
+    sandbox_advoware_port: int = 8082
+    sandbox_google_port: int = 8083
+
+    # --- web shim, Flower, Sentry ---
+    web_port: int = 8000
+    webhook_max_body_bytes: int = 1_048_576
+    flower_port: int = 5555
+    flower_basic_auth: str = "admin:admin"
+    flower_db: str = ".run/flower.db"
+    sentry_dsn: str = ""
+    sentry_environment: str = "development"
+
+    # --- workers: pool and concurrency per queue ---
+    worker_pool: str = "threads"
+    worker_concurrency: dict[str, int] = field(
+        default_factory=lambda: {"beteiligte": 8, "kommunikation": 8, "calendar": 4, "default": 2}
+    )
+
+    @property
+    def uses_sandbox(self) -> bool:
+        """True when no real EspoCRM/Advoware is configured: run against the simulators."""
+        return not self.espocrm_base_url and not self.advoware_base_url
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict:
+        """The settings as a dict with every secret masked, for `bitbylaw config`."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            elif f.name == "webhook_secrets":
+                value = {k: "***" for k in value}
+            elif isinstance(value, str) and "://" in value:
+                value = _mask_url_password(value)
+            out[f.name] = value
+        return out
+
+
+SECRET_FIELDS = {
+    "espocrm_api_key", "advoware_api_key", "advoware_password", "webhook_token",
+    "flower_basic_auth", "sentry_dsn",
+}
+
+
+def _mask_url_password(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+# (env var, settings field, kind); kind decides the parser and validation.
+_VARS: list[tuple[str, str, str]] = [
+    ("CELERY_BROKER_URL", "broker_url", "redis_url"),
+    ("REDIS_LOCK_URL", "lock_redis_url", "redis_url"),
+    ("REDIS_CALENDAR_URL", "calendar_redis_url", "redis_url"),
+    ("CELERY_RESULT_BACKEND", "result_backend_url", "redis_url"),
+    ("TASK_SOFT_TIME_LIMIT", "task_soft_time_limit", "int"),
+    ("TASK_TIME_LIMIT", "task_time_limit", "int"),
+    ("BROKER_VISIBILITY_TIMEOUT", "visibility_timeout", "int"),
+    ("RESULT_EXPIRES", "result_expires", "int"),
+    ("HEARTBEAT_INTERVAL", "heartbeat_interval", "float"),
+    ("HEARTBEAT_STALE_AFTER", "heartbeat_stale_after", "float"),
+    ("ESPOCRM_BASE_URL", "espocrm_base_url", "http_url"),
+    ("ESPOCRM_API_KEY", "espocrm_api_key", "str"),
+    ("ESPOCRM_MAX_REQUESTS_PER_MINUTE", "espocrm_max_requests_per_minute", "int"),
+    ("WEBHOOK_SECRETS", "webhook_secrets", "mapping"),
+    ("WEBHOOK_TOKEN", "webhook_token", "str"),
+    ("ADVOWARE_BASE_URL", "advoware_base_url", "http_url"),
+    ("ADVOWARE_API_KEY", "advoware_api_key", "str"),
+    ("ADVOWARE_APP_ID", "advoware_app_id", "str"),
+    ("ADVOWARE_PRODUCT_ID", "advoware_product_id", "str"),
+    ("ADVOWARE_KANZLEI", "advoware_kanzlei", "str"),
+    ("ADVOWARE_DATABASE", "advoware_database", "str"),
+    ("ADVOWARE_USER", "advoware_user", "str"),
+    ("ADVOWARE_ROLE", "advoware_role", "str"),
+    ("ADVOWARE_PASSWORD", "advoware_password", "str"),
+    ("ADVOWARE_MAX_REQUESTS_PER_MINUTE", "advoware_max_requests_per_minute", "int"),
+    ("GOOGLE_CALENDAR_ENDPOINT", "google_calendar_endpoint", "http_url"),
+    ("GOOGLE_SERVICE_ACCOUNT_FILE", "google_service_account_file", "str"),
+    ("SANDBOX_HOST", "sandbox_host", "str"),
+    ("SANDBOX_ESPOCRM_PORT", "sandbox_espocrm_port", "port"),
+    ("SANDBOX_ADVOWARE_PORT", "sandbox_advoware_port", "port"),
+    ("SANDBOX_GOOGLE_PORT", "sandbox_google_port", "port"),
+    ("WEB_PORT", "web_port", "port"),
+    ("WEBHOOK_MAX_BODY_BYTES", "webhook_max_body_bytes", "int"),
+    ("FLOWER_PORT", "flower_port", "port"),
+    ("FLOWER_BASIC_AUTH", "flower_basic_auth", "basic_auth"),
+    ("FLOWER_DB", "flower_db", "str"),
+    ("SENTRY_DSN", "sentry_dsn", "http_url"),
+    ("SENTRY_ENVIRONMENT", "sentry_environment", "str"),
+    ("WORKER_POOL", "worker_pool", "pool"),
+    ("WORKER_CONCURRENCY", "worker_concurrency", "int_mapping"),
+]
+
+# Settings that must be present together: when the first is set, all others are required.
+_REQUIRED_WITH = {
+    "ESPOCRM_BASE_URL": ["ESPOCRM_API_KEY", "ADVOWARE_BASE_URL"],
+    "ADVOWARE_BASE_URL": [
+        "ADVOWARE_API_KEY", "ADVOWARE_APP_ID", "ADVOWARE_PRODUCT_ID", "ADVOWARE_KANZLEI",
+        "ADVOWARE_DATABASE", "ADVOWARE_USER", "ADVOWARE_PASSWORD", "ESPOCRM_BASE_URL",
+    ],
+}
+
+
+def _parse(name: str, kind: str, raw: str):
+    raw = raw.strip()
+    if kind == "str":
+        return raw
+    if kind in ("int", "port"):
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
+        if value < 0 or (kind == "port" and not 0 < value < 65536):
+            raise SettingsError(f"{name}: out of range: {value}")
+        return value
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if kind == "redis_url":
+        parsed = urlparse(raw)
+        if parsed.scheme not in SCHEMES_REDIS or not (parsed.hostname or parsed.path):
+            raise SettingsError(f"{name}: expected a redis:// URL, got {raw!r}")
+        return raw
+    if kind == "http_url":
+        if not raw:
+            return ""
+        parsed = urlparse(raw)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise SettingsError(f"{name}: expected an http(s) URL, got {raw!r}")
+        return raw
+    if kind == "basic_auth":
+        if ":" not in raw or raw.startswith(":"):
+            raise SettingsError(f"{name}: expected user:password")
+        return raw
+    if kind == "pool":
+        if raw not in ("threads", "gevent", "prefork", "solo"):
+            raise SettingsError(f"{name}: expected threads, gevent, prefork or solo, got {raw!r}")
+        return raw
+    if kind in ("mapping", "int_mapping"):
+        out = {}
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise SettingsError(f"{name}: expected key=value[,key=value...]")
+            value = value.strip()
+            if kind == "int_mapping":
+                if not value.isdigit() or int(value) < 1:
+                    raise SettingsError(f"{name}: {key.strip()} needs a positive integer")
+                value = int(value)
+            out[key.strip()] = value
+        return out
+    raise AssertionError(kind)
+
+
+def load_settings(environ_map: dict | None = None, env_file: str | Path | None = None) -> Settings:
+    """Build `Settings` from a mapping (default: the process environment) and an optional .env file.
+
+    Values already in the environment win over the .env file (django-environ's rule).
+    """
+    source = dict(os.environ if environ_map is None else environ_map)
+
+    class _Env(environ.Env):
+        ENVIRON = source  # read_env() and the getters use this mapping, not os.environ
+
+    if env_file is not None and Path(env_file).is_file():
+        _Env.read_env(str(env_file), overwrite=False)  # the environment wins over the file
+    env = _Env()
+    values = {}
+    defaults = Settings()
+    for name, attr, kind in _VARS:
+        raw = env.str(name, default=None)
+        if raw is None:
+            continue
+        values[attr] = _parse(name, kind, raw)
+    for trigger, needed in _REQUIRED_WITH.items():
+        if source.get(trigger, "").strip():
+            for name in needed:
+                if not source.get(name, "").strip():
+                    raise SettingsError(f"{name}: required when {trigger} is set")
+    settings = dataclasses.replace(defaults, **values)
+    if settings.task_soft_time_limit >= settings.task_time_limit:
+        raise SettingsError("TASK_SOFT_TIME_LIMIT: must be below TASK_TIME_LIMIT")
+    if settings.visibility_timeout <= settings.task_time_limit:
+        raise SettingsError("BROKER_VISIBILITY_TIMEOUT: must exceed TASK_TIME_LIMIT")
+    return settings
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (environment + `.env` in the working directory)."""
+    return load_settings(env_file=os.environ.get("BITBYLAW_ENV_FILE", ".env"))

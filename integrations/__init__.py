@@ -1,0 +1,1 @@
+"""HTTP clients for EspoCRM, Advoware and Google Calendar, and their sandbox simulators. No Celery in here."""

@@ -1,0 +1,1 @@
+"""Stateful HTTP simulators of EspoCRM, Advoware and Google Calendar (the sandbox). No Celery in here."""

@@ -1,0 +1,265 @@
+"""The `/_sandbox/*` admin API every simulator shares, and a thread that serves a simulator over HTTP.
+
+A simulator is a Flask app built with `create_sandbox_app()`. The kit adds:
+- per-endpoint call counters keyed by method + route template
+  (`GET /api/v1/CBeteiligte/<id>`), and a bounded request log with start/end
+  times (to prove that two calls never overlapped);
+- fault injection per path glob: added latency, an error rate, a fixed status
+  (with optional `Retry-After`), a hang, a connection reset; each fault can be
+  limited to the next N matching calls;
+- `GET /_sandbox/info`, `POST /_sandbox/reset`, `GET|DELETE /_sandbox/calls`,
+  `GET /_sandbox/log`, `GET|POST|DELETE /_sandbox/faults`, `POST /_sandbox/config`.
+The admin paths themselves are never counted, logged or faulted.
+The simulator registers what `info` reports and what `reset` clears.
+"""
+from __future__ import annotations
+
+import collections
+import fnmatch
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from flask import Flask, g, jsonify, request
+from werkzeug.serving import make_server
+
+ADMIN_PREFIX = "/_sandbox"
+
+
+@dataclass
+class Fault:
+    path: str = "*"                 # fnmatch glob on the request path
+    method: str | None = None       # None = any method
+    latency_ms: int = 0             # added before the request is handled
+    error_rate: float = 1.0         # probability that status/reset/hang applies
+    status: int | None = None       # answer this status instead of handling the request
+    retry_after: int | None = None  # with status 429 (or any): the Retry-After header
+    hang_s: float = 0.0             # sleep this long before answering (longer than a client timeout)
+    reset: bool = False             # drop the connection with a TCP RST
+    times: int | None = None        # apply to the next N matching calls only, then expire
+    after: bool = False             # apply after the request was handled (the write happened, the answer is lost)
+    id: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method:
+            return False
+        return fnmatch.fnmatchcase(path, self.path)
+
+
+@dataclass
+class SandboxKit:
+    name: str
+    version: str = "sandbox-1"
+    info_provider: Callable[[], dict] = lambda: {}
+    reset_hooks: list[Callable[[], None]] = field(default_factory=list)
+    default_latency_ms: int = 0
+    seed: int = 1234
+
+    def __post_init__(self):
+        self.lock = threading.RLock()
+        self.counters: collections.Counter = collections.Counter()
+        self.log: collections.deque = collections.deque(maxlen=20000)
+        self.faults: list[Fault] = []
+        self._fault_ids = 0
+        self.random = random.Random(self.seed)
+
+    # --- faults ---
+    def add_fault(self, **spec) -> Fault:
+        with self.lock:
+            self._fault_ids += 1
+            fault = Fault(**spec, id=self._fault_ids)
+            self.faults.append(fault)
+            return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def take_faults(self, method: str, path: str, *, after: bool) -> list[Fault]:
+        """The faults that fire for this call (consuming their `times`)."""
+        fired = []
+        with self.lock:
+            for fault in list(self.faults):
+                if fault.after != after or not fault.matches(method, path):
+                    continue
+                if fault.error_rate < 1.0 and self.random.random() >= fault.error_rate:
+                    continue
+                fired.append(fault)
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+        return fired
+
+    # --- counters ---
+    def count(self, key: str) -> None:
+        with self.lock:
+            self.counters[key] += 1
+
+    def calls(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counters)
+
+    def reset_calls(self) -> None:
+        with self.lock:
+            self.counters.clear()
+            self.log.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.reset_calls()
+            self.clear_faults()
+            self.random = random.Random(self.seed)
+            for hook in self.reset_hooks:
+                hook()
+
+
+def _endpoint_key(method: str) -> str:
+    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    return f"{method} {rule}"
+
+
+def _reset_connection() -> None:
+    """Close the client's socket with SO_LINGER 0, which sends a TCP RST (a 'connection reset')."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is None:
+        raise ConnectionResetError("sandbox: injected reset")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    raise ConnectionResetError("sandbox: injected reset")
+
+
+def _apply(kit: SandboxKit, faults: list[Fault]):
+    """Run the fired faults; return a response when one replaces the real answer."""
+    for fault in faults:
+        if fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000.0)
+        if fault.hang_s:
+            time.sleep(fault.hang_s)
+        if fault.reset:
+            _reset_connection()
+        if fault.status:
+            body = {"error": "injected fault", "status": fault.status}
+            resp = jsonify(body)
+            resp.status_code = fault.status
+            resp.headers["X-Status-Reason"] = "Injected fault"
+            if fault.retry_after is not None:
+                resp.headers["Retry-After"] = str(fault.retry_after)
+            return resp
+    return None
+
+
+def create_sandbox_app(name: str, import_name: str, *, version: str = "sandbox-1") -> tuple[Flask, SandboxKit]:
+    """A Flask app with the admin API and the counting/fault hooks installed."""
+    app = Flask(import_name)
+    app.config["JSON_SORT_KEYS"] = False
+    kit = SandboxKit(name=name, version=version)
+    app.extensions["sandbox"] = kit
+
+    @app.before_request
+    def _before():
+        if request.path.startswith(ADMIN_PREFIX):
+            return None
+        g.sandbox_start = time.monotonic()
+        key = _endpoint_key(request.method)
+        g.sandbox_key = key
+        kit.count(key)
+        if kit.default_latency_ms:
+            time.sleep(kit.default_latency_ms / 1000.0)
+        return _apply(kit, kit.take_faults(request.method, request.path, after=False))
+
+    @app.after_request
+    def _after(response):
+        if request.path.startswith(ADMIN_PREFIX) or "sandbox_start" not in g:
+            return response
+        replaced = _apply(kit, kit.take_faults(request.method, request.path, after=True))
+        if replaced is not None:
+            response = replaced
+        with kit.lock:
+            kit.log.append({
+                "method": request.method, "path": request.path, "endpoint": g.sandbox_key,
+                "start": g.sandbox_start, "end": time.monotonic(), "status": response.status_code,
+                "user": g.get("sandbox_user"),
+            })
+        return response
+
+    @app.get(f"{ADMIN_PREFIX}/info")
+    def _info():
+        data = {"name": kit.name, "version": kit.version, "base_url": request.host_url.rstrip("/")}
+        data.update(kit.info_provider())
+        return jsonify(data)
+
+    @app.post(f"{ADMIN_PREFIX}/reset")
+    def _reset():
+        kit.reset()
+        return jsonify({"reset": True})
+
+    @app.get(f"{ADMIN_PREFIX}/calls")
+    def _calls():
+        return jsonify(kit.calls())
+
+    @app.delete(f"{ADMIN_PREFIX}/calls")
+    def _reset_calls():
+        kit.reset_calls()
+        return jsonify({"reset": True})
+
+    @app.get(f"{ADMIN_PREFIX}/log")
+    def _log():
+        with kit.lock:
+            return jsonify(list(kit.log))
+
+    @app.get(f"{ADMIN_PREFIX}/faults")
+    def _faults():
+        with kit.lock:
+            return jsonify([vars(f) for f in kit.faults])
+
+    @app.post(f"{ADMIN_PREFIX}/faults")
+    def _add_fault():
+        spec = request.get_json(force=True, silent=True)
+        if not isinstance(spec, dict):
+            return jsonify({"error": "body must be a JSON object"}), 400
+        try:
+            fault = kit.add_fault(**{k: v for k, v in spec.items() if k != "id"})
+        except TypeError as exc:
+            return jsonify({"error": str(exc)}), 400
+        return jsonify(vars(fault))
+
+    @app.delete(f"{ADMIN_PREFIX}/faults")
+    def _clear_faults():
+        kit.clear_faults()
+        return jsonify({"cleared": True})
+
+    @app.post(f"{ADMIN_PREFIX}/config")
+    def _config():
+        spec = request.get_json(force=True, silent=True) or {}
+        if "latency_ms" in spec:
+            kit.default_latency_ms = int(spec["latency_ms"])
+        return jsonify({"latency_ms": kit.default_latency_ms})
+
+    return app, kit
+
+
+class ServerThread:
+    """Serve a WSGI app on host:port (0 = a free port) in a daemon thread; `stop()` shuts it down."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        self.server = make_server(host, port, app, threaded=True)
+        self.server.daemon_threads = True
+        self.host = host
+        self.port = self.server.server_port
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name=f"sandbox:{self.port}",
+                                        daemon=True)
+
+    def start(self) -> "ServerThread":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
