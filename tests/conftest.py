@@ -51,3 +51,22 @@ def lock_redis(redis_server) -> redis.Redis:
     client = redis.Redis.from_url(redis_server.url(LOCK_DB))
     client.flushdb()
     return client
+
+
+@pytest.fixture(scope="session")
+def celery_app(redis_server):
+    """The product's Celery app, configured (through the environment above) for the private Redis."""
+    from bitbylaw_tasks.celery_app import app
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def celery_worker(celery_app):
+    """A real Celery worker (threads pool) consuming every queue, for the whole session."""
+    from celery.contrib.testing.worker import start_worker
+
+    queues = "beteiligte,kommunikation,calendar,default"
+    with start_worker(celery_app, pool="threads", concurrency=8, queues=queues,
+                      perform_ping_check=False, shutdown_timeout=20, loglevel="WARNING") as worker:
+        yield worker

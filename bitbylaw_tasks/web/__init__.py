@@ -1,1 +1,79 @@
-"""web."""
+"""The Flask webhook shim: `create_app(settings)` builds it (health, JSON errors, request size limit).
+
+Thin by design (SPEC §7): validate, authenticate, de-duplicate, enqueue,
+answer. No sync logic runs in the web process.
+"""
+from __future__ import annotations
+
+import time
+
+import redis
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from bitbylaw_tasks.ops import heartbeat
+from bitbylaw_tasks.redis_clients import client_for
+from bitbylaw_tasks.sentry import init_sentry
+from bitbylaw_tasks.settings import Settings
+
+
+def _redis_ok(url: str) -> bool:
+    try:
+        return bool(client_for(url).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def health(settings: Settings, started_at: float, now: float | None = None) -> tuple[dict, bool]:
+    """The /healthz document and whether everything is healthy."""
+    now = time.time() if now is None else now
+    lock_ok = _redis_ok(settings.lock_redis_url)
+    broker_ok = _redis_ok(settings.broker_url)
+    beats = {}
+    beats_ok = True
+    if lock_ok:
+        beats = heartbeat.report(client_for(settings.lock_redis_url), settings.heartbeat_stale_after, now)
+        warming_up = now - started_at < settings.heartbeat_stale_after
+        for entry in beats.values():
+            if not entry["ok"] and not (entry["last_seen"] is None and warming_up):
+                beats_ok = False
+    healthy = lock_ok and broker_ok and beats_ok
+    doc = {
+        "status": "ok" if healthy else "unhealthy",
+        "redis": "ok" if lock_ok else "unreachable",
+        "broker": "ok" if broker_ok else "unreachable",
+        "heartbeats": beats,
+    }
+    return doc, healthy
+
+
+def create_app(settings: Settings) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    app.config["BITBYLAW_SETTINGS"] = settings
+    app.json.sort_keys = False
+    started_at = time.time()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        response = jsonify({"error": exc.name, "status": exc.code, "detail": exc.description})
+        response.status_code = exc.code or 500
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        doc, healthy = health(settings, started_at)
+        return jsonify(doc), (200 if healthy else 503)
+
+    return app
+
+
+def wsgi_app() -> Flask:
+    """Entry point for gunicorn (`bitbylaw_tasks.web:wsgi_app()`): settings from the environment."""
+    from bitbylaw_tasks.settings import get_settings
+
+    settings = get_settings()
+    init_sentry(settings, component="web")
+    return create_app(settings)
