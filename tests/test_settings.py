@@ -83,3 +83,15 @@ def test_cli_prints_one_line_for_a_bad_setting(monkeypatch, capsys):
         settings_module.get_settings.cache_clear()
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "TASK_TIME_LIMIT" in err
+
+
+def test_env_example_documents_every_variable():
+    from pathlib import Path
+
+    from bitbylaw_tasks.settings import _VARS
+
+    text = Path(__file__).resolve().parent.parent.joinpath(".env.example").read_text()
+    documented = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    assert {name for name, _, _ in _VARS} == documented
+    assert load_settings({k: v.split("#")[0].strip() for k, v in
+                          (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))})
