@@ -1,6 +1,6 @@
 """`bitbylaw run` (make run): provide Redis, then run the Procfile (plus the sandbox) under honcho.
 
-When nothing answers at CELERY_BROKER_URL, a private redis-server is started
+When nothing answers at REDIS_BROKER_URL, a private redis-server is started
 and every Redis URL is pointed at it (DBs 0-3). When no real EspoCRM/Advoware
 is configured, the sandbox simulators run as one more process. Ctrl-C stops
 honcho, which stops every process; the private Redis is stopped last.
@@ -32,10 +32,10 @@ def run_all(settings: Settings) -> int:
     broker_url, private = ensure_redis(settings.broker_url)
     if private is not None:
         env.update({
-            "CELERY_BROKER_URL": with_db(broker_url, 0),
+            "REDIS_BROKER_URL": with_db(broker_url, 0),
             "REDIS_LOCK_URL": with_db(broker_url, 1),
             "REDIS_CALENDAR_URL": with_db(broker_url, 2),
-            "CELERY_RESULT_BACKEND": with_db(broker_url, 3),
+            "REDIS_RESULT_URL": with_db(broker_url, 3),
         })
         print(f"bitbylaw: no Redis answered; started a private one on {broker_url.rsplit('/', 1)[0]}")
     with_sandbox = settings.uses_sandbox and importlib.util.find_spec("integrations.sandbox.server") is not None

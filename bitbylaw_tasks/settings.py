@@ -124,10 +124,10 @@ def _mask_url_password(url: str) -> str:
 
 # (env var, settings field, kind); kind decides the parser and validation.
 _VARS: list[tuple[str, str, str]] = [
-    ("CELERY_BROKER_URL", "broker_url", "redis_url"),
+    ("REDIS_BROKER_URL", "broker_url", "redis_url"),
     ("REDIS_LOCK_URL", "lock_redis_url", "redis_url"),
     ("REDIS_CALENDAR_URL", "calendar_redis_url", "redis_url"),
-    ("CELERY_RESULT_BACKEND", "result_backend_url", "redis_url"),
+    ("REDIS_RESULT_URL", "result_backend_url", "redis_url"),
     ("TASK_SOFT_TIME_LIMIT", "task_soft_time_limit", "int"),
     ("TASK_TIME_LIMIT", "task_time_limit", "int"),
     ("BROKER_VISIBILITY_TIMEOUT", "visibility_timeout", "int"),
@@ -173,6 +173,13 @@ _REQUIRED_WITH = {
         "ADVOWARE_API_KEY", "ADVOWARE_APP_ID", "ADVOWARE_PRODUCT_ID", "ADVOWARE_KANZLEI",
         "ADVOWARE_DATABASE", "ADVOWARE_USER", "ADVOWARE_PASSWORD", "ESPOCRM_BASE_URL",
     ],
+}
+
+
+# Celery reads these straight from os.environ, overriding its configuration.
+SHADOWING_CELERY_VARS = {
+    "CELERY_BROKER_URL": "REDIS_BROKER_URL", "CELERY_BROKER_READ_URL": "REDIS_BROKER_URL",
+    "CELERY_BROKER_WRITE_URL": "REDIS_BROKER_URL", "CELERY_RESULT_BACKEND": "REDIS_RESULT_URL",
 }
 
 
@@ -242,6 +249,10 @@ def load_settings(environ_map: dict | None = None, env_file: str | Path | None =
     if env_file is not None and Path(env_file).is_file():
         _Env.read_env(str(env_file), overwrite=False)  # the environment wins over the file
     env = _Env()
+    for name in SHADOWING_CELERY_VARS:
+        if source.get(name):
+            raise SettingsError(f"{name}: not supported (Celery would read it behind the settings' back); "
+                                f"use {SHADOWING_CELERY_VARS[name]}")
     values = {}
     defaults = Settings()
     for name, attr, kind in _VARS:

@@ -20,10 +20,10 @@ BROKER_DB, LOCK_DB, CALENDAR_DB, RESULT_DB, SCRATCH_DB = 0, 1, 2, 3, 9
 
 _SERVER = PrivateRedis().start()
 os.environ.update({
-    "CELERY_BROKER_URL": _SERVER.url(BROKER_DB),
+    "REDIS_BROKER_URL": _SERVER.url(BROKER_DB),
     "REDIS_LOCK_URL": _SERVER.url(LOCK_DB),
     "REDIS_CALENDAR_URL": _SERVER.url(CALENDAR_DB),
-    "CELERY_RESULT_BACKEND": _SERVER.url(RESULT_DB),
+    "REDIS_RESULT_URL": _SERVER.url(RESULT_DB),
     "BITBYLAW_ENV_FILE": os.devnull,  # a developer's .env must not leak into the tests
     "HEARTBEAT_INTERVAL": os.environ.get("HEARTBEAT_INTERVAL", "60"),
 })

@@ -24,7 +24,7 @@ def test_two_beats_fire_once(redis_server):
     broker = redis.Redis.from_url(redis_server.url(BEAT_BROKER_DB))
     broker.flushdb()
     redis.Redis.from_url(redis_server.url(BEAT_LOCK_DB)).flushdb()
-    env = dict(os.environ, CELERY_BROKER_URL=redis_server.url(BEAT_BROKER_DB),
+    env = dict(os.environ, REDIS_BROKER_URL=redis_server.url(BEAT_BROKER_DB),
                REDIS_LOCK_URL=redis_server.url(BEAT_LOCK_DB), HEARTBEAT_INTERVAL="1")
     first = _start_beat(env)
     second = _start_beat(env)
@@ -55,7 +55,7 @@ def test_one_beat_alone_fires_at_the_interval(redis_server):
     broker = redis.Redis.from_url(redis_server.url(BEAT_BROKER_DB))
     broker.flushdb()
     redis.Redis.from_url(redis_server.url(BEAT_LOCK_DB)).flushdb()
-    env = dict(os.environ, CELERY_BROKER_URL=redis_server.url(BEAT_BROKER_DB),
+    env = dict(os.environ, REDIS_BROKER_URL=redis_server.url(BEAT_BROKER_DB),
                REDIS_LOCK_URL=redis_server.url(BEAT_LOCK_DB), HEARTBEAT_INTERVAL="1")
     beat = _start_beat(env)
     try:

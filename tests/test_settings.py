@@ -32,7 +32,7 @@ def test_missing_required_variable_is_named(missing):
 
 
 @pytest.mark.parametrize("name,value", [
-    ("CELERY_BROKER_URL", "http://not-redis"), ("REDIS_LOCK_URL", "nonsense"),
+    ("REDIS_BROKER_URL", "http://not-redis"), ("REDIS_LOCK_URL", "nonsense"),
     ("TASK_TIME_LIMIT", "ten"), ("WEB_PORT", "70000"), ("FLOWER_BASIC_AUTH", "nopassword"),
     ("WORKER_POOL", "eventlet-ish"), ("WORKER_CONCURRENCY", "beteiligte=zero"),
     ("ESPOCRM_BASE_URL", "ftp://x"), ("HEARTBEAT_INTERVAL", "often"),
@@ -65,7 +65,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
 
 def test_redacted_masks_secrets():
     s = load_settings({**REAL, "WEBHOOK_SECRETS": "abc=topsecret", "SENTRY_DSN": "https://pub@sentry.example.test/1",
-                       "CELERY_BROKER_URL": "redis://:hunter2@127.0.0.1:6379/0"})
+                       "REDIS_BROKER_URL": "redis://:hunter2@127.0.0.1:6379/0"})
     text = repr(s.redacted())
     for secret in ("topsecret", "hunter2", "pub@sentry", "'p'"):
         assert secret not in text
@@ -95,3 +95,11 @@ def test_env_example_documents_every_variable():
     assert {name for name, _, _ in _VARS} == documented
     assert load_settings({k: v.split("#")[0].strip() for k, v in
                           (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))})
+
+
+def test_celery_environment_variables_that_would_shadow_settings_are_refused():
+    """Celery reads CELERY_BROKER_URL from os.environ over its config; we refuse it at start."""
+    with pytest.raises(SettingsError, match="^CELERY_BROKER_URL: .*REDIS_BROKER_URL"):
+        load_settings({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(SettingsError, match="^CELERY_RESULT_BACKEND:"):
+        load_settings({"CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/3"})

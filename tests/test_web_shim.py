@@ -9,8 +9,8 @@ from bitbylaw_tasks.web import create_app, health
 
 def _settings_for(server: PrivateRedis, **extra):
     return load_settings({
-        "CELERY_BROKER_URL": server.url(0), "REDIS_LOCK_URL": server.url(1),
-        "REDIS_CALENDAR_URL": server.url(2), "CELERY_RESULT_BACKEND": server.url(3),
+        "REDIS_BROKER_URL": server.url(0), "REDIS_LOCK_URL": server.url(1),
+        "REDIS_CALENDAR_URL": server.url(2), "REDIS_RESULT_URL": server.url(3),
         "WEBHOOK_MAX_BODY_BYTES": "1024", **extra,
     })
 

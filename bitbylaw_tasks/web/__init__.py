@@ -1,4 +1,4 @@
-"""The Flask webhook shim: `create_app(settings)` builds it (health, JSON errors, request size limit).
+"""The Flask webhook shim: `create_app(settings)` builds it (webhooks, health, JSON errors, size limit).
 
 Thin by design (SPEC §7): validate, authenticate, de-duplicate, enqueue,
 answer. No sync logic runs in the web process.
@@ -67,6 +67,9 @@ def create_app(settings: Settings) -> Flask:
         doc, healthy = health(settings, started_at)
         return jsonify(doc), (200 if healthy else 503)
 
+    from bitbylaw_tasks.web import webhooks
+
+    webhooks.register(app, settings)
     return app
 
 

@@ -1,0 +1,158 @@
+"""Coalesced enqueueing: de-duplicate and publish many entity tasks in one Redis round trip.
+
+Many webhooks for one entity within a short window must yield one queued
+task, yet a change that arrives after that task *started* must yield one more
+(SPEC §7). The rule:
+
+- enqueueing sets `coalesce:{key}` (SET NX, with a TTL) and pushes the task
+  message only when the key was new — both inside one Lua script, so a
+  request costs one round trip however many ids it carries;
+- the task deletes its key first thing when it starts (`mark_started`), so
+  anything arriving later queues a new task.
+
+The coalescing keys live in the broker's Redis database, beside the queues
+they describe: if Redis loses the queue (restart), it loses these keys too,
+and no entity is left "already queued" with nothing in the queue.
+
+The message is built by Celery (`create_task_message`) and routed by kombu's
+own `basic_publish`; only its final `LPUSH` is captured and run inside the
+script. Such tasks skip the optional `task-sent` event; Flower shows them
+from `task-received` on.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from kombu.exceptions import OperationalError
+from kombu.serialization import dumps as kombu_dumps
+
+COALESCE_TTL = 15 * 60  # a lost message frees its entity for re-enqueueing after this long
+
+_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'NX', 'EX', ttl) then
+    redis.call('LPUSH', ARGV[2 * i], ARGV[2 * i + 1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+
+class QueueUnavailable(Exception):
+    """The broker's Redis cannot be reached: nothing was queued."""
+
+
+@dataclass(frozen=True)
+class EntityTask:
+    """One task to enqueue: `task_name(*args)`, coalesced under `coalesce_key`."""
+
+    task_name: str
+    args: tuple
+    coalesce_key: str
+
+
+def coalesce_key(domain: str, entity_id: str, action: str = "sync") -> str:
+    """Create/update/check coalesce together; a delete is its own key."""
+    suffix = ":delete" if action == "delete" else ""
+    return f"coalesce:{domain}:{entity_id}{suffix}"
+
+
+class _CaptureLpush:
+    """Stands in for kombu's publish batch to capture the final LPUSH of a routed message."""
+
+    def __init__(self):
+        self.commands: list[tuple[str, tuple]] = []
+
+    def add(self, name, *args):
+        self.commands.append((name, args))
+
+
+class Enqueuer:
+    """Publishes `EntityTask`s through the Lua script on the broker's Redis."""
+
+    def __init__(self, app: Celery, ttl: int = COALESCE_TTL):
+        self.app = app
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._channel = None
+        self._redis = redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=2, socket_timeout=5)
+        self._script = self._redis.register_script(_SCRIPT)
+
+    def _kombu_channel(self):
+        with self._lock:
+            if self._channel is None:
+                self._channel = self.app.connection_for_write().default_channel
+            return self._channel
+
+    def _payload(self, task: EntityTask) -> tuple[str, str]:
+        """(redis list key, serialized message) for one task, built by Celery and routed by kombu."""
+        queue = self.app.amqp.router.route({}, task.task_name)["queue"].name
+        task_id = str(uuid.uuid4())
+        message = self.app.amqp.create_task_message(task_id, task.task_name, list(task.args), {})
+        content_type, content_encoding, body = kombu_dumps(message.body, serializer="json")
+        channel = self._kombu_channel()
+        prepared = channel.prepare_message(body, None, content_type, content_encoding,
+                                           message.headers, message.properties)
+        capture = _CaptureLpush()
+        channel.basic_publish(prepared, exchange="", routing_key=queue, _publish_batch=capture)
+        (name, (key, payload)), = capture.commands
+        assert name == "lpush"
+        return key, payload
+
+    def enqueue(self, tasks: list[EntityTask]) -> list[bool]:
+        """Enqueue each task unless its key is already pending; True where a task was queued.
+
+        Raises `QueueUnavailable` when the broker cannot be reached (then nothing was queued).
+        """
+        try:
+            return self._enqueue(tasks)
+        except (redis.RedisError, OSError, OperationalError) as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+    def _enqueue(self, tasks: list[EntityTask]) -> list[bool]:
+        unique: dict[str, EntityTask] = {}
+        for task in tasks:
+            unique.setdefault(task.coalesce_key, task)
+        if not unique:
+            return [False] * len(tasks)
+        keys, argv = [], [self.ttl]
+        for task in unique.values():
+            key, payload = self._payload(task)
+            keys.append(task.coalesce_key)
+            argv += [key, payload]
+        flags = dict(zip(keys, (bool(v) for v in self._script(keys=keys, args=argv))))
+        seen: set[str] = set()
+        out = []
+        for task in tasks:
+            first = task.coalesce_key not in seen
+            seen.add(task.coalesce_key)
+            out.append(first and flags[task.coalesce_key])
+        return out
+
+    def mark_started(self, key: str) -> None:
+        """Called by the task as it starts: later changes must queue a new task."""
+        self._redis.delete(key)
+
+    def pending(self, key: str) -> bool:
+        return bool(self._redis.exists(key))
+
+
+_ENQUEUERS: dict[int, Enqueuer] = {}
+_ENQUEUERS_LOCK = threading.Lock()
+
+
+def enqueuer_for(app: Celery) -> Enqueuer:
+    """One `Enqueuer` per Celery app per process."""
+    with _ENQUEUERS_LOCK:
+        if id(app) not in _ENQUEUERS:
+            _ENQUEUERS[id(app)] = Enqueuer(app)
+        return _ENQUEUERS[id(app)]

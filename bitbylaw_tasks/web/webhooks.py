@@ -1,0 +1,148 @@
+"""EspoCRM webhook endpoints: `POST /vmh/webhook/beteiligte/{create,update,delete}`.
+
+Authenticate (EspoCRM's `Signature` header, or a shared `X-Webhook-Token`),
+validate the whole body, then enqueue one coalesced `beteiligte.sync` per
+distinct id in a single Redis round trip. Nothing is queued unless the whole
+request is valid and authenticated; client mistakes get a 4xx JSON error,
+never a 5xx; an unreachable broker gets 503 so EspoCRM retries.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+
+import redis
+from flask import Blueprint, Flask, abort, jsonify, request
+
+from bitbylaw_tasks.enqueue import Enqueuer, EntityTask, QueueUnavailable, coalesce_key
+from bitbylaw_tasks.redis_clients import lock_redis
+from bitbylaw_tasks.settings import Settings
+
+ACTIONS = ("create", "update", "delete")
+SECRETS_KEY = "webhook:secrets"  # hash webhookId -> secretKey, filled by `bitbylaw webhooks register`
+SECRETS_CACHE_SECONDS = 30.0
+ENTITY_ID = re.compile(r"^(?:[0-9a-f]{17}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+class WebhookRejected(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def signature_for(webhook_id: str, secret: str, body: bytes) -> str:
+    """EspoCRM's header value: base64(webhookId + ':' + hex(HMAC-SHA256(body, secret)))."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return base64.b64encode(f"{webhook_id}:{digest}".encode()).decode()
+
+
+def verify_signature(header: str, body: bytes, secrets: dict[str, str]) -> bool:
+    """True when `header` is a valid EspoCRM signature of `body` by a known webhook (constant-time)."""
+    try:
+        decoded = base64.b64decode(header.encode("ascii"), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        return False
+    webhook_id, sep, digest = decoded.partition(":")
+    secret = secrets.get(webhook_id)
+    if not sep or secret is None:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), digest.encode())
+
+
+def authenticate(headers, body: bytes, secrets: dict[str, str], token: str) -> None:
+    """Raise `WebhookRejected(401)` unless the signature or the shared token is valid."""
+    if not secrets and not token:
+        raise WebhookRejected(401, "webhook authentication is not configured (WEBHOOK_SECRETS / WEBHOOK_TOKEN)")
+    given_token = headers.get("X-Webhook-Token", "")
+    if token and given_token and hmac.compare_digest(given_token.encode(), token.encode()):
+        return
+    signature = headers.get("Signature", "")
+    if signature and secrets and verify_signature(signature, body, secrets):
+        return
+    raise WebhookRejected(401, "missing or invalid webhook signature")
+
+
+def parse_ids(body: bytes) -> list[str]:
+    """The entity ids of an EspoCRM webhook body (JSON array of objects with an `id`), in order."""
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookRejected(400, "body is not valid JSON") from None
+    if not isinstance(items, list):
+        raise WebhookRejected(400, "body must be a JSON array")
+    ids = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise WebhookRejected(400, f"item {index} is not an object")
+        entity_id = item.get("id")
+        if not isinstance(entity_id, str) or not ENTITY_ID.match(entity_id):
+            raise WebhookRejected(400, f"item {index} has no valid id")
+        ids.append(entity_id)
+    return ids
+
+
+class SecretStore:
+    """Webhook secrets from settings plus those registered in Redis, cached briefly per process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._cached: dict[str, str] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._loaded_at > SECRETS_CACHE_SECONDS:
+                try:
+                    raw = lock_redis(self.settings).hgetall(SECRETS_KEY)
+                    self._cached = {k.decode(): v.decode() for k, v in raw.items()}
+                    self._loaded_at = now
+                except redis.RedisError:
+                    pass  # keep the last known set; settings still apply
+            return {**self._cached, **self.settings.webhook_secrets}
+
+
+def register_secret(client: redis.Redis, webhook_id: str, secret: str) -> None:
+    """Remember a webhook's secret (from EspoCRM's `POST Webhook` answer) for every web process."""
+    client.hset(SECRETS_KEY, webhook_id, secret)
+
+
+def register(app: Flask, settings: Settings) -> None:
+    """Attach the webhook routes to `app`."""
+    from bitbylaw_tasks.celery_app import create_celery
+
+    blueprint = Blueprint("webhooks", __name__)
+    secrets = SecretStore(settings)
+    enqueuer = Enqueuer(create_celery(settings))
+
+    @blueprint.post("/vmh/webhook/beteiligte/<action>")
+    def beteiligte_webhook(action: str):
+        if action not in ACTIONS:
+            abort(404)
+        try:
+            if request.mimetype != "application/json":
+                raise WebhookRejected(415, "Content-Type must be application/json")
+            body = request.get_data(cache=False)
+            authenticate(request.headers, body, secrets.get(), settings.webhook_token)
+            ids = parse_ids(body)
+        except WebhookRejected as exc:
+            return jsonify({"error": exc.message, "status": exc.status}), exc.status
+        tasks = [EntityTask("beteiligte.sync", (entity_id, action, "webhook"),
+                            coalesce_key("beteiligte", entity_id, action)) for entity_id in ids]
+        try:
+            queued = enqueuer.enqueue(tasks)
+        except QueueUnavailable:
+            return jsonify({"error": "queue unavailable, retry later", "status": 503}), 503
+        count = sum(queued)
+        return jsonify({"received": len(ids), "queued": count, "coalesced": len(ids) - count})
+
+    app.register_blueprint(blueprint)
