@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import threading
+from datetime import date
 
 import pytest
 import redis
@@ -198,8 +199,6 @@ def test_termine_and_mitarbeiter(sim, cache):
     assert len(client.list_mitarbeiter()) == 2
     created = client.create_termin({"kuerzel": "AB", "art": "Frist", "datum": "2026-04-01", "ganztaegig": True,
                                     "text": "Berufungsbegründung"})
-    from datetime import date
-
     assert client.list_termine("AB", date(2026, 3, 1), date(2026, 4, 30)) == [created]
     assert client.list_termine("AB", "2026-04-02", "2026-04-30") == []
     assert client.get_termin(created["frNr"]) == created

@@ -1,0 +1,279 @@
+"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Termine.
+
+Auth (SPEC §3.2): a token from the security gateway (`POST /api/v1/Token`,
+signed with HMAC-SHA512 over `product:app:nonce:timestamp` keyed with the
+base64-decoded API key). The token is cached in Redis (DB 1) with a TTL a
+little below its lifetime, so it is refreshed before it expires; one process
+fetches while the others wait on a redis-py `Lock` and then read the cache.
+A 401 on an API call drops the cached token (only if it is still the one
+used) and retries that call once with a fresh token.
+
+Writes are full replaces in Advoware: `update_beteiligte`, `update_kommunikation`
+and `update_termin` must be given the whole merged record (read-modify-write),
+or the fields left out are cleared.
+
+No password, API key or token ever appears in a log line or exception message.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import redis as redis_lib
+import requests
+
+from integrations.http import (
+    ApiError, AuthError, NotFound, RateGate, RateLimited, Timeouts, Unavailable, make_session, send,
+)
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "advoware"
+TOKEN_PATH = "/api/v1/Token"
+API = "/api/v1/advonet"
+
+# Compare-and-delete: drop the cached token only if it is still the one that got a 401.
+_DROP_IF_SAME = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class AdvowareCredentials:
+    """What the token request needs. The secrets are left out of `repr()`."""
+
+    app_id: str
+    product_id: str
+    kanzlei: str
+    database: str
+    user: str
+    role: str
+    password: str = field(repr=False)
+    api_key: str = field(repr=False)  # base64, as Advoware hands it out
+
+
+def signature(api_key_b64: str, product_id: str, app_id: str, nonce: str, timestamp: str) -> str:
+    """`HMAC512Signature`: base64(HMAC-SHA512(base64decode(api_key), "product:app:nonce:timestamp"))."""
+    key = base64.b64decode(api_key_b64)
+    message = f"{product_id}:{app_id}:{nonce}:{timestamp}".encode("utf-8")
+    return base64.b64encode(hmac.new(key, message, hashlib.sha512).digest()).decode("ascii")
+
+
+def _number_or_text(value: str):
+    """Advoware takes `Product` and `Role` as numbers; settings hold strings."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+def _one(data, what: str):
+    """Advoware answers some single records as a one-element list, some as an object: accept both."""
+    if isinstance(data, list):
+        if not data:
+            raise NotFound(f"{SYSTEM}: {what}: empty answer", status=404, system=SYSTEM)
+        return data[0]
+    if isinstance(data, dict):
+        return data
+    raise ApiError(f"{SYSTEM}: {what}: unexpected answer", system=SYSTEM)
+
+
+def _day(value) -> str:
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)[:10]
+
+
+class AdvowareClient:
+    """One Advoware API client; thread-safe, one `requests.Session`, the token shared via Redis."""
+
+    def __init__(self, base_url: str, credentials: AdvowareCredentials, *, redis: redis_lib.Redis,
+                 timeouts: Timeouts = Timeouts(), gate: RateGate | None = None,
+                 session: requests.Session | None = None, token_url: str | None = None,
+                 token_margin: float = 60.0, lock_timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        # The real security gateway is its own host; the sandbox serves it on the API host.
+        self.token_url = token_url or self.base_url + TOKEN_PATH
+        self._creds = credentials
+        self._redis = redis
+        self.timeouts = timeouts
+        self.gate = gate
+        self.session = session or make_session()
+        self.token_margin = token_margin
+        self.lock_timeout = lock_timeout
+        ident = "|".join((self.token_url, credentials.kanzlei, credentials.database, credentials.user,
+                          credentials.app_id))
+        self.token_key = "advoware:token:" + hashlib.sha256(ident.encode()).hexdigest()[:24]
+        self._drop_if_same = redis.register_script(_DROP_IF_SAME)
+        self._calls_lock = threading.Lock()
+        self.calls: Counter = Counter()  # "GET Beteiligte" -> n; token fetches under "POST Token"
+
+    def __repr__(self) -> str:
+        return f"AdvowareClient({self.base_url!r}, kanzlei={self._creds.kanzlei!r})"
+
+    @classmethod
+    def from_settings(cls, settings, redis: redis_lib.Redis, *, gate: RateGate | None = None,
+                      timeouts: Timeouts = Timeouts(), session: requests.Session | None = None,
+                      base_url: str | None = None) -> "AdvowareClient":
+        """A client from `Settings` (advoware_*); `base_url` overrides it (e.g. the sandbox's URL)."""
+        creds = AdvowareCredentials(
+            app_id=settings.advoware_app_id, product_id=settings.advoware_product_id,
+            kanzlei=settings.advoware_kanzlei, database=settings.advoware_database,
+            user=settings.advoware_user, role=settings.advoware_role,
+            password=settings.advoware_password, api_key=settings.advoware_api_key)
+        return cls(base_url or settings.advoware_base_url, creds, redis=redis, gate=gate, timeouts=timeouts,
+                   session=session, token_url=getattr(settings, "advoware_token_url", "") or None)
+
+    # --- bookkeeping ---
+    def _count(self, key: str) -> None:
+        with self._calls_lock:
+            self.calls[key] += 1
+
+    @property
+    def token_fetches(self) -> int:
+        return self.calls["POST Token"]
+
+    @property
+    def api_calls(self) -> int:
+        """Calls to the API proper (token fetches not included)."""
+        with self._calls_lock:
+            return sum(n for key, n in self.calls.items() if key != "POST Token")
+
+    # --- the token ---
+    def _fetch_token(self) -> tuple[str, float]:
+        creds = self._creds
+        nonce = str(uuid.uuid4())
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        body = {
+            "AppID": creds.app_id, "Kanzlei": creds.kanzlei, "Database": creds.database, "User": creds.user,
+            "Role": _number_or_text(creds.role), "Product": _number_or_text(creds.product_id),
+            "Password": creds.password, "Nonce": nonce, "RequestTimeStamp": stamp,
+            "HMAC512Signature": signature(creds.api_key, creds.product_id, creds.app_id, nonce, stamp),
+        }
+        self._count("POST Token")
+        try:
+            response = send(SYSTEM, self.session, "POST", self.token_url, timeouts=self.timeouts, json=body)
+        except AuthError:
+            log.warning("advoware: token request rejected (check the Advoware credentials)")
+            raise
+        try:
+            answer = response.json()
+            token = answer["access_token"]
+            lifetime = float(answer.get("expires_in") or 3600)
+        except (ValueError, KeyError, TypeError):
+            raise AuthError(f"{SYSTEM}: token answer without access_token", system=SYSTEM) from None
+        log.info("advoware: fetched a new access token (valid %.0fs)", lifetime)
+        return token, lifetime
+
+    def _cache_ttl(self, lifetime: float) -> float:
+        """Keep the token a little shorter than it lives, so it is refreshed before it expires."""
+        return max(lifetime - min(self.token_margin, lifetime * 0.1), 0.05)
+
+    def token(self) -> str:
+        """The shared access token: from Redis, else fetched once (under a lock) and cached."""
+        try:
+            cached = self._redis.get(self.token_key)
+            if cached:
+                return cached.decode()
+            lock = self._redis.lock(self.token_key + ":lock", timeout=self.lock_timeout,
+                                    blocking_timeout=self.lock_timeout + self.timeouts.read)
+            if not lock.acquire():
+                raise Unavailable(f"{SYSTEM}: timed out waiting for the token lock", system=SYSTEM)
+            try:
+                cached = self._redis.get(self.token_key)  # someone else fetched while we waited
+                if cached:
+                    return cached.decode()
+                token, lifetime = self._fetch_token()
+                self._redis.set(self.token_key, token, px=int(self._cache_ttl(lifetime) * 1000))
+                return token
+            finally:
+                try:
+                    lock.release()
+                except redis_lib.exceptions.LockError:
+                    log.warning("advoware: token lock expired before release")
+        except redis_lib.RedisError as exc:
+            raise Unavailable(f"{SYSTEM}: token cache unavailable ({type(exc).__name__})",
+                              system=SYSTEM) from None
+
+    def _drop_token(self, token: str) -> None:
+        try:
+            self._drop_if_same(keys=[self.token_key], args=[token])
+        except redis_lib.RedisError:
+            log.warning("advoware: could not drop a rejected token from the cache")
+
+    # --- one API call ---
+    def _call(self, method: str, path: str, name: str, **kwargs):
+        """Send one API call with the bearer token; on 401 refresh the token and retry once."""
+        url = self.base_url + API + path
+        for attempt in (1, 2):
+            token = self.token()
+            self._count(f"{method} {name}")
+            try:
+                response = send(SYSTEM, self.session, method, url, timeouts=self.timeouts, gate=self.gate,
+                                headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            except AuthError:
+                self._drop_token(token)
+                if attempt == 2:
+                    raise
+                log.info("advoware: %s %s -> 401, refreshing the token once", method, name)
+            except RateLimited as exc:
+                if self.gate is not None and exc.retry_after:
+                    self.gate.pause(exc.retry_after)
+                raise
+            else:
+                return response.json() if response.content else None
+        raise AssertionError("unreachable")
+
+    # --- Beteiligte ---
+    def get_beteiligte(self, betnr: int) -> dict:
+        """The Beteiligter with its `kommunikation` list; `NotFound` when it was deleted."""
+        return _one(self._call("GET", f"/Beteiligte/{int(betnr)}", "Beteiligte"), "Beteiligte")
+
+    def create_beteiligte(self, data: dict) -> dict:
+        """Create a Beteiligter; the answer carries the new `betNr` and `rowId`."""
+        return _one(self._call("POST", "/Beteiligte", "Beteiligte", json=data), "Beteiligte")
+
+    def update_beteiligte(self, betnr: int, record: dict) -> dict:
+        """PUT = full replace of the writable fields: pass the whole merged record. Returns it with its new rowId."""
+        return _one(self._call("PUT", f"/Beteiligte/{int(betnr)}", "Beteiligte", json=record), "Beteiligte")
+
+    # --- Kommunikationen (no delete: Advoware answers 403) ---
+    def create_kommunikation(self, betnr: int, entry: dict) -> dict:
+        return _one(self._call("POST", f"/Beteiligte/{int(betnr)}/Kommunikationen", "Kommunikationen",
+                               json=entry), "Kommunikation")
+
+    def update_kommunikation(self, betnr: int, komm_id: int, entry: dict) -> dict:
+        """Replace tlf/bemerkung/online of one entry (kommKz cannot change); send the whole entry."""
+        return _one(self._call("PUT", f"/Beteiligte/{int(betnr)}/Kommunikationen/{int(komm_id)}",
+                               "Kommunikationen", json=entry), "Kommunikation")
+
+    # --- Mitarbeiter and Termine ---
+    def list_mitarbeiter(self, aktiv: bool | None = None) -> list[dict]:
+        params = {} if aktiv is None else {"aktiv": "true" if aktiv else "false"}
+        return list(self._call("GET", "/Mitarbeiter", "Mitarbeiter", params=params) or [])
+
+    def list_termine(self, kuerzel: str, start, end) -> list[dict]:
+        """The Termine of one employee overlapping the days `start`..`end` (inclusive)."""
+        params = {"kuerzel": kuerzel, "from": _day(start), "to": _day(end)}
+        return list(self._call("GET", "/Termine", "Termine", params=params) or [])
+
+    def get_termin(self, frnr: int) -> dict:
+        return _one(self._call("GET", "/Termine", "Termine", params={"frnr": int(frnr)}), "Termin")
+
+    def create_termin(self, termin: dict) -> dict:
+        return _one(self._call("POST", "/Termine", "Termine", json=termin), "Termin")
+
+    def update_termin(self, frnr: int, termin: dict) -> dict:
+        """Full replace of a Termin (send all fields); returns it with its new rowId."""
+        return _one(self._call("PUT", "/Termine", "Termine", json={**termin, "frNr": int(frnr)}), "Termin")
+
+    def delete_termin(self, frnr: int) -> None:
+        self._call("DELETE", "/Termine", "Termine", params={"frnr": int(frnr)})
