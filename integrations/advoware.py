@@ -229,7 +229,12 @@ class AdvowareClient:
                     self.gate.pause(exc.retry_after)
                 raise
             else:
-                return response.json() if response.content else None
+                if not response.content:
+                    return None
+                try:
+                    return response.json()
+                except ValueError:
+                    raise ApiError(f"{SYSTEM}: {method} {name}: answer is not JSON", system=SYSTEM) from None
         raise AssertionError("unreachable")
 
     # --- Beteiligte ---

@@ -9,6 +9,8 @@ import threading
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import redis
 
 from bitbylaw_tasks.settings import Settings
@@ -70,6 +72,14 @@ def test_signature_is_hmac_sha512_over_product_app_nonce_timestamp():
     assert signature(key, "64", "app-1", "nonce-2", "2026-02-08T10:00:00.000Z") != expected
 
 
+@settings(max_examples=60, deadline=None)
+@given(key=st.binary(min_size=1, max_size=64), product=st.text(max_size=8), app=st.text(max_size=20),
+       nonce=st.uuids().map(str), stamp=st.datetimes().map(lambda d: d.isoformat() + "Z"))
+def test_client_and_server_agree_on_the_signature(key, product, app, nonce, stamp):
+    api_key = base64.b64encode(key).decode()
+    assert signature(api_key, product, app, nonce, stamp) == expected_signature(api_key, product, app, nonce, stamp)
+
+
 # --- the token ----------------------------------------------------------------------------------------
 
 def test_token_is_cached_in_redis_below_its_lifetime_and_shared(sim, cache):
@@ -127,9 +137,10 @@ def test_a_dropped_token_is_only_deleted_when_it_is_still_the_cached_one(sim, ca
     assert cache.get(client.token_key) == b"newer-token-from-another-process"
 
 
-def test_eight_concurrent_callers_fetch_the_token_once(sim, cache):
+def test_eight_concurrent_callers_fetch_the_token_once(sim, cache, redis_url):
     sim.kit.add_fault(path="/api/v1/Token", latency_ms=300)  # widen the race window
-    clients = [client_for(sim, cache) for _ in range(8)]  # as if in eight processes
+    # As if in eight processes: each with its own Redis connection.
+    clients = [client_for(sim, redis.Redis.from_url(redis_url)) for _ in range(8)]
     barrier, errors = threading.Barrier(8), []
 
     def work(client):

@@ -11,8 +11,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integrations.sandbox.advoware import create_advoware_app
+from integrations.sandbox.advoware_common import SimError, advoware_date
 from integrations.sandbox.kit import ServerThread
 
 API = "/api/v1/advonet"
@@ -249,6 +252,25 @@ def test_deleted_beteiligter_answers_404_and_api_delete_is_forbidden(sim):
     assert sim.api("POST", f"/Beteiligte/{betnr}/Kommunikationen", json={"kommKz": 1, "tlf": "1"}).status_code == 404
     assert sim.api("GET", "/Beteiligte/999999").status_code == 404
     assert sim.state.get_beteiligte(betnr) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(day=st.dates(), as_datetime=st.booleans())
+def test_advoware_date_normalises_every_date(day, as_datetime):
+    raw = f"{day.isoformat()}T13:45:00" if as_datetime else day.isoformat()
+    assert advoware_date(raw) == f"{day.isoformat()}T00:00:00"
+    assert advoware_date(day) == f"{day.isoformat()}T00:00:00"
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.text(max_size=25))
+def test_advoware_date_rejects_or_normalises_any_text(raw):
+    try:
+        result = advoware_date(raw)
+    except SimError as exc:
+        assert exc.status == 400
+    else:
+        assert result is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}T00:00:00", result)
 
 
 # --- Kommunikationen --------------------------------------------------------------------------------
