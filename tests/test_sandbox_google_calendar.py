@@ -348,6 +348,13 @@ def test_kit_faults_get_google_shaped_bodies_and_the_library_retries_them(server
     assert err.status_code == 500 and reason(err) == "backendError"
     assert err.error_details[0]["domain"] == "global"
 
+    requests.post(server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 503, "times": 1,
+                                                          "after": True, "method": "POST"})
+    lost = error_of(svc.events().insert(calendarId=cal, body={**timed("2024-05-01T10:00:00Z",
+                                                                      "2024-05-01T11:00:00Z"), "id": "lost0data1"}))
+    assert lost.status_code == 503 and reason(lost) == "backendError"
+    assert svc.events().get(calendarId=cal, eventId="lost0data1").execute()["id"] == "lost0data1"  # it was written
+
     requests.post(server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 429, "times": 1,
                                                           "retry_after": 3})
     raw = requests.get(server.url + f"/calendar/v3/calendars/{cal}/events")
@@ -358,7 +365,7 @@ def test_kit_faults_get_google_shaped_bodies_and_the_library_retries_them(server
                                                                  "times": 2})
     request = svc.events().list(calendarId=cal)
     request._sleep = lambda seconds: None  # the library would sleep random() * 2**n seconds
-    assert request.execute(num_retries=2)["items"] == []  # both 403s were retried: they are rate limits
+    assert [e["id"] for e in request.execute(num_retries=2)["items"]] == ["lost0data1"]  # the 403s were retried
     calls = requests.get(server.url + "/_sandbox/calls").json()
     assert calls["GET /calendar/v3/calendars/<calendar_id>/events"] == 5
 
