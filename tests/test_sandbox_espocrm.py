@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from integrations.espocrm import W, encode_where
 from integrations.sandbox.espocrm import create_espocrm_app
-from integrations.sandbox.espocrm_state import FIELDS
+from integrations.sandbox.espocrm_fields import FIELDS
 from integrations.sandbox.espocrm_where import SearchError, compile_where, parse_php_query, php_lists
 from integrations.sandbox.kit import ServerThread
 from integrations.sandbox.webhook_sink import WebhookSink
@@ -448,7 +448,9 @@ def test_user_writes_fire_webhooks_integration_writes_do_not(sim, sink):
     assert [d["event"] for d in delivered] == ["CBeteiligte.create", "CBeteiligte.update", "CBeteiligte.delete"]
     create_item, update_item, delete_item = (json.loads(r.body)[0] for r in sink.requests)
     assert set(create_item) == set(FIELDS) and create_item["lastName"] == "Alice"
-    assert update_item == {"firstName": "B", "syncStatus": "dirty", "versionNumber": 4, "id": theirs["id"]}
+    assert update_item == {"name": "B Alice", "firstName": "B", "syncStatus": "dirty", "versionNumber": 3,
+                           "id": theirs["id"]}
+    assert list(update_item)[-1] == "id"
     assert delete_item == {"id": theirs["id"]}
 
 

@@ -1,0 +1,275 @@
+"""The product's EspoCRM client: CBeteiligte CRUD and search, stream notes, webhook subscriptions (SPEC §3.1, §3.4).
+
+One `requests.Session` per client (keep-alive, timeouts, urllib3 `Retry` for
+idempotent methods only, see `integrations.http.make_session`); failures are
+`integrations.http` exceptions, never status codes; no API key in any message.
+`W` builds `where` items; `encode_where()` turns them into EspoCRM's PHP
+bracket parameters (`where[0][type]=equals&where[0][attribute]=...`).
+"""
+from __future__ import annotations
+
+import collections
+from typing import Any, Iterator
+
+import requests
+from urllib3.util.retry import Retry
+
+from integrations.http import RateGate, RateLimited, Timeouts, make_session, send
+
+SYSTEM = "espocrm"
+ENTITY = "CBeteiligte"
+MAX_SIZE = 200
+
+
+class W:
+    """Builders for EspoCRM `where` items: `W.and_(W.equals("syncStatus", "dirty"), W.is_null("betnr"))`."""
+
+    @staticmethod
+    def _item(kind: str, attribute: str | None = None, value: Any = None) -> dict:
+        item: dict = {"type": kind}
+        if attribute is not None:
+            item["attribute"] = attribute
+        if value is not None:
+            item["value"] = value
+        return item
+
+    @classmethod
+    def equals(cls, attribute: str, value) -> dict:
+        return cls._item("equals", attribute, value)
+
+    @classmethod
+    def not_equals(cls, attribute: str, value) -> dict:
+        return cls._item("notEquals", attribute, value)
+
+    @classmethod
+    def in_(cls, attribute: str, values) -> dict:
+        values = list(values)
+        if not values:
+            raise ValueError("W.in_ needs at least one value (an empty PHP array is not sent at all)")
+        return cls._item("in", attribute, values)
+
+    @classmethod
+    def not_in(cls, attribute: str, values) -> dict:
+        values = list(values)
+        if not values:
+            raise ValueError("W.not_in needs at least one value")
+        return cls._item("notIn", attribute, values)
+
+    @classmethod
+    def is_null(cls, attribute: str) -> dict:
+        return cls._item("isNull", attribute)
+
+    @classmethod
+    def is_not_null(cls, attribute: str) -> dict:
+        return cls._item("isNotNull", attribute)
+
+    @classmethod
+    def is_true(cls, attribute: str) -> dict:
+        return cls._item("isTrue", attribute)
+
+    @classmethod
+    def is_false(cls, attribute: str) -> dict:
+        return cls._item("isFalse", attribute)
+
+    @classmethod
+    def before(cls, attribute: str, value: str) -> dict:
+        return cls._item("before", attribute, value)
+
+    @classmethod
+    def after(cls, attribute: str, value: str) -> dict:
+        return cls._item("after", attribute, value)
+
+    @classmethod
+    def less_than(cls, attribute: str, value) -> dict:
+        return cls._item("lessThan", attribute, value)
+
+    @classmethod
+    def greater_than(cls, attribute: str, value) -> dict:
+        return cls._item("greaterThan", attribute, value)
+
+    @classmethod
+    def less_than_or_equals(cls, attribute: str, value) -> dict:
+        return cls._item("lessThanOrEquals", attribute, value)
+
+    @classmethod
+    def greater_than_or_equals(cls, attribute: str, value) -> dict:
+        return cls._item("greaterThanOrEquals", attribute, value)
+
+    @classmethod
+    def between(cls, attribute: str, low, high) -> dict:
+        return cls._item("between", attribute, [low, high])
+
+    @classmethod
+    def contains(cls, attribute: str, text: str) -> dict:
+        return cls._item("contains", attribute, text)
+
+    @classmethod
+    def and_(cls, *items: dict) -> dict:
+        return cls._item("and", None, list(items))
+
+    @classmethod
+    def or_(cls, *items: dict) -> dict:
+        return cls._item("or", None, list(items))
+
+    @classmethod
+    def not_(cls, *items: dict) -> dict:
+        return cls._item("not", None, list(items))
+
+
+def _php_scalar(value) -> str:
+    """A value as PHP's `http_build_query` writes it (true -> 1, false -> 0)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def encode_where(items: list[dict] | dict | None, prefix: str = "where") -> list[tuple[str, str]]:
+    """`where` items -> PHP bracket query pairs, in order (None values are left out, as PHP does)."""
+    if items is None:
+        return []
+    if isinstance(items, dict):
+        items = [items]
+    pairs: list[tuple[str, str]] = []
+
+    def walk(key: str, value) -> None:
+        if value is None:
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{key}[{k}]", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{key}[{i}]", v)
+        else:
+            pairs.append((key, _php_scalar(value)))
+
+    walk(prefix, list(items))
+    return pairs
+
+
+def _without_429_retries(session: requests.Session) -> requests.Session:
+    """Stop urllib3 from sleeping through a 429's `Retry-After` inside the call (it does so for GET when
+    `respect_retry_after_header` is on): the caller must see `RateLimited` so the shared gate can pause
+    every process, not just this one."""
+    for adapter in session.adapters.values():
+        retry = getattr(adapter, "max_retries", None)
+        if isinstance(retry, Retry) and retry.respect_retry_after_header:
+            adapter.max_retries = retry.new(respect_retry_after_header=False)
+    return session
+
+
+def _api_root(base_url: str) -> str:
+    root = base_url.rstrip("/")
+    return root if root.endswith("/api/v1") else root + "/api/v1"
+
+
+class EspoCrmClient:
+    """Talks to one EspoCRM as the integration user. `calls` counts HTTP requests by client method."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeouts: Timeouts = Timeouts(),
+                 gate: RateGate | None = None, session: requests.Session | None = None):
+        self.api = _api_root(base_url)
+        self.timeouts = timeouts
+        self.gate = gate
+        self.session = session or _without_429_retries(make_session())
+        self.session.headers.update({"X-Api-Key": api_key, "Accept": "application/json"})
+        self.calls: collections.Counter = collections.Counter()
+
+    def __repr__(self) -> str:
+        return f"EspoCrmClient({self.api!r})"
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def _call(self, name: str, method: str, path: str, *, headers: dict | None = None, **kwargs):
+        self.calls[name] += 1
+        try:
+            response = send(SYSTEM, self.session, method, f"{self.api}/{path}", timeouts=self.timeouts,
+                            gate=self.gate, headers=headers, **kwargs)
+        except RateLimited as exc:
+            if self.gate is not None and exc.retry_after:
+                self.gate.pause(exc.retry_after)
+            raise
+        return response.json()
+
+    # ------------------------------------------------------------ CBeteiligte
+    def get_beteiligte(self, record_id: str) -> dict:
+        """The full record, with `emailAddressData` and `phoneNumberData` (only a read by id has them)."""
+        return self._call("get_beteiligte", "GET", f"{ENTITY}/{record_id}")
+
+    def create_beteiligte(self, data: dict) -> dict:
+        return self._call("create_beteiligte", "POST", ENTITY, json=data)
+
+    def update_beteiligte(self, record_id: str, data: dict, *, version_number: int | None = None) -> dict:
+        """Partial update; returns the full record. With `version_number` a stale write raises `Conflict`
+        whose `payload` is `{"values": {attr: stored}, "versionNumber": n}`."""
+        headers = {"X-Version-Number": str(version_number)} if version_number is not None else None
+        return self._call("update_beteiligte", "PUT", f"{ENTITY}/{record_id}", json=data, headers=headers)
+
+    def delete_beteiligte(self, record_id: str) -> bool:
+        return bool(self._call("delete_beteiligte", "DELETE", f"{ENTITY}/{record_id}"))
+
+    def search_beteiligte(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+                          order_by: str | None = None, order: str = "asc", offset: int = 0,
+                          max_size: int = MAX_SIZE) -> tuple[int, list[dict]]:
+        """One page: (total, records). List records never contain the e-mail/phone arrays."""
+        params = encode_where(where)
+        params += [("offset", str(offset)), ("maxSize", str(max_size))]
+        if order_by:
+            params += [("orderBy", order_by), ("order", order)]
+        if select:
+            params.append(("select", ",".join(select)))
+        body = self._call("search_beteiligte", "GET", ENTITY, params=params)
+        return int(body.get("total", 0)), list(body.get("list", []))
+
+    def iter_beteiligte(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+                        order_by: str = "id", paging: str = "keyset") -> Iterator[dict]:
+        """Every matching record, page by page (maxSize 200).
+
+        `paging="keyset"` (default, needs `order_by="id"`) asks for `id > last
+        id` each time, so records that stop matching while we page (a sweep
+        whose syncs change `syncStatus`) cannot make us skip others;
+        `paging="offset"` is plain `offset` + `maxSize`.
+        """
+        base = [] if where is None else ([where] if isinstance(where, dict) else list(where))
+        if select and "id" not in select:
+            select = ["id", *select]
+        if paging == "keyset":
+            if order_by != "id":
+                raise ValueError("keyset paging orders by id")
+            last = None
+            while True:
+                page_where = base + ([W.greater_than("id", last)] if last is not None else [])
+                _, page = self.search_beteiligte(page_where, select=select, order_by="id", order="asc")
+                yield from page
+                if len(page) < MAX_SIZE:
+                    return
+                last = page[-1]["id"]
+        elif paging == "offset":
+            offset = 0
+            while True:
+                total, page = self.search_beteiligte(base, select=select, order_by=order_by, offset=offset)
+                yield from page
+                offset += len(page)
+                if not page or offset >= total:
+                    return
+        else:
+            raise ValueError("paging must be 'keyset' or 'offset'")
+
+    # ------------------------------------------------------------ stream, webhooks
+    def post_note(self, parent_id: str, text: str, parent_type: str = ENTITY) -> dict:
+        """A stream post on the record (followers and `@username` mentions are notified)."""
+        data = {"type": "Post", "parentType": parent_type, "parentId": parent_id, "post": text}
+        return self._call("post_note", "POST", "Note", json=data)
+
+    def subscribe_webhook(self, event: str, url: str) -> tuple[str, str]:
+        """Subscribe `url` to `event` (e.g. `CBeteiligte.update`); returns (webhook id, secret key)."""
+        body = self._call("subscribe_webhook", "POST", "Webhook", json={"event": event, "url": url})
+        return body["id"], body["secretKey"]
+
+    def list_webhooks(self) -> list[dict]:
+        return list(self._call("list_webhooks", "GET", "Webhook").get("list", []))
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        return bool(self._call("delete_webhook", "DELETE", f"Webhook/{webhook_id}"))

@@ -1,0 +1,291 @@
+"""The in-memory EspoCRM the simulator serves: users, CBeteiligte records with their hooks, notes, webhooks.
+
+Every public method is thread-safe (one re-entrant lock). Writes go through
+`save()`, which reproduces what the real EspoCRM plus the project's
+configured hooks do on a save (SPEC §3.1, RESEARCH §G):
+- input sanitising and validation (trim, types, `syncErrorMessage` <= 2000,
+  e-mail/phone arrays: `lower`, first entry primary when none is);
+- the hooks: create -> `syncStatus = pending_sync` (an integration-user create
+  may set its own status); a user edit of a sync-relevant field of a `clean`
+  record -> `dirty`; integration-user writes never touch `syncStatus` and
+  never fire webhooks;
+- `modifiedAt` and `versionNumber` change on every save, anyone's;
+- optimistic concurrency on `X-Version-Number` (see `_check_version`).
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import random
+import re
+import threading
+import time
+
+from integrations.sandbox.espocrm_fields import (ENTITY, FIELDS, READ_ONLY, SYNC_RELEVANT, EspoError, display_name,
+                                                 sanitize_value, validation_error)
+from integrations.sandbox.espocrm_webhooks import WebhookHub
+
+
+def _user(uid: str, user_name: str, name: str, key: str, secret: str, integration: bool) -> dict:
+    return {"id": uid, "userName": user_name, "name": name, "apiKey": key, "secretKey": secret,
+            "integration": integration}
+
+
+USERS = (
+    _user("5f0000000000000a1", "bitbylaw-sync", "bitbylaw Sync", "sandbox-integration-key",
+          "sandbox-integration-secret", True),
+    _user("5f0000000000000a2", "alice", "Alice Anwältin", "sandbox-alice-key", "sandbox-alice-secret", False),
+    _user("5f0000000000000a3", "bob", "Bob Büro", "sandbox-bob-key", "sandbox-bob-secret", False),
+)
+
+
+class EspoState:
+    """All data of one simulated EspoCRM instance."""
+
+    def __init__(self, *, webhook_interval: float = 2.0, optimistic_concurrency: bool = True,
+                 concurrency_rule: str = "espocrm", seed: int = 1234):
+        if concurrency_rule not in ("espocrm", "fields"):
+            raise ValueError("concurrency_rule must be 'espocrm' or 'fields'")
+        self.lock = threading.RLock()
+        self.optimistic_concurrency = optimistic_concurrency
+        self.concurrency_rule = concurrency_rule
+        self.seed = seed
+        self.users = {u["id"]: dict(u) for u in USERS}
+        self.hooks = WebhookHub(new_id=self.new_id, new_secret=self._new_secret, now=self.now_string,
+                                entity_types=(ENTITY,), interval=webhook_interval)
+        self.reset()
+
+    # ------------------------------------------------------------ basics
+    def reset(self) -> None:
+        with self.lock:
+            self.records: dict[str, dict] = {}
+            self.field_versions: dict[str, dict[str, int]] = {}
+            self.notes: list[dict] = []
+            self.clock_offset = 0.0
+            self.auth_failures: dict[str, list[float]] = {}
+            self.random = random.Random(self.seed)
+            self._last_stamp = 0
+            self.hooks.clear()
+
+    def close(self) -> None:
+        self.hooks.stop()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.clock_offset)
+
+    def now_string(self) -> str:
+        return self.now().strftime("%Y-%m-%d %H:%M:%S")
+
+    def new_id(self) -> str:
+        """17 hex characters like PHP's `uniqid()` + 4 random: time-ordered, unique."""
+        with self.lock:
+            stamp = max(int(self.now().timestamp() * 1_000_000), self._last_stamp + 1)
+            self._last_stamp = stamp
+            return f"{stamp:013x}"[-13:] + f"{self.random.getrandbits(16):04x}"
+
+    def _new_secret(self) -> str:
+        with self.lock:
+            return f"{self.random.getrandbits(128):032x}"
+
+    def user_by_name(self, user_name: str) -> dict:
+        for user in self.users.values():
+            if user["userName"] == user_name:
+                return user
+        raise EspoError(404, f"No user '{user_name[:40]}'")
+
+    @property
+    def integration_user(self) -> dict:
+        return next(u for u in self.users.values() if u["integration"])
+
+    # ------------------------------------------------------------ reads
+    def get(self, record_id: str) -> dict:
+        with self.lock:
+            record = self.records.get(record_id)
+            if record is None:
+                raise EspoError(404, "Not Found")
+            return copy.deepcopy(record)
+
+    def all_records(self) -> list[dict]:
+        with self.lock:
+            return copy.deepcopy(list(self.records.values()))
+
+    # ------------------------------------------------------------ writes
+    def save(self, record_id: str | None, data: dict, user: dict, *, version_number: int | None = None) -> dict:
+        """Create (record_id None) or partially update a record as `user`; returns the full record."""
+        if not isinstance(data, dict):
+            raise EspoError(400, "Bad request: body must be a JSON object")
+        clean = self._sanitize(data)
+        with self.lock:
+            creating = record_id is None
+            if creating:
+                stored = {name: None for name in FIELDS}
+                stored.update(emailAddressData=[], phoneNumberData=[], syncRetryCount=0, versionNumber=0)
+            else:
+                if record_id not in self.records:
+                    raise EspoError(404, "Not Found")
+                stored = self.records[record_id]
+                if version_number is not None and self.optimistic_concurrency:
+                    self._check_version(record_id, stored, clean, version_number)
+            new = copy.deepcopy(stored)
+            new.update(copy.deepcopy(clean))
+            if "name" not in clean and ({"firstName", "lastName", "firmenname"} & clean.keys() or creating):
+                new["name"] = display_name(new)
+            self._apply_hooks(new, stored, clean, user, creating)
+            if new.get("betnr") is not None and any(
+                    r["betnr"] == new["betnr"] and r["id"] != stored.get("id") for r in self.records.values()):
+                raise EspoError(409, "Duplicate betnr", {"messageTranslation": {
+                    "label": "notUnique", "scope": ENTITY, "data": {"field": "betnr"}}})
+            changed = [name for name in FIELDS if new.get(name) != stored.get(name)]
+            now = self.now_string()
+            if creating:
+                new["id"] = self.new_id()
+                new["createdAt"] = now
+                self.field_versions[new["id"]] = {}
+            new["modifiedAt"] = now
+            new["versionNumber"] = (stored.get("versionNumber") or 0) + 1
+            for name in changed:
+                self.field_versions[new["id"]][name] = new["versionNumber"]
+            self.records[new["id"]] = new
+            if not user["integration"]:
+                self._emit(creating, new, stored, changed)
+            return copy.deepcopy(new)
+
+    def delete(self, record_id: str, user: dict | str | None = None) -> None:
+        """Delete as `user` (a user dict or user name; None = the integration user, which fires no webhook)."""
+        if user is None:
+            user = self.integration_user
+        elif isinstance(user, str):
+            user = self.user_by_name(user)
+        with self.lock:
+            if self.records.pop(record_id, None) is None:
+                raise EspoError(404, "Not Found")
+            self.field_versions.pop(record_id, None)
+            if not user["integration"]:
+                self.hooks.emit(f"{ENTITY}.delete", record_id, {"id": record_id})
+
+    def human_update(self, record_id: str, fields: dict, user: str = "alice") -> dict:
+        return self.save(record_id, fields, self.user_by_name(user))
+
+    def human_create(self, fields: dict, user: str = "alice") -> dict:
+        return self.save(None, fields, self.user_by_name(user))
+
+    def human_delete(self, record_id: str, user: str = "alice") -> None:
+        self.delete(record_id, self.user_by_name(user))
+
+    def flush_webhooks(self) -> list[dict]:
+        return self.hooks.flush()
+
+    def _check_version(self, record_id: str, stored: dict, clean: dict, version_number: int) -> None:
+        """409 `modified` with the stored values when a stale write would change something.
+
+        Rule "espocrm" (default) is the real OptimisticProcessor: when the sent
+        version differs from the stored one, every written attribute whose value
+        would change is a conflict. Rule "fields" is more lenient: only attributes
+        that were changed after `version_number` conflict.
+        """
+        current = stored.get("versionNumber")
+        if current is None or version_number == current:
+            return
+        versions = self.field_versions.get(record_id, {})
+        conflicting = [name for name, value in clean.items() if value != stored.get(name)
+                       and (self.concurrency_rule == "espocrm" or versions.get(name, 0) > version_number)]
+        if conflicting:
+            values = {name: copy.deepcopy(stored.get(name)) for name in conflicting}
+            raise EspoError(409, "modified", {"values": values, "versionNumber": current})
+
+    def _apply_hooks(self, new: dict, stored: dict, clean: dict, user: dict, creating: bool) -> None:
+        if creating:
+            if not (user["integration"] and clean.get("syncStatus")):
+                new["syncStatus"] = "pending_sync"
+            return
+        if user["integration"]:
+            return
+        touched = [name for name in SYNC_RELEVANT if new.get(name) != stored.get(name)]
+        if touched and new.get("syncStatus") == "clean":
+            new["syncStatus"] = "dirty"
+
+    def _emit(self, creating: bool, new: dict, stored: dict, changed: list[str]) -> None:
+        if creating:
+            self.hooks.emit(f"{ENTITY}.create", new["id"], new)
+            return
+        data = {name: new[name] for name in changed if name not in ("modifiedAt", "versionNumber")}
+        if not data:
+            return  # a save that changed nothing fires no update event
+        if self.optimistic_concurrency:
+            data["versionNumber"] = new["versionNumber"]
+        data["id"] = new["id"]
+        self.hooks.emit(f"{ENTITY}.update", new["id"], data)
+
+    # ------------------------------------------------------------ input
+    def _sanitize(self, data: dict) -> dict:
+        clean: dict = {}
+        for name, value in data.items():
+            kind = FIELDS.get(name)
+            if kind is None or name in READ_ONLY:
+                continue  # unknown and read-only attributes are silently ignored, as in EspoCRM
+            clean[name] = sanitize_value(name, kind, value)
+        return clean
+
+    # ------------------------------------------------------------ notes
+    def create_note(self, data: dict, user: dict) -> dict:
+        if not isinstance(data, dict):
+            raise EspoError(400, "Bad request: body must be a JSON object")
+        if data.get("type", "Post") != "Post":
+            raise EspoError(403, "Only Post notes can be created")
+        post = data.get("post") or ""
+        if not isinstance(post, str):
+            raise validation_error("post", "valid")
+        with self.lock:
+            parent_type, parent_id = data.get("parentType"), data.get("parentId")
+            target_type = data.get("targetType")
+            if parent_type is not None or parent_id is not None:
+                if parent_type != ENTITY or parent_id not in self.records:
+                    raise EspoError(404, "Parent record not found")
+            elif target_type not in ("users", "self", "all", "teams"):
+                raise validation_error("parent", "required")
+            mentions = {}
+            for user_name in re.findall(r"@([A-Za-z0-9_.-]+)", post):
+                for candidate in self.users.values():
+                    if candidate["userName"] == user_name:
+                        mentions["@" + user_name] = {"id": candidate["id"], "name": candidate["name"],
+                                                     "userName": user_name}
+            note = {"id": self.new_id(), "type": "Post", "post": post, "parentType": parent_type,
+                    "parentId": parent_id, "targetType": target_type, "usersIds": data.get("usersIds") or [],
+                    "data": {"mentions": mentions} if mentions else {}, "createdAt": self.now_string(),
+                    "createdById": user["id"], "createdByName": user["name"]}
+            self.notes.append(note)
+            return copy.deepcopy(note)
+
+    def all_notes(self) -> list[dict]:
+        with self.lock:
+            return copy.deepcopy(self.notes)
+
+    # ------------------------------------------------------------ auth failures
+    def auth_blocked(self, address: str, limit: int = 10, window: float = 60.0) -> bool:
+        """More than `limit` failed authentications from one address within `window` seconds -> blocked."""
+        with self.lock:
+            recent = [t for t in self.auth_failures.get(address, []) if time.monotonic() - t < window]
+            self.auth_failures[address] = recent
+            return len(recent) > limit
+
+    def note_auth_failure(self, address: str) -> None:
+        with self.lock:
+            self.auth_failures.setdefault(address, []).append(time.monotonic())
+
+    # ------------------------------------------------------------ snapshot
+    def dump_state(self) -> dict:
+        with self.lock:
+            return {"records": copy.deepcopy(list(self.records.values())), "notes": copy.deepcopy(self.notes),
+                    "field_versions": copy.deepcopy(self.field_versions), "webhooks": self.hooks.dump()}
+
+    def load_state(self, data: dict) -> None:
+        with self.lock:
+            self.reset()
+            for record in data.get("records", []):
+                full = {name: record.get(name) for name in FIELDS}
+                self.records[full["id"]] = full
+            self.notes = copy.deepcopy(data.get("notes", []))
+            self.field_versions = copy.deepcopy(data.get("field_versions", {}))
+            for record_id in self.records:
+                self.field_versions.setdefault(record_id, {})
+            self.hooks.load(data.get("webhooks", {}))
