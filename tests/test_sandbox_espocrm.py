@@ -230,6 +230,8 @@ def test_validation_failures_are_400_with_reason(sim):
     assert not_json.status_code == 400 and not_json.headers["X-Status-Reason"]
     ignored = api(sim, "PUT", f"CBeteiligte/{rid}", json={"noSuchField": 1, "betnr": "77"}).json()
     assert "noSuchField" not in ignored and ignored["betnr"] == 77
+    sanitized = api(sim, "PUT", f"CBeteiligte/{rid}", json={"titel": "  Dr.  ", "dateOfBirth": ""}).json()
+    assert (sanitized["titel"], sanitized["dateOfBirth"]) == ("Dr.", None)
 
 
 def test_betnr_is_unique(sim):
