@@ -13,4 +13,18 @@ def build(settings: Settings) -> dict:
             "schedule": settings.heartbeat_interval,
             "options": {"expires": settings.heartbeat_interval},
         },
+        # SPEC §4.1: the safety net for lost webhooks and the only way to see
+        # Advoware-side changes (Advoware has no webhooks).
+        "beteiligte-sweep": {
+            "task": "beteiligte.sweep",
+            "schedule": settings.sweep_interval,
+            "options": {"expires": settings.sweep_interval},
+        },
+        # Retries due by their back-off (syncNextRetry), run close to their time
+        # instead of through long Celery countdowns (RESEARCH §A).
+        "beteiligte-retry-due": {
+            "task": "beteiligte.retry_due",
+            "schedule": settings.retry_drain_interval,
+            "options": {"expires": settings.retry_drain_interval},
+        },
     }

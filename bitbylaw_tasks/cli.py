@@ -68,6 +68,14 @@ def cmd_run(args, settings: Settings) -> int:
     return run_all(settings)
 
 
+def cmd_sandbox(args, settings: Settings) -> int:
+    from bitbylaw_tasks.sandbox_admin import serve_sandbox
+
+    return serve_sandbox(settings, state_file=args.state, seed=args.seed,
+                         register_webhooks=args.register_webhooks, webhook_interval=args.webhook_interval,
+                         advoware_latency_ms=args.advoware_latency_ms)
+
+
 def cmd_health(args, settings: Settings) -> int:
     import time
 
@@ -98,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "Start everything (web, one worker per queue, beat, Flower, and the sandbox when no "
                         "real systems are configured) under honcho; provides Redis if none answers. Ctrl-C stops all.")
+    p = add("sandbox", cmd_sandbox, "Serve the EspoCRM, Advoware and Google Calendar simulators on the SANDBOX_* "
+                                    "ports until stopped (see integrations/sandbox/README.md).")
+    p.add_argument("--state", metavar="FILE", help="load this JSON snapshot at start and save it at exit")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed N realistic records when starting empty")
+    p.add_argument("--register-webhooks", action="store_true",
+                   help="subscribe the shim's webhook URLs in the EspoCRM simulator and store their secrets")
+    p.add_argument("--webhook-interval", type=float, default=2.0, help="seconds between webhook deliveries")
+    p.add_argument("--advoware-latency-ms", type=int, default=0, help="added latency per Advoware call")
     add("config", cmd_config, "Print the effective settings (secrets masked).")
     add("health", cmd_health, "Check Redis, broker and heartbeats like /healthz; exit 1 when unhealthy.")
     p = add("web", cmd_web, "Serve the webhook shim with gunicorn.")

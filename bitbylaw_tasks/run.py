@@ -23,7 +23,7 @@ RUN_DIR = Path(".run")
 def procfile_lines(settings: Settings, *, with_sandbox: bool) -> list[str]:
     lines = [line for line in Path("Procfile").read_text().splitlines() if line.strip() and not line.startswith("#")]
     if with_sandbox:
-        lines.append("sandbox: bitbylaw sandbox --register-webhooks")
+        lines.append("sandbox: bitbylaw sandbox --register-webhooks --seed 20 --state .run/sandbox.json")
     return lines
 
 

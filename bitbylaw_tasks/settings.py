@@ -41,6 +41,14 @@ class Settings:
     heartbeat_interval: float = 60.0
     heartbeat_stale_after: float = 300.0
 
+    # --- Beteiligte sync ---
+    sync_lock_ttl: int = 900
+    transient_retries: int = 3
+    conflict_policy: dict[str, str] = field(default_factory=dict)  # field group -> espocrm|advoware
+    sweep_interval: float = 900.0
+    retry_drain_interval: float = 30.0
+    sweep_check_budget: int = 200  # Advoware GETs per sweep for the rolling check of clean entities
+
     # --- EspoCRM ---
     espocrm_base_url: str = ""
     espocrm_api_key: str = ""
@@ -51,6 +59,7 @@ class Settings:
 
     # --- Advoware ---
     advoware_base_url: str = ""
+    advoware_token_url: str = ""  # the security gateway's token endpoint; empty = {base}/api/v1/Token
     advoware_api_key: str = ""
     advoware_app_id: str = ""
     advoware_product_id: str = ""
@@ -134,12 +143,19 @@ _VARS: list[tuple[str, str, str]] = [
     ("RESULT_EXPIRES", "result_expires", "int"),
     ("HEARTBEAT_INTERVAL", "heartbeat_interval", "float"),
     ("HEARTBEAT_STALE_AFTER", "heartbeat_stale_after", "float"),
+    ("SYNC_LOCK_TTL", "sync_lock_ttl", "int"),
+    ("SYNC_TRANSIENT_RETRIES", "transient_retries", "int"),
+    ("CONFLICT_POLICY", "conflict_policy", "policy"),
+    ("SWEEP_CHECK_BUDGET", "sweep_check_budget", "int"),
+    ("SWEEP_INTERVAL", "sweep_interval", "float"),
+    ("RETRY_DRAIN_INTERVAL", "retry_drain_interval", "float"),
     ("ESPOCRM_BASE_URL", "espocrm_base_url", "http_url"),
     ("ESPOCRM_API_KEY", "espocrm_api_key", "str"),
     ("ESPOCRM_MAX_REQUESTS_PER_MINUTE", "espocrm_max_requests_per_minute", "int"),
     ("WEBHOOK_SECRETS", "webhook_secrets", "mapping"),
     ("WEBHOOK_TOKEN", "webhook_token", "str"),
     ("ADVOWARE_BASE_URL", "advoware_base_url", "http_url"),
+    ("ADVOWARE_TOKEN_URL", "advoware_token_url", "http_url"),
     ("ADVOWARE_API_KEY", "advoware_api_key", "str"),
     ("ADVOWARE_APP_ID", "advoware_app_id", "str"),
     ("ADVOWARE_PRODUCT_ID", "advoware_product_id", "str"),
@@ -220,6 +236,14 @@ def _parse(name: str, kind: str, raw: str):
         if raw not in ("threads", "gevent", "prefork", "solo"):
             raise SettingsError(f"{name}: expected threads, gevent, prefork or solo, got {raw!r}")
         return raw
+    if kind == "policy":
+        policy = _parse(name, "mapping", raw)
+        from bitbylaw_tasks.beteiligte.mapping import GROUPS
+
+        for group, side in policy.items():
+            if group not in GROUPS or side not in ("espocrm", "advoware"):
+                raise SettingsError(f"{name}: expected group=espocrm|advoware with groups {', '.join(GROUPS)}")
+        return policy
     if kind in ("mapping", "int_mapping"):
         out = {}
         for part in filter(None, (p.strip() for p in raw.split(","))):

@@ -72,9 +72,18 @@ class RateLimited(ApiError):
 
 
 class Unavailable(ApiError):
-    """5xx, timeout or connection failure: the system is (temporarily) not answering."""
+    """5xx, timeout or connection failure: the system is (temporarily) not answering.
+
+    `maybe_sent` is True when the request may have reached the server and been
+    acted on although no answer came back (a read timeout, a connection dropped
+    after sending). A caller must then not repeat a non-idempotent POST blindly.
+    """
 
     transient = True
+
+    def __init__(self, message: str, *, maybe_sent: bool = False, **kw):
+        super().__init__(message, **kw)
+        self.maybe_sent = maybe_sent
 
 
 _BY_STATUS = {400: BadRequest, 401: AuthError, 403: Forbidden, 404: NotFound, 409: Conflict,
@@ -150,7 +159,9 @@ def make_session(*, retry_idempotent: int = 2, pool_size: int = 16) -> requests.
         status_forcelist=(502, 503, 504),
         allowed_methods=frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"}),
         backoff_factor=0.2,
-        respect_retry_after_header=True,
+        # False: urllib3 would otherwise retry a 429 itself (sleeping Retry-After inside the
+        # session), hiding it from the shared RateGate and from Celery's back-off.
+        respect_retry_after_header=False,
         raise_on_status=False,
     )
     session = requests.Session()
@@ -167,13 +178,27 @@ def send(system: str, session: requests.Session, method: str, url: str, *,
         gate.wait()
     try:
         response = session.request(method, url, timeout=timeouts.as_tuple(), **kwargs)
+    except requests.ConnectTimeout as exc:
+        raise Unavailable(f"{system}: {method} {_path_of(url)} connect timed out", system=system) from exc
     except requests.Timeout as exc:
-        raise Unavailable(f"{system}: {method} {_path_of(url)} timed out", system=system) from exc
+        raise Unavailable(f"{system}: {method} {_path_of(url)} timed out", system=system,
+                          maybe_sent=True) from exc
     except requests.ConnectionError as exc:
-        raise Unavailable(f"{system}: {method} {_path_of(url)} connection failed", system=system) from exc
+        refused = _connect_refused(exc)
+        raise Unavailable(f"{system}: {method} {_path_of(url)} connection failed", system=system,
+                          maybe_sent=not refused) from exc
     if response.status_code >= 400:
         raise error_for_response(system, response)
     return response
+
+
+def _connect_refused(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never established (nothing can have been sent)."""
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    cause = exc.args[0] if exc.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(reason, (NewConnectionError, NameResolutionError))
 
 
 class RateGate:

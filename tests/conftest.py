@@ -19,6 +19,21 @@ from bitbylaw_tasks.devredis import PrivateRedis
 BROKER_DB, LOCK_DB, CALENDAR_DB, RESULT_DB, SCRATCH_DB = 0, 1, 2, 3, 9
 
 _SERVER = PrivateRedis().start()
+
+# The three simulators, on free ports, for the whole session; the app's settings
+# point at them (sandbox mode: no real EspoCRM/Advoware URL configured).
+from integrations.sandbox.server import Sandbox  # noqa: E402
+
+_SANDBOX = Sandbox(webhook_interval=0.2).start()
+os.environ.update({
+    "SANDBOX_ESPOCRM_PORT": str(_SANDBOX.servers["espocrm"].port),
+    "SANDBOX_ADVOWARE_PORT": str(_SANDBOX.servers["advoware"].port),
+    "SANDBOX_GOOGLE_PORT": str(_SANDBOX.servers["google"].port),
+    "ESPOCRM_MAX_REQUESTS_PER_MINUTE": "100000",
+    "ADVOWARE_MAX_REQUESTS_PER_MINUTE": "100000",
+})
+for _name in ("ESPOCRM_BASE_URL", "ADVOWARE_BASE_URL"):
+    os.environ.pop(_name, None)
 os.environ.update({
     "REDIS_BROKER_URL": _SERVER.url(BROKER_DB),
     "REDIS_LOCK_URL": _SERVER.url(LOCK_DB),
@@ -70,3 +85,16 @@ def celery_worker(celery_app):
     with start_worker(celery_app, pool="threads", concurrency=8, queues=queues,
                       perform_ping_check=False, shutdown_timeout=20, loglevel="WARNING") as worker:
         yield worker
+
+
+@pytest.fixture(scope="session")
+def sandbox_session() -> Sandbox:
+    return _SANDBOX
+
+
+@pytest.fixture
+def sandbox(sandbox_session, lock_redis) -> Sandbox:
+    """The simulators, reset (state, counters, faults) before each test; the locks DB flushed too."""
+    for name in ("espocrm", "advoware", "google"):
+        sandbox_session.kit(name).reset()
+    return sandbox_session

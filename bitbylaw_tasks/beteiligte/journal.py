@@ -1,0 +1,60 @@
+"""The create journal: what the product knows about an Advoware POST it made for an EspoCRM record.
+
+Advoware has no idempotency key and no search by an external id, so a POST
+whose outcome got lost must never simply be repeated. Before POSTing, the
+sync writes `posting`; as soon as Advoware answers it writes `created` with
+the new betNr/rowId (one Redis write, before the slower EspoCRM write-back).
+The next sync of the record then:
+- `created` -> adopts that betNr instead of POSTing again (worker died, or the
+  EspoCRM write-back failed);
+- `posting` -> the POST may or may not have created a record: stop and ask an
+  operator (`bitbylaw beteiligte resolve-create`), never POST a second time.
+Residual risk (docs/beteiligte-sync.md): the journal lives in Redis DB 1; a
+Redis data loss at the same moment as a crash between Advoware's answer and
+the journal write could still let a later sync POST again.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+KEY = "advoware_create:{}"
+TTL = 30 * 24 * 3600  # far longer than any retry schedule; gone once the write-back landed
+
+POSTING, CREATED = "posting", "created"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    state: str
+    at: float
+    betnr: int | None = None
+    row_id: str | None = None
+
+
+class CreateJournal:
+    def __init__(self, client: redis.Redis, entity_id: str):
+        self._redis = client
+        self._key = KEY.format(entity_id)
+
+    def get(self) -> JournalEntry | None:
+        raw = self._redis.get(self._key)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return JournalEntry(data["state"], data["at"], data.get("betnr"), data.get("row_id"))
+
+    def begin(self) -> None:
+        self._write(JournalEntry(POSTING, time.time()))
+
+    def created(self, betnr: int, row_id: str | None) -> None:
+        self._write(JournalEntry(CREATED, time.time(), betnr, row_id))
+
+    def clear(self) -> None:
+        self._redis.delete(self._key)
+
+    def _write(self, entry: JournalEntry) -> None:
+        self._redis.set(self._key, json.dumps(vars(entry)), ex=TTL)

@@ -1,0 +1,245 @@
+"""One Beteiligte sync of one entity (SPEC §4.2–4.5): fetch both sides, let `compare` decide, apply.
+
+Effectful but thin: every decision is made by the pure modules (`mapping`,
+`compare`, `status`); this module reads, writes and records. It never imports
+Celery: the task (`tasks.py`) holds the lock and maps exceptions to Celery
+outcomes. Every write is preceded by a check that our entity lock is still
+ours, so a sync that overran its lease writes nothing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import redis
+
+from bitbylaw_tasks.beteiligte import compare as cmp
+from bitbylaw_tasks.beteiligte import status
+from bitbylaw_tasks.beteiligte.journal import CREATED, POSTING, CreateJournal
+from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, format_espo_datetime, parse_espo_datetime
+from bitbylaw_tasks.locks import EntityLock
+from integrations.advoware import AdvowareClient
+from integrations.espocrm import EspoCrmClient
+from integrations.http import ApiError, Conflict, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+MAX_VERSION_ROUNDS = 3  # 409 on the EspoCRM write -> re-read and re-decide, at most this often
+RETRY_SCHEDULE_KEY = "beteiligte:retry_due"  # sorted set: entity id -> due epoch (drained by beat)
+ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"  # hash: entity id -> when (for operators)
+
+
+class SyncFailed(Exception):
+    """A failure a human must look at; already recorded on the EspoCRM record when `recorded`."""
+
+    def __init__(self, message: str, *, recorded: bool = False):
+        super().__init__(message)
+        self.recorded = recorded
+
+
+class VersionConflict(Exception):
+    """EspoCRM answered 409 to our versioned write: a user edited meanwhile."""
+
+
+@dataclass
+class SyncContext:
+    espocrm: EspoCrmClient
+    advoware: AdvowareClient
+    redis: redis.Redis                      # DB 1: journal, retry schedule, metrics
+    lock: EntityLock | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    policy: dict = field(default_factory=dict)  # {field group: "espocrm"|"advoware"}
+
+    def before_write(self) -> None:
+        """Fencing: raises LockLost when our lease expired; extends it otherwise."""
+        if self.lock is not None:
+            self.lock.extend()
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    entity_id: str
+    path: str                 # create | espocrm_newer | advoware_newer | conflict | no_change | ...
+    wrote_espocrm: bool = False
+    wrote_advoware: bool = False
+    notes: int = 0
+    detail: dict = field(default_factory=dict)
+
+
+def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) -> SyncOutcome:
+    """Run one sync; raises ApiError for transient trouble, SyncFailed for what needs a human."""
+    if action == "delete":
+        return _deleted_in_espocrm(ctx, entity_id, source)
+    for _ in range(MAX_VERSION_ROUNDS):
+        try:
+            espo = ctx.espocrm.get_beteiligte(entity_id)
+        except NotFound:
+            return _log(SyncOutcome(entity_id, "missing_in_espocrm"))
+        try:
+            outcome = _sync_record(ctx, espo, source)
+        except VersionConflict:
+            log.info("beteiligte %s: EspoCRM record changed during the sync, re-deciding", entity_id)
+            continue
+        return _log(outcome)
+    raise SyncFailed(f"EspoCRM record changed {MAX_VERSION_ROUNDS} times during the sync; will retry")
+
+
+#: Paths after which the Kommunikation sync of the entity runs (SPEC §4.2 step 4).
+HANDOFF_PATHS = frozenset({"create", "espocrm_newer", "advoware_newer", "conflict", "no_change"})
+
+
+def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
+    entity_id, now = espo["id"], ctx.clock()
+    not_before = status.retry_not_before(espo, now)
+    if not_before is not None and source not in ("manual", "retry"):
+        schedule_retry(ctx.redis, entity_id, not_before)
+        return SyncOutcome(entity_id, "backoff", detail={"not_before": format_espo_datetime(not_before)})
+    if espo.get("syncStatus") == status.DELETED_IN_ADVOWARE:
+        if source != "manual":
+            return SyncOutcome(entity_id, "deleted_in_advoware")
+        espo = {**espo, "betnr": None, "advowareRowId": None}  # a manual re-sync re-creates it (SPEC §4.4)
+    if espo.get("betnr") in (None, ""):
+        return _create(ctx, espo, now)
+    try:
+        advo = ctx.advoware.get_beteiligte(int(espo["betnr"]))
+    except NotFound:
+        return _deleted_in_advoware(ctx, espo, now)
+    result = cmp.compare(espo, advo, policy=ctx.policy)
+    advo_after = advo
+    if result.advoware_put is not None:
+        ctx.before_write()
+        advo_after = _first(ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put))
+    write = cmp.sync_write(result, advo_after, now)
+    wrote_espo = False
+    if cmp.changes_in(write, espo) or _last_sync_stale(espo, now):
+        _write_espocrm(ctx, espo, write)
+        wrote_espo = True
+    notes = 0
+    text = cmp.override_note(result)
+    if text and result.advoware_overridden:
+        ctx.espocrm.post_note(entity_id, text)
+        notes = 1
+    return SyncOutcome(entity_id, result.kind, wrote_espo, result.advoware_put is not None, notes,
+                       detail=result.summary())
+
+
+def _first(answer):
+    """Advoware answers PUT/GET with a one-element list, sometimes a bare object."""
+    if isinstance(answer, list):
+        return answer[0] if answer else {}
+    return answer or {}
+
+
+def _last_sync_stale(espo: dict, now: datetime) -> bool:
+    """A clean no-change check still refreshes advowareLastSync once per CLEAN_CHECK_AFTER (24 h rule)."""
+    last = parse_espo_datetime(espo.get("advowareLastSync"))
+    return last is None or now - last > status.CLEAN_CHECK_AFTER
+
+
+def _write_espocrm(ctx: SyncContext, espo: dict, data: dict) -> dict:
+    """The one EspoCRM write of a sync, versioned when the record carries a versionNumber."""
+    ctx.before_write()
+    try:
+        return ctx.espocrm.update_beteiligte(espo["id"], data, version_number=espo.get("versionNumber"))
+    except Conflict as exc:
+        raise VersionConflict(str(exc)) from exc
+
+
+def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
+    entity_id = espo["id"]
+    journal = CreateJournal(ctx.redis, entity_id)
+    entry = journal.get()
+    adopted = False
+    if entry is not None and entry.state == CREATED:
+        created, adopted = {"betNr": entry.betnr, "rowId": entry.row_id}, True
+    elif entry is not None and entry.state == POSTING:
+        raise SyncFailed(
+            "An earlier attempt to create this Beteiligter in Advoware got no answer, so Advoware may already "
+            "hold it. Check Advoware, then run `bitbylaw beteiligte resolve-create "
+            f"{entity_id} --betnr N` (found) or `--none` (not created).")
+    else:
+        journal.begin()
+        ctx.before_write()
+        try:
+            created = _first(ctx.advoware.create_beteiligte(espo_to_advoware(espo)))
+        except Unavailable as exc:
+            if not exc.maybe_sent:
+                journal.clear()
+            raise
+        except ApiError:
+            journal.clear()  # Advoware answered with an error: nothing was created
+            raise
+        journal.created(int(created["betNr"]), created.get("rowId"))
+    _write_espocrm(ctx, espo, cmp.create_write(espo, created, now))
+    journal.clear()
+    return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted})
+
+
+def resolve_create(client: redis.Redis, entity_id: str, betnr: int | None, row_id: str | None = None) -> None:
+    """Operator decision after an uncertain create: adopt `betnr`, or (None) allow a new POST."""
+    journal = CreateJournal(client, entity_id)
+    if betnr is None:
+        journal.clear()
+    else:
+        journal.created(betnr, row_id)
+
+
+def _deleted_in_advoware(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
+    message = (f"Advoware answered 404 for betNr {espo['betnr']}: the Beteiligter was deleted there. "
+               "The EspoCRM record is kept; a manual sync re-creates it in Advoware.")
+    _write_espocrm(ctx, espo, status.deleted_in_advoware(now, message))
+    ctx.espocrm.post_note(espo["id"], f"Sync: {message}")
+    return SyncOutcome(espo["id"], "deleted_in_advoware", True, False, 1)
+
+
+def _deleted_in_espocrm(ctx: SyncContext, entity_id: str, source: str) -> SyncOutcome:
+    """SPEC §4.5: record and report; Advoware stays untouched (a law firm must not lose a party)."""
+    ctx.redis.hset(ESPOCRM_DELETIONS_KEY, entity_id, format_espo_datetime(ctx.clock()))
+    log.warning("beteiligte %s: deleted in EspoCRM; Advoware left untouched (see `bitbylaw beteiligte "
+                "deletions`)", entity_id)
+    return SyncOutcome(entity_id, "deleted_in_espocrm")
+
+
+def record_failure(ctx: SyncContext, entity_id: str, error: Exception) -> status.FailureOutcome | None:
+    """Write `failed`/`permanently_failed` with back-off to EspoCRM and schedule the retry.
+
+    Returns None when the record cannot even be read (EspoCRM down): the sweep's
+    rules pick the entity up again once EspoCRM answers.
+    """
+    now = ctx.clock()
+    try:
+        espo = ctx.espocrm.get_beteiligte(entity_id)
+        outcome = status.after_failure(espo, now, f"{type(error).__name__}: {error}")
+        ctx.espocrm.update_beteiligte(entity_id, outcome.update)
+        if outcome.permanent:
+            ctx.espocrm.post_note(entity_id, (
+                f"Sync to Advoware failed {outcome.retry_count} times and is paused until "
+                f"{format_espo_datetime(outcome.next_attempt)} UTC. Last error: {outcome.update['syncErrorMessage']}"))
+        schedule_retry(ctx.redis, entity_id, outcome.next_attempt)
+        return outcome
+    except (ApiError, redis.RedisError) as exc:
+        log.error("beteiligte %s: could not record the failure (%s)", entity_id, type(exc).__name__)
+        return None
+
+
+def schedule_retry(client: redis.Redis, entity_id: str, at: datetime) -> None:
+    client.zadd(RETRY_SCHEDULE_KEY, {entity_id: at.timestamp()})
+
+
+def due_retries(client: redis.Redis, now: datetime, limit: int = 500) -> list[str]:
+    """Entity ids whose retry time has come (left in the set until `drop_retries`)."""
+    return [m.decode() for m in client.zrangebyscore(RETRY_SCHEDULE_KEY, "-inf", now.timestamp(), 0, limit)]
+
+
+def drop_retries(client: redis.Redis, entity_ids: list[str]) -> None:
+    if entity_ids:
+        client.zrem(RETRY_SCHEDULE_KEY, *entity_ids)
+
+
+def _log(outcome: SyncOutcome) -> SyncOutcome:
+    log.info("beteiligte sync %s path=%s espocrm_write=%s advoware_write=%s notes=%d %s",
+             outcome.entity_id, outcome.path, outcome.wrote_espocrm, outcome.wrote_advoware, outcome.notes,
+             outcome.detail)
+    return outcome

@@ -1,0 +1,100 @@
+"""The Beteiligte sweep (SPEC §4.1): find every record that needs a sync, plus a rolling check of clean ones.
+
+One EspoCRM query (an `or` of the five selection rules) paged through with
+keyset paging, no cap; `status.is_due` re-checks each hit (pure); due
+`permanently_failed` records are reset first; everything is enqueued through
+the same coalescing as the webhooks. The rolling check adds the
+longest-unchecked clean entities (Redis sorted set of last check times) up to
+the Advoware call budget, so Advoware-only changes are found far sooner
+than the 24 h rule alone would.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis
+
+from bitbylaw_tasks.beteiligte import status
+from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
+from bitbylaw_tasks.enqueue import Enqueuer, EntityTask, coalesce_key
+from bitbylaw_tasks.locks import is_locked
+from integrations.espocrm import EspoCrmClient, W
+
+CHECKED_KEY = "beteiligte:checked"  # sorted set: entity id -> epoch of its last completed sync/check
+SELECT = ["id", "syncStatus", "syncNextRetry", "syncAutoResetAt", "advowareLastSync", "betnr", "modifiedAt"]
+ENQUEUE_CHUNK = 500
+LOCK_KIND = "cbeteiligte"
+
+
+@dataclass
+class SweepResult:
+    by_rule: dict[str, int] = field(default_factory=lambda: collections.Counter())
+    rolling: int = 0
+    queued: int = 0
+    coalesced: int = 0
+    reset: int = 0
+    scanned: int = 0
+    oldest_check_age_s: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"by_rule": dict(self.by_rule), "rolling": self.rolling, "queued": self.queued,
+                "coalesced": self.coalesced, "reset": self.reset, "scanned": self.scanned,
+                "oldest_check_age_s": self.oldest_check_age_s}
+
+
+def selection(now: datetime, lock_ttl: timedelta = status.LOCK_TTL,
+              check_after: timedelta = status.CLEAN_CHECK_AFTER) -> dict:
+    """The EspoCRM `where` for SPEC §4.1's five rules (re-checked per record by `status.is_due`)."""
+    stamp = format_espo_datetime(now)
+    return W.or_(
+        W.in_("syncStatus", [status.PENDING_SYNC, status.DIRTY]),
+        W.and_(W.equals("syncStatus", status.FAILED),
+               W.or_(W.is_null("syncNextRetry"), W.before("syncNextRetry", stamp))),
+        W.and_(W.equals("syncStatus", status.PERMANENTLY_FAILED),
+               W.or_(W.is_null("syncAutoResetAt"), W.before("syncAutoResetAt", stamp))),
+        W.and_(W.equals("syncStatus", status.CLEAN), W.is_not_null("betnr"),
+               W.or_(W.is_null("advowareLastSync"),
+                     W.before("advowareLastSync", format_espo_datetime(now - check_after)))),
+        W.and_(W.equals("syncStatus", status.SYNCING),
+               W.before("modifiedAt", format_espo_datetime(now - lock_ttl))),
+    )
+
+
+def record_checked(client: redis.Redis, entity_id: str, now: datetime) -> None:
+    client.zadd(CHECKED_KEY, {entity_id: now.timestamp()})
+
+
+def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, now: datetime, *,
+          check_budget: int, lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
+    result = SweepResult()
+    due: dict[str, str] = {}
+    for record in espocrm.iter_beteiligte(selection(now, lock_ttl), select=SELECT):
+        result.scanned += 1
+        alive = record.get("syncStatus") == status.SYNCING and is_locked(lock_client, LOCK_KIND, record["id"])
+        rule = status.is_due(record, now, lock_alive=alive, lock_ttl=lock_ttl)
+        if rule is None:
+            continue
+        if rule == status.RULE_AUTO_RESET:
+            espocrm.update_beteiligte(record["id"], status.auto_reset(now))
+            result.reset += 1
+        due[record["id"]] = rule
+        result.by_rule[rule] += 1
+    if check_budget > 0:
+        for member in lock_client.zrange(CHECKED_KEY, 0, check_budget + len(due) - 1):
+            entity_id = member.decode()
+            if entity_id not in due and result.rolling < check_budget:
+                due[entity_id] = "rolling"
+                result.rolling += 1
+    oldest = lock_client.zrange(CHECKED_KEY, 0, 0, withscores=True)
+    if oldest:
+        result.oldest_check_age_s = round(now.timestamp() - oldest[0][1], 1)
+    ids = list(due)
+    for start in range(0, len(ids), ENQUEUE_CHUNK):
+        chunk = ids[start:start + ENQUEUE_CHUNK]
+        flags = enqueuer.enqueue([EntityTask("beteiligte.sync", (i, "check", "sweep"), coalesce_key("beteiligte", i))
+                                  for i in chunk])
+        result.queued += sum(flags)
+        result.coalesced += len(flags) - sum(flags)
+    return result

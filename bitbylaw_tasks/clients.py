@@ -1,0 +1,60 @@
+"""Build the product's clients from `Settings`: the real systems, or the sandbox when none is configured.
+
+One set of clients per process (they hold keep-alive sessions); the request
+budgets (`RateGate`) are shared by all processes through Redis DB 1.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from bitbylaw_tasks.redis_clients import lock_redis
+from bitbylaw_tasks.settings import Settings
+from integrations.advoware import AdvowareClient, AdvowareCredentials
+from integrations.espocrm import EspoCrmClient
+from integrations.http import RateGate
+
+# The sandbox simulators' fixed, documented credentials (they protect nothing real).
+SANDBOX_ESPOCRM_KEY = "sandbox-integration-key"
+
+
+def sandbox_url(settings: Settings, port: int) -> str:
+    return f"http://{settings.sandbox_host}:{port}"
+
+
+@dataclass(frozen=True)
+class Clients:
+    espocrm: EspoCrmClient
+    advoware: AdvowareClient
+
+
+def espocrm_client(settings: Settings) -> EspoCrmClient:
+    gate = RateGate(settings.lock_redis_url, "espocrm", settings.espocrm_max_requests_per_minute)
+    if settings.uses_sandbox:
+        return EspoCrmClient(sandbox_url(settings, settings.sandbox_espocrm_port), SANDBOX_ESPOCRM_KEY, gate=gate)
+    return EspoCrmClient(settings.espocrm_base_url, settings.espocrm_api_key, gate=gate)
+
+
+def advoware_client(settings: Settings) -> AdvowareClient:
+    gate = RateGate(settings.lock_redis_url, "advoware", settings.advoware_max_requests_per_minute)
+    redis = lock_redis(settings)
+    if settings.uses_sandbox:
+        from integrations.sandbox.advoware_auth import SANDBOX_CREDENTIALS
+
+        return AdvowareClient(sandbox_url(settings, settings.sandbox_advoware_port),
+                              AdvowareCredentials(**SANDBOX_CREDENTIALS), redis=redis, gate=gate)
+    return AdvowareClient.from_settings(settings, redis, gate=gate)
+
+
+_CACHE: dict[int, tuple[Settings, Clients]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clients_for(settings: Settings) -> Clients:
+    """The process's clients for these settings (cached: one session pool per process)."""
+    with _CACHE_LOCK:
+        cached = _CACHE.get(id(settings))
+        if cached is None or cached[0] is not settings:
+            cached = (settings, Clients(espocrm=espocrm_client(settings), advoware=advoware_client(settings)))
+            _CACHE[id(settings)] = cached
+        return cached[1]

@@ -1,0 +1,59 @@
+"""`bitbylaw sandbox`: run the simulators as a process, seed them, and wire the shim's webhooks into them."""
+from __future__ import annotations
+
+import signal
+import threading
+
+from bitbylaw_tasks.settings import Settings
+
+WEBHOOK_ACTIONS = ("create", "update", "delete")
+
+
+def register_shim_webhooks(settings: Settings, espocrm) -> list[str]:
+    """Subscribe `CBeteiligte.{create,update,delete}` to the shim and store each secret for the web workers."""
+    from bitbylaw_tasks.redis_clients import lock_redis
+    from bitbylaw_tasks.web.webhooks import register_secret
+
+    urls = {action: f"http://127.0.0.1:{settings.web_port}/vmh/webhook/beteiligte/{action}"
+            for action in WEBHOOK_ACTIONS}
+    for hook in espocrm.list_webhooks():  # a restored state already has them: replace, never duplicate
+        if hook.get("url") in urls.values():
+            espocrm.delete_webhook(hook["id"])
+    ids = []
+    for action, url in urls.items():
+        webhook_id, secret = espocrm.subscribe_webhook(f"CBeteiligte.{action}", url)
+        register_secret(lock_redis(settings), webhook_id, secret)
+        ids.append(webhook_id)
+    return ids
+
+
+def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: int = 0,
+                  register_webhooks: bool = False, webhook_interval: float = 2.0,
+                  advoware_latency_ms: int = 0) -> int:
+    from bitbylaw_tasks.clients import espocrm_client
+    from integrations.sandbox.server import Sandbox
+
+    sandbox = Sandbox(host=settings.sandbox_host, espocrm_port=settings.sandbox_espocrm_port,
+                      advoware_port=settings.sandbox_advoware_port, google_port=settings.sandbox_google_port,
+                      webhook_interval=webhook_interval, advoware_latency_ms=advoware_latency_ms).start()
+    loaded = bool(state_file) and sandbox.load_state(state_file)
+    if seed and not loaded:
+        from integrations.sandbox.advoware_seed import seed_state
+        from integrations.sandbox.espocrm_seed import seed_records
+
+        # EspoCRM records arrive as pending_sync (the sync creates them in Advoware);
+        # Advoware gets employees with Termine for the calendar sync.
+        seed_records(sandbox.state("espocrm"), seed)
+        seed_state(sandbox.state("advoware"), employees=3, termine_per_employee=10)
+    if register_webhooks:
+        register_shim_webhooks(settings, espocrm_client(settings))
+    for name in ("espocrm", "advoware", "google"):
+        print(f"sandbox: {name:9s} {sandbox.url(name)}  (GET /_sandbox/info for credentials)", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    if state_file:
+        sandbox.save_state(state_file)
+    sandbox.stop()
+    return 0
