@@ -21,6 +21,9 @@ FIELDS: dict[str, str] = {
     "betnr": "int", "advowareRowId": "varchar", "syncStatus": "enum", "advowareLastSync": "datetime",
     "advowareDeletedAt": "datetime", "syncErrorMessage": "text", "syncRetryCount": "int",
     "syncNextRetry": "datetime", "syncAutoResetAt": "datetime", "kommunikationHash": "varchar",
+    # The product's durable sync state (docs/beteiligte-sync.md, docs/kommunikation-sync.md): text
+    # fields hidden from and read-only for users in the real EspoCRM's entity definition.
+    "advowareSyncSnapshot": "longtext", "kommunikationStatus": "longtext",
     "versionNumber": "int",
 }
 READ_ONLY = frozenset({"id", "createdAt", "modifiedAt", "versionNumber"})
@@ -29,7 +32,7 @@ SYNC_RELEVANT = frozenset({"firstName", "lastName", "firmenname", "salutationNam
 SYNC_STATUSES = ("pending_sync", "clean", "dirty", "syncing", "failed", "permanently_failed", "conflict",
                  "deleted_in_advoware")
 PHONE_TYPES = ("Mobile", "Office", "Home", "Fax", "Other")
-MAX_LENGTH = {"varchar": 255, "text": 2000}
+MAX_LENGTH = {"varchar": 255, "text": 2000, "longtext": 65535}
 NOTE_FIELDS = {"id": "id", "type": "varchar", "post": "text", "parentType": "varchar", "parentId": "id",
                "createdAt": "datetime", "createdById": "id", "targetType": "varchar"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -67,7 +70,7 @@ def sanitize_value(name: str, kind: str, value):
         if name == "syncStatus":
             raise validation_error(name, "valid")
         return None
-    if kind in ("varchar", "text", "id"):
+    if kind in ("varchar", "text", "longtext", "id"):
         if not isinstance(value, str):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise validation_error(name, "valid")

@@ -129,6 +129,10 @@ def _reset_connection() -> None:
     if sock is None:
         raise ConnectionResetError("sandbox: injected reset")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # close() alone is deferred while werkzeug still holds the socket
+    except OSError:
+        pass
     sock.close()
     raise ConnectionResetError("sandbox: injected reset")
 

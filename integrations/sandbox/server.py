@@ -54,9 +54,8 @@ class Sandbox:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
-        stopper = getattr(self.state("espocrm"), "stop", None) if self.servers else None
-        if callable(stopper):
-            stopper()
+        if self.servers:
+            self.state("espocrm").close()  # stops the webhook delivery thread
 
     def save_state(self, path: str | Path) -> None:
         data = {name: self.state(name).dump_state() for name in STATE_KEYS}

@@ -1,0 +1,57 @@
+"""Helpers for the Beteiligte end-to-end tests: the shim on a real port, waiting, running a sync."""
+from __future__ import annotations
+
+import time
+
+from bitbylaw_tasks.celery_app import app
+from bitbylaw_tasks.settings import get_settings
+from bitbylaw_tasks.web import create_app
+from bitbylaw_tasks.web.webhooks import register_secret
+from integrations.sandbox.kit import ServerThread
+
+PERSON = {"firstName": "Max", "lastName": "Mustermann", "salutationName": "Herr", "titel": "Dr.",
+          "dateOfBirth": "1970-03-15"}
+COMPANY = {"firmenname": "Müller Bau GmbH", "rechtsform": "GmbH", "salutationName": "Firma"}
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def run_sync(entity_id: str, action: str = "check", source: str = "sweep", timeout: float = 30.0) -> dict:
+    """Queue `beteiligte.sync` like the sweep does and wait for the worker's result."""
+    return app.send_task("beteiligte.sync", (entity_id, action, source)).get(timeout=timeout)
+
+
+def start_shim(sandbox, lock_redis) -> ServerThread:
+    """The webhook shim on a free port, subscribed in the EspoCRM simulator for create/update/delete."""
+    server = ServerThread(create_app(get_settings())).start()
+    espo = sandbox.state("espocrm")
+    for action in ("create", "update", "delete"):
+        hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{server.url}/vmh/webhook/beteiligte/{action}",
+                                    espo.integration_user)
+        register_secret(lock_redis, hook["id"], hook["secretKey"])
+    return server
+
+
+def advoware_record(sandbox, betnr: int) -> dict | None:
+    return sandbox.state("advoware").get_beteiligte(int(betnr))
+
+
+def espo_record(sandbox, entity_id: str) -> dict:
+    return sandbox.state("espocrm").get(entity_id)
+
+
+def calls(sandbox, name: str) -> dict[str, int]:
+    return sandbox.kit(name).calls()
+
+
+def api_calls(sandbox, name: str) -> int:
+    """Calls to the system's API proper (the Advoware token endpoint is counted separately)."""
+    return sum(n for key, n in calls(sandbox, name).items() if "/Token" not in key)
