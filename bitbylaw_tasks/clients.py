@@ -12,7 +12,7 @@ from bitbylaw_tasks.redis_clients import lock_redis
 from bitbylaw_tasks.settings import Settings
 from integrations.advoware import AdvowareClient, AdvowareCredentials
 from integrations.espocrm import EspoCrmClient
-from integrations.http import RateGate
+from integrations.http import RateGate, Timeouts
 
 # The sandbox simulators' fixed, documented credentials (they protect nothing real).
 SANDBOX_ESPOCRM_KEY = "sandbox-integration-key"
@@ -28,11 +28,16 @@ class Clients:
     advoware: AdvowareClient
 
 
+def timeouts(settings: Settings) -> Timeouts:
+    return Timeouts(connect=settings.http_connect_timeout, read=settings.http_read_timeout)
+
+
 def espocrm_client(settings: Settings) -> EspoCrmClient:
     gate = RateGate(settings.lock_redis_url, "espocrm", settings.espocrm_max_requests_per_minute)
     if settings.uses_sandbox:
-        return EspoCrmClient(sandbox_url(settings, settings.sandbox_espocrm_port), SANDBOX_ESPOCRM_KEY, gate=gate)
-    return EspoCrmClient(settings.espocrm_base_url, settings.espocrm_api_key, gate=gate)
+        return EspoCrmClient(sandbox_url(settings, settings.sandbox_espocrm_port), SANDBOX_ESPOCRM_KEY, gate=gate,
+                             timeouts=timeouts(settings))
+    return EspoCrmClient(settings.espocrm_base_url, settings.espocrm_api_key, gate=gate, timeouts=timeouts(settings))
 
 
 def advoware_client(settings: Settings) -> AdvowareClient:
@@ -42,8 +47,9 @@ def advoware_client(settings: Settings) -> AdvowareClient:
         from integrations.sandbox.advoware_auth import SANDBOX_CREDENTIALS
 
         return AdvowareClient(sandbox_url(settings, settings.sandbox_advoware_port),
-                              AdvowareCredentials(**SANDBOX_CREDENTIALS), redis=redis, gate=gate)
-    return AdvowareClient.from_settings(settings, redis, gate=gate)
+                              AdvowareCredentials(**SANDBOX_CREDENTIALS), redis=redis, gate=gate,
+                              timeouts=timeouts(settings))
+    return AdvowareClient.from_settings(settings, redis, gate=gate, timeouts=timeouts(settings))
 
 
 _CACHE: dict[int, tuple[Settings, Clients]] = {}

@@ -49,6 +49,10 @@ class Settings:
     retry_drain_interval: float = 30.0
     sweep_check_budget: int = 200  # Advoware GETs per sweep for the rolling check of clean entities
 
+    # --- HTTP clients ---
+    http_connect_timeout: float = 3.05
+    http_read_timeout: float = 30.0
+
     # --- EspoCRM ---
     espocrm_base_url: str = ""
     espocrm_api_key: str = ""
@@ -149,6 +153,8 @@ _VARS: list[tuple[str, str, str]] = [
     ("SWEEP_CHECK_BUDGET", "sweep_check_budget", "int"),
     ("SWEEP_INTERVAL", "sweep_interval", "float"),
     ("RETRY_DRAIN_INTERVAL", "retry_drain_interval", "float"),
+    ("HTTP_CONNECT_TIMEOUT", "http_connect_timeout", "float"),
+    ("HTTP_READ_TIMEOUT", "http_read_timeout", "float"),
     ("ESPOCRM_BASE_URL", "espocrm_base_url", "http_url"),
     ("ESPOCRM_API_KEY", "espocrm_api_key", "str"),
     ("ESPOCRM_MAX_REQUESTS_PER_MINUTE", "espocrm_max_requests_per_minute", "int"),
