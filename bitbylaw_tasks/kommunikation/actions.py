@@ -1,0 +1,212 @@
+"""The value a Kommunikation plan is made of: Advoware actions, EspoCRM arrays, new status, notes.
+
+Everything here is frozen and printable. `Plan` is what
+`plan_kommunikation_sync` returns and what the executor applies: run the
+Advoware actions in order, collect the ids of created entries, then write
+EspoCRM once (arrays if `espo_changed`, `kommunikationStatus` from
+`resolve_status(created_ids)` if `status_changed`, and the hash).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .kinds import KommKz
+from .status import KommStatus, StatusEntry
+
+__all__ = [
+    "AdvowareCreate",
+    "AdvowareUpdate",
+    "AdvowareAction",
+    "EspoEmail",
+    "EspoPhone",
+    "PendingStatusEntry",
+    "Change",
+    "Plan",
+]
+
+
+def _kind_name(kommkz: int) -> str:
+    return KommKz(kommkz).name
+
+
+@dataclass(frozen=True)
+class AdvowareCreate:
+    """POST a new Kommunikation. `ref` names it in `Plan.resolve_status`."""
+
+    ref: int
+    kommkz: int
+    tlf: str
+    bemerkung: str
+    online: bool
+    reason: str
+
+    def payload(self) -> dict:
+        return {"kommKz": int(self.kommkz), "tlf": self.tlf, "bemerkung": self.bemerkung, "online": self.online}
+
+    def __str__(self) -> str:
+        return f"create #{self.ref} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class AdvowareUpdate:
+    """PUT an existing Kommunikation (kommKz is read-only there; it is given for information)."""
+
+    id: int
+    kommkz: int
+    tlf: str
+    bemerkung: str
+    online: bool
+    reason: str
+
+    def payload(self) -> dict:
+        return {"kommKz": int(self.kommkz), "tlf": self.tlf, "bemerkung": self.bemerkung, "online": self.online}
+
+    def __str__(self) -> str:
+        return f"update id={self.id} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
+
+
+AdvowareAction = AdvowareCreate | AdvowareUpdate
+
+
+@dataclass(frozen=True)
+class EspoEmail:
+    """One item of `emailAddressData` as the plan wants it."""
+
+    emailAddress: str
+    primary: bool
+    optOut: bool = False
+    invalid: bool = False
+
+    def to_api(self) -> dict:
+        return {
+            "emailAddress": self.emailAddress,
+            "lower": self.emailAddress.lower(),
+            "primary": self.primary,
+            "optOut": self.optOut,
+            "invalid": self.invalid,
+        }
+
+
+@dataclass(frozen=True)
+class EspoPhone:
+    """One item of `phoneNumberData` as the plan wants it."""
+
+    phoneNumber: str
+    type: str
+    primary: bool
+    optOut: bool = False
+    invalid: bool = False
+
+    def to_api(self) -> dict:
+        return {
+            "phoneNumber": self.phoneNumber,
+            "type": self.type,
+            "primary": self.primary,
+            "optOut": self.optOut,
+            "invalid": self.invalid,
+        }
+
+
+@dataclass(frozen=True)
+class PendingStatusEntry:
+    """A status entry whose Advoware id is known only after `AdvowareCreate` #ref ran."""
+
+    ref: int
+    value: str
+    kommkz: int
+    primary: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    """One per-entry decision, for logs and metrics: no values, so no personal data."""
+
+    variant: str
+    kommkz: int | None = None
+
+    def __str__(self) -> str:
+        return self.variant if self.kommkz is None else f"{self.variant}[{_kind_name(self.kommkz)}]"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of planning one sync; applying it makes both sides agree with `resolve_status`."""
+
+    actions: tuple[AdvowareAction, ...] = ()
+    espo_changed: bool = False
+    emails: tuple[EspoEmail, ...] = ()
+    phones: tuple[EspoPhone, ...] = ()
+    status_entries: tuple[StatusEntry | PendingStatusEntry, ...] = ()
+    status_changed: bool = False
+    notes: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = field(default=())
+
+    @property
+    def advoware_changed(self) -> bool:
+        return bool(self.actions)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to write anywhere (SPEC §5.5 H1)."""
+        return not self.actions and not self.espo_changed and not self.status_changed
+
+    @property
+    def email_address_data(self) -> list[dict]:
+        return [item.to_api() for item in self.emails]
+
+    @property
+    def phone_number_data(self) -> list[dict]:
+        return [item.to_api() for item in self.phones]
+
+    def espo_arrays(self) -> dict:
+        """The arrays to put into the one EspoCRM write; empty when EspoCRM needs no change."""
+        if not self.espo_changed:
+            return {}
+        return {"emailAddressData": self.email_address_data, "phoneNumberData": self.phone_number_data}
+
+    def resolve_status(self, created_ids: Mapping[int, int] | None = None) -> KommStatus:
+        """The status to store after applying; `created_ids` maps create refs to new entry ids.
+
+        A create whose id is missing (it failed) is left out: its value is then
+        unlinked on the next run and found again by value (never duplicated).
+        """
+        created_ids = created_ids or {}
+        entries = []
+        for entry in self.status_entries:
+            if isinstance(entry, PendingStatusEntry):
+                if entry.ref not in created_ids:
+                    continue
+                entry = StatusEntry(int(created_ids[entry.ref]), entry.value, entry.kommkz, entry.primary)
+            entries.append(entry)
+        return KommStatus(tuple(entries))
+
+    @property
+    def new_status(self) -> KommStatus:
+        """The status to store when the plan creates nothing (else use `resolve_status`)."""
+        if any(isinstance(e, PendingStatusEntry) for e in self.status_entries):
+            raise ValueError("plan creates Advoware entries: use resolve_status(created_ids)")
+        return self.resolve_status({})
+
+    def summary(self) -> dict[str, int]:
+        """Counts for logs and metrics (no values)."""
+        counts = Counter(change.variant for change in self.changes)
+        counts["advoware_creates"] = sum(isinstance(a, AdvowareCreate) for a in self.actions)
+        counts["advoware_updates"] = sum(isinstance(a, AdvowareUpdate) for a in self.actions)
+        counts["espo_writes"] = int(self.espo_changed)
+        counts["notes"] = len(self.notes)
+        return dict(counts)
+
+    def __str__(self) -> str:
+        lines = [f"Plan: {len(self.actions)} Advoware action(s), espo_changed={self.espo_changed}, "
+                 f"status_changed={self.status_changed}"]
+        lines += [f"  advoware: {action}" for action in self.actions]
+        if self.espo_changed:
+            lines += [f"  espo email: {e.emailAddress!r}{' (primary)' if e.primary else ''}" for e in self.emails]
+            lines += [f"  espo phone: {p.phoneNumber!r} {p.type}{' (primary)' if p.primary else ''}" for p in self.phones]
+        lines += [f"  status: {e}" for e in self.status_entries]
+        lines += [f"  note: {note}" for note in self.notes]
+        lines.append("  changes: " + ", ".join(str(c) for c in self.changes))
+        return "\n".join(lines)

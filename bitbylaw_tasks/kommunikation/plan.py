@@ -1,0 +1,366 @@
+"""Plan one Kommunikation sync of one Beteiligter, deciding per entry (SPEC §5.2, §5.3).
+
+`plan_kommunikation_sync` looks at Advoware's entries, EspoCRM's two arrays
+and the status of the last sync, and returns a `Plan` (actions.py). No I/O.
+The decision table, per linked pair (status entry ↔ Advoware entry by id ↔
+EspoCRM item by value), in direction `both`:
+
+| Advoware \\ EspoCRM | unchanged      | changed (type, primary, format) | gone                        |
+|--------------------|----------------|----------------------------------|-----------------------------|
+| unchanged          | nothing        | Var5: update Advoware            | Var2: blank to a slot       |
+| changed            | Var6: update   | merge per field, EspoCRM wins    | C3: blank, note             |
+|                    | EspoCRM        | where both changed, note         |                             |
+| blanked / gone     | Var3: delete   | restore in Advoware, note        | forget                      |
+|                    | from EspoCRM   |                                  |                             |
+
+Unlinked entries (no status, or new since) are matched by value first (the
+initial-sync rule), then are new on their side: Var1 (create in Advoware,
+reusing a slot of the same kind) and Var4 (add to EspoCRM). The choice of
+primary is made per array (allocate.py). docs/kommunikation-sync.md has the
+reasons.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+from .actions import Change, Plan
+from .allocate import Row, finish_plan
+from .kinds import (
+    EMAIL,
+    PHONE,
+    KommKz,
+    array_for_kind,
+    comparison_key,
+    espo_type_for_kind,
+    kind_matches_espo_type,
+    kinds_compatible,
+)
+from .markers import SlotMarker, SyncMarker
+from .status import KommStatus, StatusEntry
+from .views import AdvoView, EspoItem, advoware_views, espo_items
+
+__all__ = ["plan_kommunikation_sync", "DIRECTIONS", "BOTH", "TO_ESPOCRM", "TO_ADVOWARE"]
+
+BOTH, TO_ESPOCRM, TO_ADVOWARE = "both", "to_espocrm", "to_advoware"
+DIRECTIONS = (BOTH, TO_ESPOCRM, TO_ADVOWARE)
+ESPO_WINS = "espo_wins"  # internal mode: to_advoware, or force_espo_wins in any direction
+
+
+def plan_kommunikation_sync(
+    advoware_entries: Iterable[Mapping[str, Any]],
+    espo_emails: Iterable[Mapping[str, Any]] | None,
+    espo_phones: Iterable[Mapping[str, Any]] | None,
+    status: KommStatus | None,
+    *,
+    direction: str = BOTH,
+    force_espo_wins: bool = False,
+) -> Plan:
+    """Decide what one sync does; `status` None means initial sync (nothing is ever deleted).
+
+    `direction="to_espocrm"` applies only Advoware's changes and leaves
+    EspoCRM's pending; `"to_advoware"` and `force_espo_wins` make Advoware
+    match EspoCRM (Advoware-side changes reverted, each with a note).
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}")
+    if espo_emails is None or espo_phones is None:
+        raise ValueError("emailAddressData/phoneNumberData missing: load the record by id, not from a list")
+    advoware_entries = list(advoware_entries)
+    mode = ESPO_WINS if force_espo_wins or direction == TO_ADVOWARE else direction
+    return _Planner(advoware_entries, list(espo_emails), list(espo_phones), status, mode).plan()
+
+
+def _key(array: str, value: str) -> tuple[str, str]:
+    return comparison_key(array, value)
+
+
+def _type_for(kind: KommKz, item: EspoItem | None) -> str | None:
+    """The EspoCRM type to show for `kind`: the item's own type when it fits, else the canonical one."""
+    if item is not None and (item.array == EMAIL or kind_matches_espo_type(kind, item.type)):
+        return item.type
+    return espo_type_for_kind(kind)
+
+
+class _Planner:
+    def __init__(self, advoware_entries, raw_emails, raw_phones, status: KommStatus | None, mode: str):
+        self.mode = mode
+        self.status = status
+        seen: set[int] = set()
+        self.links: list[StatusEntry] = []
+        for entry in status.entries if status else ():
+            if entry.advoware_id not in seen and array_for_kind(entry.kommkz):
+                seen.add(entry.advoware_id)
+                self.links.append(entry)
+        self.views = advoware_views(advoware_entries, {e.advoware_id: e.kommkz for e in self.links})
+        self.by_id = {view.id: view for view in self.views}
+        self.items = espo_items(raw_emails, raw_phones)
+        self.raw_emails, self.raw_phones = raw_emails, raw_phones
+        self.rows: list[Row] = []
+        self.blanks: dict[int, str] = {}  # Advoware entry id -> reason it is blanked
+        self.notes: list[str] = []
+        self.changes: list[Change] = []
+        self.pool: list[AdvoView] = []  # live Advoware entries without a link
+        self.free: list[EspoItem] = []  # EspoCRM items without a link
+        self.primary_link_item: dict[str, EspoItem | None] = {}
+        self.unlinked: set[int] = set()  # linked ids whose entry became a different thing
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def change(self, variant: str, kind: int | None = None) -> None:
+        self.changes.append(Change(variant, int(kind) if kind is not None else None))
+
+    def blank(self, view: AdvoView, reason: str) -> None:
+        self.blanks[view.id] = reason
+
+    @property
+    def applies_advoware_to_espo(self) -> bool:
+        return self.mode in (BOTH, TO_ESPOCRM)
+
+    def link_kind(self, link: StatusEntry, view: AdvoView | None) -> KommKz:
+        if view is not None and view.kind_reported and view.synced_kind:
+            return view.kind
+        return KommKz(link.kommkz)
+
+    # -- phases ---------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        claimed = self.claim_items()
+        for link, item in zip(self.links, claimed):
+            self.decide_link(link, self.by_id.get(link.advoware_id), item)
+        linked_ids = {link.advoware_id for link in self.links}
+        self.pool = [v for v in self.views if v.live and (v.id not in linked_ids or v.id in self.unlinked)]
+        self.release_collisions()
+        self.adopt_for_needs()
+        self.pair_unlinked()
+        self.new_on_one_side()
+        return finish_plan(self)
+
+    def claim_items(self) -> list[EspoItem | None]:
+        """Find each link's EspoCRM item by value: exact matches first, then by comparison key."""
+        claimed: list[EspoItem | None] = [None] * len(self.links)
+        free = list(self.items)
+        for exact in (True, False):
+            for index, link in enumerate(self.links):
+                if claimed[index] is not None:
+                    continue
+                array = array_for_kind(link.kommkz)
+                wanted = _key(array, link.value)
+                for item in free:
+                    if item.array == array and (item.value == link.value if exact else item.key == wanted):
+                        claimed[index] = item
+                        free.remove(item)
+                        break
+        self.free = free
+        for link, item in zip(self.links, claimed):
+            if link.primary:
+                self.primary_link_item.setdefault(array_for_kind(link.kommkz), item)
+        return claimed
+
+    def decide_link(self, link: StatusEntry, view: AdvoView | None, item: EspoItem | None) -> None:
+        base_kind = KommKz(link.kommkz)
+        kind_a = self.link_kind(link, view)
+        a_present = view is not None and view.live
+        if a_present and array_for_kind(kind_a) != array_for_kind(base_kind):
+            # a person turned a phone into an e-mail kind (or back): a different thing now
+            a_present = False
+            self.unlinked.add(view.id)
+        if a_present and item is not None:
+            self.both_present(link, view, item, kind_a)
+        elif a_present:
+            self.gone_in_espo(link, view, kind_a)
+        elif item is not None:
+            self.gone_in_advoware(link, view, item)
+        else:
+            self.change("gone_both", base_kind)
+
+    def both_present(self, link: StatusEntry, view: AdvoView, item: EspoItem, kind_a: KommKz) -> None:
+        """Merge per field: value, kind/type (primary is per array, see allocate.py)."""
+        base, a_val, e_val = link.value, view.tlf, item.value
+        base_kind = KommKz(link.kommkz)
+        a_changed, e_changed = a_val != base, e_val != base
+        a_kind_changed = kind_a != base_kind
+        type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
+        onto_new_key = _key(item.array, a_val) != _key(item.array, base)
+        row = Row(array=item.array, kind=kind_a, espo=item, advo=view, origin=view,
+                  s_primary=link.primary, a_online=view.online, e_primary=item.primary)
+        self.rows.append(row)
+        if self.mode == TO_ESPOCRM:
+            take_value = a_changed and not e_changed
+            take_kind = a_kind_changed and not type_changed
+            row.espo_value = a_val if take_value else e_val
+            row.espo_type = _type_for(kind_a, item) if take_kind else item.type
+            row.advo_value, row.follow_primary = None, False
+            row.status_value = a_val if take_value else base
+            row.status_kind = kind_a if take_kind or not type_changed else base_kind
+            row.candidate = take_value and onto_new_key
+            if take_value or take_kind:
+                self.change("Var6", kind_a)
+            if e_changed or type_changed:
+                self.change("pending_espocrm", kind_a)
+            return
+        espo_wins = self.mode == ESPO_WINS
+        value = e_val if e_changed or espo_wins else a_val
+        if type_changed or espo_wins:
+            kind = kind_a if kind_matches_espo_type(kind_a, item.type) else item.kind
+        else:
+            kind = kind_a
+        row.kind = row.status_kind = kind
+        row.espo_value = row.advo_value = row.status_value = value
+        row.espo_type = _type_for(kind, item)
+        row.candidate = value == a_val and a_changed and onto_new_key
+        if a_changed and value != a_val and _key(item.array, a_val) != _key(item.array, value):
+            self.override_note(a_val, value, kind_a)
+        if kind != kind_a:
+            row.advo, row.need = None, True
+            self.blank(view, "type change")
+            self.change("Var5_type", kind)
+        if a_changed and e_changed:
+            self.change("conflict", kind)
+        elif a_changed or (a_kind_changed and not type_changed):
+            self.change("revert_Var6" if espo_wins else "Var6", kind)
+        elif e_changed or type_changed:
+            self.change("Var5", kind)
+
+    def gone_in_espo(self, link: StatusEntry, view: AdvoView, kind_a: KommKz) -> None:
+        a_changed = view.tlf != link.value
+        if self.mode == TO_ESPOCRM:
+            self.rows.append(Row(array=array_for_kind(kind_a), kind=kind_a, in_espo=False, advo=view, origin=view,
+                                 advo_value=None, follow_primary=False, keep_status=link))
+            self.change("pending_espocrm", kind_a)
+            return
+        self.blank(view, "C3" if a_changed else "Var2")
+        self.change("C3" if a_changed else "Var2", kind_a)
+        if a_changed and _key(view.array, view.tlf) != _key(view.array, link.value):
+            self.notes.append(
+                f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
+                f"deleted in EspoCRM; EspoCRM wins, the Advoware entry is now empty."
+            )
+
+    def gone_in_advoware(self, link: StatusEntry, view: AdvoView | None, item: EspoItem) -> None:
+        base_kind = KommKz(link.kommkz)
+        type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
+        e_changed = item.value != link.value or type_changed or item.primary != link.primary
+        if self.mode != ESPO_WINS and not e_changed:
+            self.change("Var3", base_kind)  # the item is not rendered: deleted from EspoCRM
+            return
+        if self.mode == TO_ESPOCRM:
+            self.rows.append(Row(array=item.array, kind=base_kind, espo=item, espo_value=item.value,
+                                 espo_type=item.type, follow_primary=False, keep_status=link,
+                                 e_primary=item.primary, s_primary=link.primary))
+            self.change("pending_espocrm", base_kind)
+            return
+        kind = base_kind if kind_matches_espo_type(base_kind, item.type) else item.kind
+        own = view if view is not None and not view.tlf and view.kind == kind else None
+        why = ("changed in EspoCRM; EspoCRM wins" if e_changed
+               else "kept in EspoCRM (EspoCRM wins by operator request)")
+        note = f"Kommunikation: {item.value!r} ({kind.name}) was deleted in Advoware but {why}: restored in Advoware."
+        self.rows.append(Row(array=item.array, kind=kind, espo=item, espo_value=item.value,
+                             espo_type=_type_for(kind, item), need=True, preferred=own,
+                             status_value=item.value, status_kind=kind, s_primary=link.primary,
+                             e_primary=item.primary, restore_note=note))
+        self.change("restore_Var3", kind)
+
+    def override_note(self, advo_value: str, espo_value: str, kind: KommKz) -> None:
+        why = "EspoCRM wins by operator request" if self.mode == ESPO_WINS else "changed on both sides; EspoCRM wins"
+        self.notes.append(
+            f"Kommunikation: the Advoware value {advo_value!r} ({kind.name}) was overridden by the EspoCRM "
+            f"value {espo_value!r} ({why})."
+        )
+
+    def release_collisions(self) -> None:
+        """An Advoware value change onto a value EspoCRM already has is a match, not a second entry."""
+        candidates = [row for row in self.rows if row.candidate]
+        occupied = Counter(item.key for item in self.free)
+        for row in self.rows:
+            if not row.candidate:
+                occupied.update(row.keys())
+        for row in candidates:
+            key = _key(row.array, row.espo_value)
+            if not occupied[key]:
+                occupied.update(row.keys())
+                continue
+            self.rows.remove(row)
+            self.blanks.pop(row.origin.id, None)
+            self.pool.append(row.origin)
+            self.change("Var6_onto_existing", row.kind)
+        order = {view.id: index for index, view in enumerate(self.views)}
+        self.pool.sort(key=lambda view: order[view.id])
+
+    def adopt_for_needs(self) -> None:
+        """A value to restore or re-kind that Advoware already holds unlinked is taken, not created."""
+        for row in self.rows:
+            if not row.need:
+                continue
+            key = _key(row.array, row.espo_value)
+            for view in self.pool:
+                if view.key == key and kinds_compatible(view.kind, row.kind):
+                    self.pool.remove(view)
+                    row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
+                    row.advo_value = row.espo_value
+                    row.restore_note = None
+                    self.change("adopted", view.kind)
+                    break
+
+    def pair_unlinked(self) -> None:
+        """The initial-sync rule, applied every run: equal values on both sides are one entry."""
+        for exact in (True, False):
+            for item in list(self.free):
+                for view in self.pool:
+                    if view.array == item.array and (view.tlf == item.value if exact else view.key == item.key):
+                        self.free.remove(item)
+                        self.pool.remove(view)
+                        self.match(item, view)
+                        break
+
+    def match(self, item: EspoItem, view: AdvoView) -> None:
+        known = view.kind_reported or isinstance(view.marker, (SyncMarker, SlotMarker))
+        kind = view.kind if known else item.kind
+        row = Row(array=item.array, kind=kind, espo=item, advo=view, origin=view,
+                  a_online=view.online, e_primary=item.primary)
+        if self.mode == ESPO_WINS and known and not kind_matches_espo_type(view.kind, item.type):
+            kind = row.kind = item.kind
+            row.advo, row.need = None, True
+            self.blank(view, "type change")
+        if self.mode == TO_ESPOCRM:
+            row.espo_value, row.status_value, row.advo_value = item.value, view.tlf, None
+            row.follow_primary = False
+        else:
+            row.espo_value = row.status_value = row.advo_value = item.value
+        row.status_kind = kind
+        row.espo_type = _type_for(kind, item)
+        self.rows.append(row)
+        self.change("match", kind)
+
+    def new_on_one_side(self) -> None:
+        occupied: set[tuple[str, str]] = set()
+        for row in self.rows:
+            occupied.update(row.keys())
+        for view in self.pool:
+            if view.key in occupied:
+                self.change("duplicate_in_advoware", view.kind)
+                continue
+            occupied.add(view.key)
+            if self.mode == ESPO_WINS:
+                self.blank(view, "Var4 reverted")
+                self.change("revert_Var4", view.kind)
+                self.notes.append(
+                    f"Kommunikation: {view.tlf!r} ({view.kind.name}) existed only in Advoware and was removed "
+                    f"(EspoCRM wins by operator request)."
+                )
+                continue
+            self.rows.append(Row(array=view.array, kind=view.kind, advo=view, origin=view, espo_value=view.tlf,
+                                 espo_type=espo_type_for_kind(view.kind), advo_value=view.tlf,
+                                 follow_primary=self.mode != TO_ESPOCRM, status_value=view.tlf,
+                                 status_kind=view.kind, a_online=view.online))
+            self.change("Var4", view.kind)
+        for item in self.free:
+            if self.mode == TO_ESPOCRM:
+                self.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
+                                     espo_type=item.type, follow_primary=False, e_primary=item.primary))
+                self.change("pending_espocrm", item.kind)
+                continue
+            self.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
+                                 espo_type=_type_for(item.kind, item), need=True, status_value=item.value, status_kind=item.kind, e_primary=item.primary))
+            self.change("Var1", item.kind)
