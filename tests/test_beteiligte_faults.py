@@ -1,0 +1,158 @@
+"""Beteiligte sync under faults: transient errors retried, the create crash window, concurrency, failures.
+
+Faults are injected into the simulators over their admin API (`kit.add_fault`):
+every external call failing once (timeout, 500, 429) still converges; the
+window after Advoware's POST never yields a duplicate; 50 concurrent
+webhooks never run two syncs of one entity at once (the simulators' request
+logs show no overlapping calls); a failure that needs a human ends as a
+failed task after being recorded in EspoCRM.
+"""
+import json
+import threading
+
+import pytest
+import requests
+from celery.exceptions import Retry  # noqa: F401  (documents what a retry raises inside the worker)
+
+from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync, start_shim, wait_for
+from bitbylaw_tasks.beteiligte.journal import CreateJournal
+from bitbylaw_tasks.beteiligte.service import resolve_create
+from bitbylaw_tasks.web.webhooks import signature_for
+
+
+@pytest.fixture
+def shim(sandbox, lock_redis, celery_worker):
+    server = start_shim(sandbox, lock_redis)
+    yield server
+    server.stop()
+
+
+def _linked(sandbox) -> dict:
+    espo = sandbox.state("espocrm")
+    record = espo.human_create(PERSON)
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")
+    return espo_record(sandbox, record["id"])
+
+
+def _advoware_named(sandbox, name: str) -> list[dict]:
+    state = sandbox.state("advoware")
+    return [r for r in state.dump_state()["beteiligte"] if r.get("name") == name]
+
+
+@pytest.mark.parametrize("fault", [
+    {"status": 500}, {"status": 429, "retry_after": 1}, {"hang_s": 3.0}, {"reset": True},
+], ids=["500", "429", "timeout", "reset"])
+@pytest.mark.parametrize("target", [
+    ("advoware", "GET", "/api/v1/advonet/Beteiligte/*"),
+    ("advoware", "PUT", "/api/v1/advonet/Beteiligte/*"),
+    ("espocrm", "GET", "/api/v1/CBeteiligte/*"),
+    ("espocrm", "PUT", "/api/v1/CBeteiligte/*"),
+], ids=["advo-get", "advo-put", "espo-get", "espo-put"])
+def test_each_call_failing_once_still_converges(sandbox, celery_worker, fault, target):
+    record = _linked(sandbox)
+    sandbox.state("espocrm").human_update(record["id"], {"lastName": "Neumann"})
+    system, method, path = target
+    sandbox.kit(system).add_fault(path=path, method=method, times=1, **fault)
+    result = run_sync(record["id"], "update", "webhook", timeout=60)
+    # When Advoware's PUT happened before the failure (its answer lost, or the EspoCRM write-back failed)
+    # the retry sees both sides "changed" to the same values: a conflict without disagreement (nothing
+    # overridden, no note). When EspoCRM's write-back landed but its answer was lost, nothing is left to do.
+    landed = "hang_s" in fault
+    expected = "espocrm_newer"
+    if method == "PUT" and system == "advoware" and landed:
+        expected = "conflict"
+    if method == "PUT" and system == "espocrm":
+        expected = "no_change" if landed else "conflict"
+    assert result["path"] == expected and result["notes"] == 0
+    assert advoware_record(sandbox, record["betnr"])["name"] == "Neumann"
+    after = espo_record(sandbox, record["id"])
+    assert after["syncStatus"] == "clean" and after["syncRetryCount"] == 0
+    assert run_sync(record["id"])["path"] == "no_change"
+
+
+def test_write_back_failing_after_post_adopts_instead_of_posting_again(sandbox, celery_worker, lock_redis):
+    """Advoware's POST succeeded, the EspoCRM write-back fails twice: the retry adopts the journal's betNr."""
+    espo = sandbox.state("espocrm")
+    record = espo.human_create({**PERSON, "lastName": "Einmalig"})
+    espo.hooks.clear()
+    sandbox.kit("espocrm").add_fault(path=f"/api/v1/CBeteiligte/{record['id']}", method="PUT", status=500, times=2)
+    result = run_sync(record["id"], "create", "webhook", timeout=60)
+    assert result["path"] == "create" and result["detail"]["adopted_journal"] is True
+    assert len(_advoware_named(sandbox, "Einmalig")) == 1
+    assert sandbox.kit("advoware").calls()["POST /api/v1/advonet/Beteiligte"] == 1
+    assert espo_record(sandbox, record["id"])["syncStatus"] == "clean"
+    assert CreateJournal(lock_redis, record["id"]).get() is None
+
+
+def test_lost_post_answer_stops_for_a_human_and_never_duplicates(sandbox, celery_worker, lock_redis):
+    """The POST reached Advoware but its answer was lost: no second POST, a failed task, a recorded error."""
+    espo = sandbox.state("espocrm")
+    record = espo.human_create({**PERSON, "lastName": "Verloren"})
+    espo.hooks.clear()
+    sandbox.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte", method="POST", reset=True, after=True,
+                                      times=1)
+    with pytest.raises(Exception) as err:
+        run_sync(record["id"], "create", "webhook", timeout=60)
+    assert "may already hold it" in str(err.value)
+    assert len(_advoware_named(sandbox, "Verloren")) == 1
+    assert sandbox.kit("advoware").calls()["POST /api/v1/advonet/Beteiligte"] == 1
+    failed = espo_record(sandbox, record["id"])
+    assert failed["syncStatus"] == "failed" and "resolve-create" in failed["syncErrorMessage"]
+    # the operator found it in Advoware and tells the product
+    betnr = _advoware_named(sandbox, "Verloren")[0]["betNr"]
+    resolve_create(lock_redis, record["id"], betnr)
+    assert run_sync(record["id"], "update", "manual")["path"] == "create"
+    assert espo_record(sandbox, record["id"])["betnr"] == betnr
+    assert len(_advoware_named(sandbox, "Verloren")) == 1
+
+
+def test_permanent_error_is_recorded_and_fails_the_task(sandbox, celery_worker):
+    record = _linked(sandbox)
+    sandbox.state("espocrm").human_update(record["id"], {"lastName": "Abgelehnt"})
+    sandbox.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte/*", method="PUT", status=400, times=1)
+    with pytest.raises(Exception) as err:
+        run_sync(record["id"], "update", "webhook")
+    assert "400" in str(err.value)
+    after = espo_record(sandbox, record["id"])
+    assert after["syncStatus"] == "failed" and after["syncRetryCount"] == 1
+    assert "400" in after["syncErrorMessage"] and after["syncNextRetry"]
+
+
+def _overlaps(entries: list[dict]) -> list[tuple]:
+    spans = sorted((e["start"], e["end"], e["method"], e["path"]) for e in entries)
+    return [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
+
+
+def test_fifty_concurrent_webhooks_never_sync_one_entity_twice_at_once(sandbox, shim, lock_redis):
+    record = _linked(sandbox)
+    espo = sandbox.state("espocrm")
+    espo.hooks.clear()  # the test sends the webhooks itself, all at once
+    for name in ("espocrm", "advoware"):
+        sandbox.kit(name).default_latency_ms = 15
+        sandbox.kit(name).reset_calls()
+    token_secret = next(iter(lock_redis.hgetall("webhook:secrets").items()))
+    hook_id, secret = token_secret[0].decode(), token_secret[1].decode()
+
+    def edit_and_notify(i):
+        espo.human_update(record["id"], {"titel": f"T{i}"})
+        body = json.dumps([{"id": record["id"], "titel": f"T{i}"}]).encode()
+        requests.post(f"{shim.url}/vmh/webhook/beteiligte/update", data=body, timeout=10,
+                      headers={"Content-Type": "application/json", "Signature": signature_for(hook_id, secret, body)})
+
+    try:
+        threads = [threading.Thread(target=edit_and_notify, args=(i,)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        final = espo_record(sandbox, record["id"])["titel"]
+        wait_for(lambda: advoware_record(sandbox, record["betnr"])["titel"] == final and
+                 espo_record(sandbox, record["id"])["syncStatus"] == "clean", timeout=30, message="converged")
+    finally:
+        for name in ("espocrm", "advoware"):
+            sandbox.kit(name).default_latency_ms = 0
+    mine = [e for e in sandbox.kit("espocrm").log if record["id"] in e["path"]]
+    mine += [e for e in sandbox.kit("advoware").log if str(record["betnr"]) in e["path"]]
+    assert len(mine) >= 4
+    assert _overlaps(mine) == [], "two syncs of one entity overlapped"
