@@ -225,12 +225,14 @@ class RateGate:
         self._redis = redis.Redis.from_url(redis_url)
 
     def wait(self) -> None:
+        """Block until the shared budget admits one more call; count the admitted call."""
         deadline = time.monotonic() + self._max_wait
         while True:
             paused_ms = self._redis.pttl(self._pause_key)
             if paused_ms and paused_ms > 0:
                 time.sleep(min(paused_ms / 1000.0, 5.0))
             elif self._limiter.hit(self._item, "bitbylaw", self._name):
+                self._count()
                 return
             else:
                 stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
@@ -238,6 +240,13 @@ class RateGate:
             if time.monotonic() > deadline:
                 raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
+
+    def _count(self) -> None:
+        """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
+        try:
+            self._redis.hincrby("metrics:api_calls", self._name, 1)
+        except Exception:  # noqa: BLE001 - metrics must not break a call
+            log.debug("rate gate: could not count a call")
 
     def pause(self, seconds: float) -> None:
         if seconds and seconds > 0:

@@ -71,3 +71,19 @@ def test_request_size_limit(redis_server):
     assert client.post("/echo", data=b"x" * 1000).status_code == 200
     big = client.post("/echo", data=b"x" * 5000)
     assert big.status_code == 413 and big.get_json()["status"] == 413
+
+
+def test_metrics_endpoint_renders_prometheus_text(redis_server, lock_redis):
+    from bitbylaw_tasks.metrics import record_api_call, record_sync
+
+    record_sync(lock_redis, "beteiligte", "create", "ok", 0.12)
+    record_sync(lock_redis, "beteiligte", "update", "failed", 3.0)
+    record_api_call(lock_redis, "advoware")
+    client = create_app(_settings_for(redis_server)).test_client()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'bitbylaw_syncs_total{domain="beteiligte",path="create",result="ok"} 1' in text
+    assert 'bitbylaw_syncs_total{domain="beteiligte",path="update",result="failed"} 1' in text
+    assert 'bitbylaw_sync_duration_seconds_bucket{domain="beteiligte",le="0.15"} 1' in text
+    assert 'bitbylaw_sync_duration_seconds_count{domain="beteiligte"} 2' in text
+    assert 'bitbylaw_api_calls_total{system="advoware"} 1' in text
+    assert 'bitbylaw_queue_length{queue="beteiligte"}' in text

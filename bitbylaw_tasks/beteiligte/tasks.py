@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from datetime import datetime, timezone
+
+from celery.exceptions import Retry
 
 import celeryconfig
 from bitbylaw_tasks.beteiligte import service
@@ -21,6 +24,7 @@ from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import EntityTask, coalesce_key, enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY, run_exclusive
 from bitbylaw_tasks.locks import EntityLock, LockLost
+from bitbylaw_tasks.metrics import record_sync
 from bitbylaw_tasks.redis_clients import lock_redis
 from integrations.http import ApiError, RateLimited
 
@@ -77,9 +81,17 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
             raise service.SyncFailed(f"sync failed: {exc}", recorded=True) from exc
 
     lock = EntityLock(client, LOCK_KIND, entity_id, ttl=settings.sync_lock_ttl)
-    outcome = run_exclusive(client, enqueuer, lock, sync_task_for(entity_id, action, source), body)
+    started = time.monotonic()
+    try:
+        outcome = run_exclusive(client, enqueuer, lock, sync_task_for(entity_id, action, source), body)
+    except Exception as exc:
+        result = "retry" if isinstance(exc, Retry) else "failed"
+        record_sync(client, "beteiligte", action, result, time.monotonic() - started)
+        raise
     if outcome == BUSY:
+        record_sync(client, "beteiligte", BUSY, "busy", time.monotonic() - started)
         return {"entity_id": entity_id, "path": BUSY}
+    record_sync(client, "beteiligte", outcome.path, "ok", time.monotonic() - started)
     if outcome.path in service.HANDOFF_PATHS:
         record_checked(client, entity_id, utcnow())
         enqueuer.enqueue([kommunikation_task_for(entity_id)])

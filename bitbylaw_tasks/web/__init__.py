@@ -62,6 +62,17 @@ def create_app(settings: Settings) -> Flask:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
+    @app.get("/metrics")
+    def metrics_view():
+        from celeryconfig import QUEUES
+        from bitbylaw_tasks.metrics import render
+
+        try:
+            text = render(client_for(settings.lock_redis_url), client_for(settings.broker_url), QUEUES)
+        except (redis.RedisError, OSError):
+            return jsonify({"error": "metrics store unreachable", "status": 503}), 503
+        return text, 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
     @app.get("/healthz")
     def healthz():
         doc, healthy = health(settings, started_at)
