@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("beat", cmd_beat, "Start Celery beat with the Redis-locked redbeat scheduler.")
     p.add_argument("--loglevel", default="INFO")
     add("flower", cmd_flower, "Start Flower (basic auth and persistent state from settings).")
+    from bitbylaw_tasks.beteiligte import cli as beteiligte_cli
+
+    beteiligte_cli.register(sub)
     p = add("lock-release", cmd_lock_release, "Release a stuck entity lock regardless of its owner.")
     p.add_argument("kind", help="e.g. cbeteiligte, kommunikation, calendar")
     p.add_argument("entity_id")

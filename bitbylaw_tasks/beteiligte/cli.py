@@ -1,0 +1,149 @@
+"""`bitbylaw beteiligte …`: the operator's commands for the Beteiligte sync (SPEC §8)."""
+from __future__ import annotations
+
+import collections
+import json
+
+from bitbylaw_tasks.settings import Settings
+
+
+def _clients(settings: Settings):
+    from bitbylaw_tasks.clients import clients_for
+
+    return clients_for(settings)
+
+
+def cmd_status(args, settings: Settings) -> int:
+    """Count CBeteiligte by syncStatus (pages through all records)."""
+    counts = collections.Counter(r.get("syncStatus") or "(none)"
+                                 for r in _clients(settings).espocrm.iter_beteiligte(select=["syncStatus"]))
+    for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{status:22s} {n}")
+    print(f"{'total':22s} {sum(counts.values())}")
+    return 0
+
+
+def _enqueue(settings: Settings, ids: list[str]) -> tuple[int, int]:
+    from bitbylaw_tasks.beteiligte.tasks import sync_task_for
+    from bitbylaw_tasks.celery_app import app
+    from bitbylaw_tasks.enqueue import enqueuer_for
+
+    flags = []
+    for start in range(0, len(ids), 500):
+        flags += enqueuer_for(app).enqueue([sync_task_for(i, "update", "manual") for i in ids[start:start + 500]])
+    return sum(flags), len(flags) - sum(flags)
+
+
+def cmd_sync(args, settings: Settings) -> int:
+    """Queue a manual sync of one entity (or run it here with --now)."""
+    if args.now:
+        from bitbylaw_tasks.beteiligte.tasks import sync
+
+        print(json.dumps(sync.apply(args=(args.entity_id, "update", "manual")).get(), indent=2, default=str))
+        return 0
+    queued, coalesced = _enqueue(settings, [args.entity_id])
+    print("queued" if queued else "already queued")
+    return 0
+
+
+def cmd_sync_all(args, settings: Settings) -> int:
+    """Queue a manual sync of every CBeteiligte."""
+    ids = [r["id"] for r in _clients(settings).espocrm.iter_beteiligte(select=["id"])]
+    queued, coalesced = _enqueue(settings, ids)
+    print(f"queued {queued}, already queued {coalesced}")
+    return 0
+
+
+def cmd_audit(args, settings: Settings) -> int:
+    """Field-by-field diff of the two sides of one entity, and what a sync would do. Read-only."""
+    from bitbylaw_tasks.beteiligte.compare import compare
+    from bitbylaw_tasks.beteiligte.mapping import mapped_snapshot, snapshot_of_advoware
+
+    clients = _clients(settings)
+    espo = clients.espocrm.get_beteiligte(args.entity_id)
+    print(f"EspoCRM {espo['id']}  syncStatus={espo.get('syncStatus')}  betnr={espo.get('betnr')}  "
+          f"lastSync={espo.get('advowareLastSync')}  retries={espo.get('syncRetryCount')}")
+    if not espo.get("betnr"):
+        print("not linked to Advoware yet: a sync would create it")
+        return 0
+    from integrations.http import NotFound
+
+    try:
+        advo = clients.advoware.get_beteiligte(int(espo["betnr"]))
+    except NotFound:
+        print(f"Advoware betNr {espo['betnr']}: not found (deleted in Advoware)")
+        return 1
+    e, a = mapped_snapshot(espo), snapshot_of_advoware(advo)
+    print(f"{'field':16s} {'EspoCRM':30s} {'Advoware':30s}")
+    for field in e:
+        mark = "" if e[field] == a.get(field) else "  <- differs"
+        print(f"{field:16s} {e[field][:30]:30s} {a.get(field, '')[:30]:30s}{mark}")
+    print(f"rowId stored={espo.get('advowareRowId')} current={advo.get('rowId')}")
+    print(f"a sync would do: {compare(espo, advo, policy=settings.conflict_policy).summary()}")
+    return 0
+
+
+def cmd_reset_failed(args, settings: Settings) -> int:
+    """Reset permanently_failed records (one, or all) to failed with a zero retry count, due now."""
+    from datetime import datetime, timezone
+
+    from bitbylaw_tasks.beteiligte import status
+    from integrations.espocrm import W
+
+    espocrm = _clients(settings).espocrm
+    ids = [args.entity_id] if args.entity_id else [
+        r["id"] for r in espocrm.iter_beteiligte(W.equals("syncStatus", status.PERMANENTLY_FAILED), select=["id"])]
+    for entity_id in ids:
+        espocrm.update_beteiligte(entity_id, status.auto_reset(datetime.now(timezone.utc)))
+    queued, _ = _enqueue(settings, ids)
+    print(f"reset {len(ids)}, queued {queued}")
+    return 0
+
+
+def cmd_resolve_create(args, settings: Settings) -> int:
+    """After an uncertain create: adopt the Advoware betNr found (--betnr N) or allow a new create (--none)."""
+    from bitbylaw_tasks.beteiligte.service import resolve_create
+    from bitbylaw_tasks.redis_clients import lock_redis
+
+    resolve_create(lock_redis(settings), args.entity_id, None if args.none else args.betnr)
+    _enqueue(settings, [args.entity_id])
+    print("resolved; a sync is queued")
+    return 0
+
+
+def cmd_deletions(args, settings: Settings) -> int:
+    """List CBeteiligte deleted in EspoCRM (Advoware was left untouched, SPEC §4.5)."""
+    from bitbylaw_tasks.beteiligte.service import ESPOCRM_DELETIONS_KEY
+    from bitbylaw_tasks.redis_clients import lock_redis
+
+    for entity_id, when in sorted(lock_redis(settings).hgetall(ESPOCRM_DELETIONS_KEY).items()):
+        print(f"{entity_id.decode()}  deleted {when.decode()} UTC")
+    return 0
+
+
+def register(sub) -> None:
+    """Add `beteiligte` and its subcommands to the top-level parser's subparsers."""
+    parser = sub.add_parser("beteiligte", help="Beteiligte sync: status, sync, audit, resets",
+                            description="Operator commands for the EspoCRM <-> Advoware Beteiligte sync.")
+    cmds = parser.add_subparsers(dest="beteiligte_command", required=True, metavar="COMMAND")
+
+    def add(name, func):
+        p = cmds.add_parser(name, help=func.__doc__, description=func.__doc__)
+        p.set_defaults(func=func)
+        return p
+
+    add("status", cmd_status)
+    p = add("sync", cmd_sync)
+    p.add_argument("entity_id")
+    p.add_argument("--now", action="store_true", help="run in this process instead of queueing")
+    add("sync-all", cmd_sync_all)
+    p = add("audit", cmd_audit)
+    p.add_argument("entity_id")
+    p = add("reset-failed", cmd_reset_failed)
+    p.add_argument("entity_id", nargs="?")
+    p = add("resolve-create", cmd_resolve_create)
+    p.add_argument("entity_id")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--betnr", type=int, help="the Advoware betNr that was created")
+    group.add_argument("--none", action="store_true", help="nothing was created: allow a new create")
+    add("deletions", cmd_deletions)
