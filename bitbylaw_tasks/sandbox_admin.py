@@ -27,6 +27,39 @@ def register_shim_webhooks(settings: Settings, espocrm) -> list[str]:
     return ids
 
 
+def _wait_for_shim(settings: Settings, timeout: float = 30.0) -> None:
+    """Give the web shim (started alongside by honcho) time to come up before webhooks are sent to it."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{settings.web_port}/healthz", timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.5)
+
+
+def seed_demo(sandbox, count: int) -> None:
+    """Demo data: `count` parties created in EspoCRM *as a user* (so webhooks fire and the sync
+    creates them in Advoware), and employees with Termine in Advoware for the calendar sync."""
+    import random
+
+    from faker import Faker
+
+    from integrations.sandbox.advoware_seed import seed_state
+    from integrations.sandbox.espocrm_seed import fake_beteiligte
+
+    rng, faker = random.Random(7), Faker("de_DE")
+    faker.seed_instance(7)
+    espo = sandbox.state("espocrm")
+    for _ in range(count):
+        espo.human_create(fake_beteiligte(faker, rng))
+    seed_state(sandbox.state("advoware"), employees=3, termine_per_employee=10)
+
+
 def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: int = 0,
                   register_webhooks: bool = False, webhook_interval: float = 2.0,
                   advoware_latency_ms: int = 0) -> int:
@@ -37,16 +70,11 @@ def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: in
                       advoware_port=settings.sandbox_advoware_port, google_port=settings.sandbox_google_port,
                       webhook_interval=webhook_interval, advoware_latency_ms=advoware_latency_ms).start()
     loaded = bool(state_file) and sandbox.load_state(state_file)
-    if seed and not loaded:
-        from integrations.sandbox.advoware_seed import seed_state
-        from integrations.sandbox.espocrm_seed import seed_records
-
-        # EspoCRM records arrive as pending_sync (the sync creates them in Advoware);
-        # Advoware gets employees with Termine for the calendar sync.
-        seed_records(sandbox.state("espocrm"), seed)
-        seed_state(sandbox.state("advoware"), employees=3, termine_per_employee=10)
     if register_webhooks:
+        _wait_for_shim(settings)
         register_shim_webhooks(settings, espocrm_client(settings))
+    if seed and not loaded:
+        seed_demo(sandbox, seed)
     for name in ("espocrm", "advoware", "google"):
         print(f"sandbox: {name:9s} {sandbox.url(name)}  (GET /_sandbox/info for credentials)", flush=True)
     stop = threading.Event()
