@@ -76,7 +76,9 @@ def test_write_back_failing_after_post_adopts_instead_of_posting_again(sandbox, 
     espo = sandbox.state("espocrm")
     record = espo.human_create({**PERSON, "lastName": "Einmalig"})
     espo.hooks.clear()
-    sandbox.kit("espocrm").add_fault(path=f"/api/v1/CBeteiligte/{record['id']}", method="PUT", status=500, times=2)
+    # the first PUT (the `syncing` intent) passes; the write-back after Advoware's POST fails twice
+    sandbox.kit("espocrm").add_fault(path=f"/api/v1/CBeteiligte/{record['id']}", method="PUT", status=500, times=2,
+                                     skip=1)
     result = run_sync(record["id"], "create", "webhook", timeout=60)
     assert result["path"] == "create" and result["detail"]["adopted_journal"] is True
     assert len(_advoware_named(sandbox, "Einmalig")) == 1
@@ -156,3 +158,21 @@ def test_fifty_concurrent_webhooks_never_sync_one_entity_twice_at_once(sandbox, 
     mine += [e for e in sandbox.kit("advoware").log if str(record["betnr"]) in e["path"]]
     assert len(mine) >= 4
     assert _overlaps(mine) == [], "two syncs of one entity overlapped"
+
+
+def test_intent_from_a_lost_journal_asks_a_human_and_never_posts(sandbox, celery_worker, lock_redis):
+    """A create was in flight when Redis lost its data: EspoCRM's intent names another Redis run id."""
+    espo = sandbox.state("espocrm")
+    record = espo.human_create({**PERSON, "lastName": "Unsicher"})
+    espo.hooks.clear()
+    espo.save(record["id"], {"syncStatus": "syncing", "advowareCreateIntent": "0123456789abcdef:2026-01-01 10:00:00"},
+              espo.integration_user)
+    with pytest.raises(Exception) as err:
+        run_sync(record["id"], "check", "sweep")
+    assert "Redis restarted" in str(err.value)
+    assert sandbox.kit("advoware").calls().get("POST /api/v1/advonet/Beteiligte", 0) == 0
+    resolve_create(lock_redis, record["id"], None)  # the operator checked: nothing was created
+    assert run_sync(record["id"], "update", "manual")["path"] == "create"
+    final = espo_record(sandbox, record["id"])
+    assert final["syncStatus"] == "clean" and final["betnr"] and not final["advowareCreateIntent"]
+    assert len(_advoware_named(sandbox, "Unsicher")) == 1

@@ -8,10 +8,12 @@ The next sync of the record then:
 - `created` -> adopts that betNr instead of POSTing again (worker died, or the
   EspoCRM write-back failed);
 - `posting` -> the POST may or may not have created a record: stop and ask an
-  operator (`bitbylaw beteiligte resolve-create`), never POST a second time.
-Residual risk (docs/beteiligte-sync.md): the journal lives in Redis DB 1; a
-Redis data loss at the same moment as a crash between Advoware's answer and
-the journal write could still let a later sync POST again.
+  operator (`bitbylaw beteiligte resolve-create`), never POST a second time;
+- `cleared` -> an operator confirmed that nothing was created: POST again.
+Because Redis may lose data, the journal is anchored in EspoCRM too: before a
+create the sync writes an intent naming this Redis server's `run_id` (which
+changes at every restart). An intent from another `run_id` with no journal
+entry means the journal was lost mid-create: ask an operator, never guess.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import redis
 KEY = "advoware_create:{}"
 TTL = 30 * 24 * 3600  # far longer than any retry schedule; gone once the write-back landed
 
-POSTING, CREATED = "posting", "created"
+POSTING, CREATED, CLEARED = "posting", "created", "cleared"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class CreateJournal:
 
     def created(self, betnr: int, row_id: str | None) -> None:
         self._write(JournalEntry(CREATED, time.time(), betnr, row_id))
+
+    def cleared(self) -> None:
+        """An operator confirmed that no Advoware record was created: a new POST is allowed."""
+        self._write(JournalEntry(CLEARED, time.time()))
+
+    def server_id(self) -> str:
+        """This Redis server's run id (new after every restart): anchors an intent to this journal."""
+        return str(self._redis.info("server")["run_id"])
 
     def clear(self) -> None:
         self._redis.delete(self._key)

@@ -17,7 +17,7 @@ import redis
 
 from bitbylaw_tasks.beteiligte import compare as cmp
 from bitbylaw_tasks.beteiligte import status
-from bitbylaw_tasks.beteiligte.journal import CREATED, POSTING, CreateJournal
+from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
 from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, format_espo_datetime, parse_espo_datetime
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
@@ -147,19 +147,30 @@ def _write_espocrm(ctx: SyncContext, espo: dict, data: dict) -> dict:
         raise VersionConflict(str(exc)) from exc
 
 
+INTENT_FIELD = "advowareCreateIntent"  # "{redis run_id}:{time}" while a create is in flight
+
+UNCERTAIN = ("An earlier attempt to create this Beteiligter in Advoware got no answer{why}, so Advoware may "
+             "already hold it. Check Advoware, then run `bitbylaw beteiligte resolve-create {id} --betnr N` "
+             "(found) or `--none` (not created).")
+
+
 def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
     entity_id = espo["id"]
     journal = CreateJournal(ctx.redis, entity_id)
     entry = journal.get()
+    intent = espo.get(INTENT_FIELD) or ""
     adopted = False
     if entry is not None and entry.state == CREATED:
         created, adopted = {"betNr": entry.betnr, "rowId": entry.row_id}, True
     elif entry is not None and entry.state == POSTING:
-        raise SyncFailed(
-            "An earlier attempt to create this Beteiligter in Advoware got no answer, so Advoware may already "
-            "hold it. Check Advoware, then run `bitbylaw beteiligte resolve-create "
-            f"{entity_id} --betnr N` (found) or `--none` (not created).")
+        raise SyncFailed(UNCERTAIN.format(why="", id=entity_id))
+    elif entry is None and intent and not intent.startswith(journal.server_id() + ":"):
+        raise SyncFailed(UNCERTAIN.format(why=" and Redis restarted since (its journal is lost)", id=entity_id))
     else:
+        if not intent or (entry is not None and entry.state == CLEARED):
+            # the durable anchor of the journal (SPEC §4.8: the `syncing` write is counted separately)
+            espo = _write_espocrm(ctx, espo, {"syncStatus": status.SYNCING,
+                                              INTENT_FIELD: f"{journal.server_id()}:{format_espo_datetime(now)}"})
         journal.begin()
         ctx.before_write()
         try:
@@ -172,7 +183,7 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
             journal.clear()  # Advoware answered with an error: nothing was created
             raise
         journal.created(int(created["betNr"]), created.get("rowId"))
-    _write_espocrm(ctx, espo, cmp.create_write(espo, created, now))
+    _write_espocrm(ctx, espo, {**cmp.create_write(espo, created, now), INTENT_FIELD: ""})
     journal.clear()
     return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted})
 
@@ -181,7 +192,7 @@ def resolve_create(client: redis.Redis, entity_id: str, betnr: int | None, row_i
     """Operator decision after an uncertain create: adopt `betnr`, or (None) allow a new POST."""
     journal = CreateJournal(client, entity_id)
     if betnr is None:
-        journal.clear()
+        journal.cleared()
     else:
         journal.created(betnr, row_id)
 

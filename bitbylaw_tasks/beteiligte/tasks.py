@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from celery.exceptions import Retry
 
@@ -109,7 +109,8 @@ def sweep() -> dict:
         return {"skipped": True}
     try:
         result = run_sweep(clients_for(settings).espocrm, client, enqueuer_for(app), utcnow(),
-                           check_budget=settings.sweep_check_budget)
+                           check_budget=settings.sweep_check_budget,
+                           lock_ttl=timedelta(seconds=settings.sync_lock_ttl))
     finally:
         guard.release()
     log.info("beteiligte sweep: %s", result.as_dict())

@@ -23,7 +23,7 @@ FIELDS: dict[str, str] = {
     "syncNextRetry": "datetime", "syncAutoResetAt": "datetime", "kommunikationHash": "varchar",
     # The product's durable sync state (docs/beteiligte-sync.md, docs/kommunikation-sync.md): text
     # fields hidden from and read-only for users in the real EspoCRM's entity definition.
-    "advowareSyncSnapshot": "longtext", "kommunikationStatus": "longtext",
+    "advowareSyncSnapshot": "longtext", "kommunikationStatus": "longtext", "advowareCreateIntent": "varchar",
     "versionNumber": "int",
 }
 READ_ONLY = frozenset({"id", "createdAt", "modifiedAt", "versionNumber"})

@@ -42,6 +42,7 @@ class Fault:
     reset: bool = False             # drop the connection with a TCP RST
     times: int | None = None        # apply to the next N matching calls only, then expire
     after: bool = False             # apply after the request was handled (the write happened, the answer is lost)
+    skip: int = 0                   # let this many matching calls through first
     id: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -85,6 +86,9 @@ class SandboxKit:
         with self.lock:
             for fault in list(self.faults):
                 if fault.after != after or not fault.matches(method, path):
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
                     continue
                 if fault.error_rate < 1.0 and self.random.random() >= fault.error_rate:
                     continue
