@@ -150,3 +150,23 @@ def test_api_call_budget_per_path(sandbox, shim):
     espo.human_update(record["id"], {"titel": "Dr. h.c."})
     assert measured(lambda: run_sync(record["id"])) == ("conflict", 4)
     assert measured(lambda: run_sync(record["id"])) == ("no_change", 2)
+
+
+def test_user_edit_during_the_sync_is_not_overwritten(sandbox, shim):
+    """X-Version-Number on the write-back: a user edit made mid-sync gets a 409, the sync re-reads and re-decides."""
+    import threading
+
+    record = _created_by_webhook(sandbox, PERSON)
+    espo, advo = sandbox.state("espocrm"), sandbox.state("advoware")
+    espo.hooks.clear()
+    advo.human_update_beteiligte(record["betnr"], vorname="Moritz")
+    sandbox.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte/*", method="GET", latency_ms=600, times=1)
+    edit = threading.Timer(0.3, lambda: espo.human_update(record["id"], {"titel": "Prof."}, user="bob"))
+    edit.start()
+    outcome = run_sync(record["id"])
+    edit.join()
+    after, advo_after = espo_record(sandbox, record["id"]), advoware_record(sandbox, record["betnr"])
+    assert after["titel"] == "Prof." and advo_after["titel"] == "Prof."      # the user's mid-sync edit survives
+    assert after["firstName"] == "Moritz" == advo_after["vorname"]             # and the Advoware change arrived
+    assert outcome["path"] == "conflict"
+    assert sandbox.kit("espocrm").calls()["GET /api/v1/CBeteiligte/<record_id>"] >= 2
