@@ -27,4 +27,10 @@ def build(settings: Settings) -> dict:
             "schedule": settings.retry_drain_interval,
             "options": {"expires": settings.retry_drain_interval},
         },
+        # SPEC §6: fans out one calendar.sync_employee per active employee.
+        "calendar-sync-all": {
+            "task": "calendar.sync_all",
+            "schedule": settings.calendar_interval,
+            "options": {"expires": settings.calendar_interval},
+        },
     }

@@ -52,6 +52,21 @@ def advoware_client(settings: Settings) -> AdvowareClient:
     return AdvowareClient.from_settings(settings, redis, gate=gate, timeouts=timeouts(settings))
 
 
+def google_calendar_client(settings: Settings, subject_email: str | None = None):
+    """A Google Calendar client acting as `subject_email` (domain-wide delegation), or the sandbox's user.
+
+    Sandbox mode (no real EspoCRM/Advoware configured, no GOOGLE_CALENDAR_ENDPOINT):
+    the simulator at http://{SANDBOX_HOST}:{SANDBOX_GOOGLE_PORT}/calendar/v3/.
+    Not cached: httplib2 connections are not thread-safe, and building one costs ~1 ms.
+    """
+    from integrations.google_calendar import GoogleCalendarClient
+
+    if not settings.google_calendar_endpoint and settings.uses_sandbox:
+        settings = settings.replace(
+            google_calendar_endpoint=sandbox_url(settings, settings.sandbox_google_port) + "/calendar/v3/")
+    return GoogleCalendarClient.from_settings(settings, subject_email)
+
+
 _CACHE: dict[int, tuple[Settings, Clients]] = {}
 _CACHE_LOCK = threading.Lock()
 

@@ -53,6 +53,13 @@ class Settings:
     http_connect_timeout: float = 3.05
     http_read_timeout: float = 30.0
 
+    # --- calendar sync (SPEC §6) ---
+    calendar_days_back: int = 30       # the sync window starts this many days before today
+    calendar_days_ahead: int = 365     # ... and ends this many days after today
+    calendar_interval: float = 900.0   # seconds between calendar.sync_all runs (beat)
+    calendar_delete_termine: bool = False  # a Google deletion of a Termin deletes it in Advoware (else re-create)
+    calendar_empty_guard: int = 5      # stop when a side is empty while the state knows this many (0 = off)
+
     # --- EspoCRM ---
     espocrm_base_url: str = ""
     espocrm_api_key: str = ""
@@ -155,6 +162,11 @@ _VARS: list[tuple[str, str, str]] = [
     ("RETRY_DRAIN_INTERVAL", "retry_drain_interval", "float"),
     ("HTTP_CONNECT_TIMEOUT", "http_connect_timeout", "float"),
     ("HTTP_READ_TIMEOUT", "http_read_timeout", "float"),
+    ("CALENDAR_DAYS_BACK", "calendar_days_back", "int"),
+    ("CALENDAR_DAYS_AHEAD", "calendar_days_ahead", "int"),
+    ("CALENDAR_INTERVAL", "calendar_interval", "float"),
+    ("CALENDAR_DELETE_TERMINE", "calendar_delete_termine", "bool"),
+    ("CALENDAR_EMPTY_GUARD", "calendar_empty_guard", "int"),
     ("ESPOCRM_BASE_URL", "espocrm_base_url", "http_url"),
     ("ESPOCRM_API_KEY", "espocrm_api_key", "str"),
     ("ESPOCRM_MAX_REQUESTS_PER_MINUTE", "espocrm_max_requests_per_minute", "int"),
@@ -222,6 +234,12 @@ def _parse(name: str, kind: str, raw: str):
             return float(raw)
         except ValueError:
             raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if kind == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("", "0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}: expected true or false, got {raw!r}")
     if kind == "redis_url":
         parsed = urlparse(raw)
         if parsed.scheme not in SCHEMES_REDIS or not (parsed.hostname or parsed.path):
