@@ -390,3 +390,55 @@ def test_random_edits_on_both_sides_converge(world, seed):
     world.assert_in_sync()
     world.reset_calls()
     assert sync()["path"] == "no_change" and world.writes() == {}
+
+
+# --- the operator commands ---
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from bitbylaw_tasks.calendar.cli import register
+
+    parser = argparse.ArgumentParser(prog="bitbylaw")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args, get_settings())
+
+
+def test_cli_audit_is_read_only_and_shows_differences(world, capsys):
+    import json
+
+    t = world.termin(offset=5)
+    world.termin(offset=6)
+    sync()
+    world.advo.human_update_termin(t["frNr"], text="nur in Advoware geändert")
+    new = world.termin(offset=7)
+    world.google.human_insert(world.calendar(), {"summary": "nur Google", "start": {"date": day(8)},
+                                                 "end": {"date": day(9)}})
+    state_before = CalendarState(world.redis, "AB").items()
+    world.reset_calls()
+    assert _cli(["calendar", "audit", "AB"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["equal"] == 1 and [d["frNr"] for d in report["differ"]] == [t["frNr"]]
+    assert report["differ"][0]["fields"] == {"text": ["nur in Advoware geändert", "Besprechung 5"]}
+    assert report["only_advoware"] == [new["frNr"]] and len(report["only_google_unstamped"]) == 1
+    assert world.writes() == {} and CalendarState(world.redis, "AB").items() == state_before
+    sync()
+    assert _cli(["calendar", "audit", "AB"]) == 0
+    world.assert_in_sync()
+
+
+def test_cli_sync_now_clear_and_delete_calendars(world, capsys, lock_redis):
+    world.termin(offset=5)
+    assert _cli(["calendar", "sync", "AB", "--now"]) == 0
+    assert len(world.events()) == 1
+    lock_redis.set("sync_lock:calendar:AB", "stuck")
+    assert _cli(["calendar", "sync", "AB", "--now"]) == 1  # busy
+    assert _cli(["calendar", "clear", "AB"]) == 0
+    assert not lock_redis.exists("sync_lock:calendar:AB")
+    assert CalendarState(world.redis, "AB").meta().calendar_id is None
+    assert _cli(["calendar", "sync", "AB", "--now"]) == 0  # found again by its marker, nothing duplicated
+    assert len(world.google.calendar_ids()) == 2 and len(world.events()) == 1
+    assert _cli(["calendar", "status"]) == 0
+    assert _cli(["calendar", "delete-calendars"]) == 0
+    assert world.google.calendar_ids() == [world.google.calendar_ids()[0]]  # only the primary is left
+    assert CalendarState(world.redis, "AB").meta().calendar_id is None

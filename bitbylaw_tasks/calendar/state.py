@@ -31,7 +31,8 @@ PENDING_TTL = 7 * 24 * 3600
 # (flushed) during the sync, the items are incomplete and the next sync must be a full rebuild, not incremental.
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'calendar_id') ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'sync_token') else redis.call('HSET', KEYS[1], 'sync_token', ARGV[2]) end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'sync_token')
+else redis.call('HSET', KEYS[1], 'sync_token', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'synced_at', ARGV[3])
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'full_at', ARGV[3]) end
 return 1

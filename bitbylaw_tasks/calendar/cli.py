@@ -1,0 +1,137 @@
+"""`bitbylaw calendar ...`: audit, sync, clear one employee; list the state; delete the product's calendars.
+
+`register(subparsers)` adds the `calendar` command to the main parser
+(`bitbylaw_tasks/cli.py`). Every action is a function `(args, settings) -> int`.
+"""
+from __future__ import annotations
+
+import json
+
+from bitbylaw_tasks.calendar import service
+from bitbylaw_tasks.calendar.state import CalendarState, known_employees
+from bitbylaw_tasks.settings import Settings
+
+LOCK_KIND = "calendar"
+
+
+def _print(doc) -> None:
+    print(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
+
+
+def cmd_audit(args, settings: Settings) -> int:
+    """Read-only: what differs between the employee's Termine and calendar (exit 1 when anything does)."""
+    from bitbylaw_tasks.calendar.tasks import context_for
+
+    ctx = context_for(settings, args.kuerzel)
+    report = service.audit(ctx.advoware, ctx.google, ctx.state, ctx.policy)
+    _print(report)
+    dirty = any(report.get(k) for k in ("differ", "only_advoware", "only_google_unstamped",
+                                        "stamped_without_termin", "duplicates"))
+    return 1 if dirty or report["calendar"] is None else 0
+
+
+def cmd_sync(args, settings: Settings) -> int:
+    """Queue `calendar.sync_employee` (default), or run it here and now under the employee's lock."""
+    if not args.now:
+        from bitbylaw_tasks.celery_app import app
+
+        result = app.send_task("calendar.sync_employee", (args.kuerzel, args.force))
+        if args.wait:
+            _print(result.get(timeout=args.wait))
+        else:
+            print(f"queued {result.id}")
+        return 0
+    from bitbylaw_tasks.calendar.tasks import context_for
+    from bitbylaw_tasks.locks import LockBusy, entity_lock
+    from bitbylaw_tasks.redis_clients import lock_redis
+
+    try:
+        with entity_lock(lock_redis(settings), LOCK_KIND, args.kuerzel, ttl=settings.sync_lock_ttl) as lock:
+            ctx = context_for(settings, args.kuerzel, force=args.force)
+            ctx.lock = lock
+            result = service.sync_employee(ctx)
+    except LockBusy:
+        print(f"{args.kuerzel}: a sync is running (lock held); try again or `bitbylaw calendar clear`")
+        return 1
+    except service.EmptySideGuard as exc:
+        print(str(exc))
+        return 1
+    _print(vars(result))
+    return 0
+
+
+def cmd_clear(args, settings: Settings) -> int:
+    """Forget the employee's state (the next sync rebuilds it from Google) and release the lock."""
+    from bitbylaw_tasks.locks import force_release
+    from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
+
+    cleared = CalendarState(calendar_redis(settings), args.kuerzel).clear()
+    released = force_release(lock_redis(settings), LOCK_KIND, args.kuerzel)
+    _print({"kuerzel": args.kuerzel, "state_keys_deleted": cleared, "lock_released": released})
+    return 0
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from bitbylaw_tasks.redis_clients import calendar_redis
+
+    client = calendar_redis(settings)
+    _print([CalendarState(client, k).summary() for k in known_employees(client)])
+    return 0
+
+
+def cmd_delete_calendars(args, settings: Settings) -> int:
+    """Delete every calendar the product made (found by its marker) and the whole calendar state."""
+    from bitbylaw_tasks.clients import clients_for, google_calendar_client
+    from bitbylaw_tasks.locks import force_release
+    from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
+    from integrations.google_calendar import calendar_properties
+
+    sandbox = settings.uses_sandbox or bool(settings.google_calendar_endpoint)
+    if not sandbox and not args.yes:
+        print("refusing: this deletes the employees' calendars in the real Google; add --yes to confirm")
+        return 2
+    if sandbox:
+        subjects = [None]
+    else:
+        subjects = sorted({m["email"] for m in clients_for(settings).advoware.list_mitarbeiter() if m.get("email")})
+    deleted = []
+    for subject in subjects:
+        google = google_calendar_client(settings, subject)
+        for calendar in google.list_calendars():
+            kuerzel = calendar_properties(calendar).get(service.CALENDAR_MARKER_KEY)
+            if kuerzel:
+                google.delete_calendar(calendar["id"])
+                deleted.append(kuerzel)
+    client = calendar_redis(settings)
+    for kuerzel in set(deleted) | set(known_employees(client)):
+        CalendarState(client, kuerzel).clear()
+        force_release(lock_redis(settings), LOCK_KIND, kuerzel)
+    _print({"deleted_calendars": len(deleted), "employees": sorted(set(deleted))})
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `calendar audit|sync|clear|status|delete-calendars` to the main parser's subcommands."""
+    parser = subparsers.add_parser("calendar", help="Calendar sync (Advoware Termine <-> Google): audit, sync, "
+                                                    "clear, status, delete-calendars.",
+                                   description="Calendar sync operator actions (SPEC §6).")
+    sub = parser.add_subparsers(dest="calendar_command", required=True, metavar="ACTION")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("audit", cmd_audit, "Show what differs between an employee's Termine and calendar (read-only).")
+    p.add_argument("kuerzel")
+    p = add("sync", cmd_sync, "Queue a sync of one employee (or run it now with --now).")
+    p.add_argument("kuerzel")
+    p.add_argument("--now", action="store_true", help="run in this process instead of queueing")
+    p.add_argument("--force", action="store_true", help="go on although the empty-side guard tripped")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the queued task's result")
+    p = add("clear", cmd_clear, "Forget an employee's calendar state and release its lock.")
+    p.add_argument("kuerzel")
+    add("status", cmd_status, "List every employee's calendar state (items, token, last syncs).")
+    p = add("delete-calendars", cmd_delete_calendars,
+            "Delete the product's calendars and all calendar state (sandbox; real systems need --yes).")
+    p.add_argument("--yes", action="store_true", help="confirm deleting calendars in the real Google")
