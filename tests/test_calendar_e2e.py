@@ -442,3 +442,28 @@ def test_cli_sync_now_clear_and_delete_calendars(world, capsys, lock_redis):
     assert _cli(["calendar", "delete-calendars"]) == 0
     assert world.google.calendar_ids() == [world.google.calendar_ids()[0]]  # only the primary is left
     assert CalendarState(world.redis, "AB").meta().calendar_id is None
+
+
+def test_advoware_edit_during_a_slow_sync_is_not_overwritten(world, monkeypatch):
+    """Advoware has no If-Match: a Termin edited after our listing is noticed by a fresh listing before we
+    write it, and Advoware's newer version wins instead of being overwritten by the older Google edit."""
+    from bitbylaw_tasks.calendar.tasks import context_for
+
+    t = world.termin(offset=5)
+    sync()
+    world.google.human_update(world.calendar(), m.event_id_for(t["frNr"]), {"summary": "Google-Änderung"})
+    monkeypatch.setattr(service, "ADVOWARE_FRESH_FOR", -1.0)  # as if the sync had been slow
+    ctx = context_for(get_settings(), "AB")
+    listed = ctx.advoware.list_termine
+    edits = iter([lambda: world.advo.human_update_termin(t["frNr"], text="Advoware-Änderung")])
+
+    def list_then_user_edits(*args):
+        result = listed(*args)
+        next(edits, lambda: None)()  # a user edits the Termin right after our first listing
+        return result
+
+    monkeypatch.setattr(ctx.advoware, "list_termine", list_then_user_edits)
+    result = service.sync_employee(ctx)
+    assert result.rounds == 2 and result.actions == {"update_event": 1}
+    assert world.advo.get_termin(t["frNr"])["text"] == "Advoware-Änderung"
+    world.assert_in_sync()

@@ -259,7 +259,8 @@ class _Decider:
                 self.act(UPDATE_EVENT, frnr=frnr, event_id=s.event_id, appt=appt, termin=termin,
                          reason=f"{appt.art} deleted in Google: re-created")
             else:
-                self.act(DELETE_TERMIN, frnr=frnr, event_id=s.event_id, keep=False, reason="deleted in Google")
+                self.act(DELETE_TERMIN, frnr=frnr, event_id=s.event_id, termin=termin, keep=False,
+                         reason="deleted in Google")
             return
         g_appt = self.event_appt(ev) if ev is not None else None
         if ev is not None and g_appt is None:

@@ -31,6 +31,10 @@ from integrations.http import Conflict, Gone, NotFound, PreconditionFailed
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 3
+# Advoware has no If-Match: before writing a Termin, the listing must be at most this old, or it is read
+# again; a Termin whose rowId moved meanwhile (a user edit during the sync) makes the round re-decide, so a
+# slow sync never overwrites a newer Advoware edit with an older Google version.
+ADVOWARE_FRESH_FOR = 2.0
 FULL_RESYNC_AFTER = 24 * 3600  # a full listing once a day heals anything an incremental one cannot see
 CALENDAR_MARKER_KEY = "kuerzel"
 
@@ -47,6 +51,23 @@ class StillChanging(Exception):
 
 class _Redecide(Exception):
     """The world changed after we read it (412, or a Termin gone): read again and decide again."""
+
+
+@dataclass
+class _AdvowareView:
+    """The Termine listing a round decided on, re-read when it is older than ADVOWARE_FRESH_FOR."""
+
+    window: tuple[date, date]
+    termine: dict[int, dict]
+    read_at: float = field(default_factory=time.monotonic)
+
+    def ensure_unchanged(self, ctx: "CalendarContext", frnr: int, row_id: str | None) -> None:
+        if time.monotonic() - self.read_at > ADVOWARE_FRESH_FOR:
+            self.termine = {int(t["frNr"]): t for t in ctx.advoware.list_termine(ctx.kuerzel, *self.window)}
+            self.read_at = time.monotonic()
+        current = self.termine.get(int(frnr))
+        if current is None or current.get("rowId") != row_id:
+            raise _Redecide(f"Termin {frnr} changed in Advoware during the sync")
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,7 @@ class CalendarContext:
     lock: EntityLock | None = None
     today: Callable[[], date] = lambda: datetime.now(TZ).date()
     force: bool = False  # run even when the empty-side guard trips (operator decision)
+    view: _AdvowareView | None = None  # the current round's Advoware listing
 
     @property
     def kuerzel(self) -> str:
@@ -179,6 +201,7 @@ def _round(ctx: CalendarContext, result: SyncResult, totals: collections.Counter
     result.full = result.full or full
     first, last = window(ctx.today(), ctx.policy)
     termine = ctx.advoware.list_termine(ctx.kuerzel, first, last)
+    ctx.view = _AdvowareView((first, last), {int(t["frNr"]): t for t in termine})
     inputs = rc.Inputs(kuerzel=ctx.kuerzel, window=(first, last), termine=termine, events=events, full=full,
                        state=items, pending=pending,
                        delete_termine=ctx.policy.delete_termine, guard_min=ctx.policy.guard_min)
@@ -276,6 +299,7 @@ def _create_termin(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None
 
 
 def _update_termin(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None:
+    ctx.view.ensure_unchanged(ctx, a.frnr, a.termin.get("rowId"))
     ctx.before_write()
     try:
         termin = ctx.advoware.update_termin(a.frnr, to_termin(a.appt, ctx.kuerzel, base=a.termin))
@@ -288,6 +312,7 @@ def _update_termin(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None
 
 
 def _delete_termin(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None:
+    ctx.view.ensure_unchanged(ctx, a.frnr, a.termin.get("rowId"))
     ctx.before_write()
     try:
         ctx.advoware.delete_termin(a.frnr)

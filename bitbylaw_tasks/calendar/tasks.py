@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 
 import celeryconfig
-from bitbylaw_tasks.beteiligte.tasks import transient_countdown
 from bitbylaw_tasks.calendar import service
 from bitbylaw_tasks.calendar.state import CalendarState
 from bitbylaw_tasks.celery_app import app, settings_of
@@ -21,11 +21,20 @@ from bitbylaw_tasks.enqueue import EntityTask, coalesce_key, enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY, run_exclusive
 from bitbylaw_tasks.locks import EntityLock
 from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
-from integrations.http import ApiError
+from integrations.http import RateLimited
 
 log = logging.getLogger(__name__)
 
 LOCK_KIND = "calendar"
+
+
+def retry_countdown(retries: int, exc: Exception, cap: float) -> float:
+    """Back-off for the n-th transient retry: 2, 4, 8 ... s with full jitter, at least Retry-After, capped."""
+    base = min(cap, 2.0 ** (retries + 1))
+    delay = random.uniform(base / 2, base)
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        delay = max(delay, exc.retry_after)
+    return min(delay, cap)
 
 
 def employee_task(kuerzel: str) -> EntityTask:
@@ -68,11 +77,9 @@ def sync_employee(self, kuerzel: str, force: bool = False) -> dict:
             ctx = context_for(settings, kuerzel, force=force)
             ctx.lock = lock
             return dataclasses.asdict(service.sync_employee(ctx))
-        except (ApiError, service.StillChanging) as exc:
+        except Exception as exc:  # transient: ApiError.transient (timeouts, 5xx, 429) and StillChanging
             if getattr(exc, "transient", False) and self.request.retries < settings.transient_retries:
-                cap = celeryconfig.max_countdown(settings)
-                countdown = transient_countdown(self.request.retries, exc, cap) if isinstance(exc, ApiError) \
-                    else 2.0 ** (self.request.retries + 1)
+                countdown = retry_countdown(self.request.retries, exc, celeryconfig.max_countdown(settings))
                 raise self.retry(exc=exc, countdown=countdown, max_retries=settings.transient_retries)
             raise
 
