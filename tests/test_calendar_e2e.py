@@ -467,3 +467,18 @@ def test_advoware_edit_during_a_slow_sync_is_not_overwritten(world, monkeypatch)
     assert result.rounds == 2 and result.actions == {"update_event": 1}
     assert world.advo.get_termin(t["frNr"])["text"] == "Advoware-Änderung"
     world.assert_in_sync()
+
+
+def test_frist_whose_deleted_event_was_purged_comes_back_as_a_new_event(world):
+    """Google: deleted events "eventually disappear"; the restoring PUT then answers 404 and we insert."""
+    f = world.termin(offset=8, art="Frist", ganztaegig=True)
+    sync()
+    cal, event_id = world.calendar(), m.event_id_for(f["frNr"])
+    world.google.human_delete(cal, event_id)
+    with world.google.lock:
+        del world.google._calendars[cal]["events"][event_id]  # purged (the simulator never does this itself)
+    world.google.expire_sync_tokens(cal)  # the purged event is in no incremental listing any more
+    result = sync()
+    assert result["full"] and result["actions"] == {"update_event": 1}
+    assert world.event(f["frNr"])["id"] == event_id
+    world.assert_in_sync()

@@ -248,7 +248,12 @@ def _insert_event(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None:
         event = ctx.google.insert_event(calendar_id, {**body, "id": event_id})
     except Conflict:
         # Google never frees an id: the event exists (maybe deleted). A PUT restores and overwrites it.
-        event = ctx.google.update_event(calendar_id, event_id, body)
+        try:
+            event = ctx.google.update_event(calendar_id, event_id, body)
+        except NotFound:
+            # Deleted events "eventually disappear" (events reference) while their id may stay taken.
+            event_id = f"{event_id}v{int(time.time())}"
+            event = ctx.google.insert_event(calendar_id, {**body, "id": event_id})
     _keep(ctx, a, a.frnr, rc.item_for(event_id, a.appt, a.termin, event))
 
 
@@ -259,9 +264,7 @@ def _update_event(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None:
     except PreconditionFailed:
         raise _Redecide(f"event of frNr {a.frnr} changed in Google") from None
     except NotFound:
-        if a.event_id == event_id_for(a.frnr):
-            raise
-        _insert_event(ctx, calendar_id, a)  # the event is gone for good: a fresh one under our own id
+        _insert_event(ctx, calendar_id, a)  # the event is gone for good (purged): a new one
         return
     _keep(ctx, a, a.frnr, rc.item_for(a.event_id, a.appt, a.termin, event))
 
