@@ -18,6 +18,7 @@ from bitbylaw_tasks.settings import Settings, SettingsError, get_settings
 TASK_MODULES = [
     "bitbylaw_tasks.ops.tasks",
     "bitbylaw_tasks.beteiligte.tasks",
+    "bitbylaw_tasks.kommunikation.tasks",
     "bitbylaw_tasks.calendar.tasks",
 ]
 

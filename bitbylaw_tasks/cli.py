@@ -126,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="INFO")
     add("flower", cmd_flower, "Start Flower (basic auth and persistent state from settings).")
     from bitbylaw_tasks.beteiligte import cli as beteiligte_cli
+    from bitbylaw_tasks.calendar import cli as calendar_cli
 
     beteiligte_cli.register(sub)
+    calendar_cli.register(sub)
     p = add("lock-release", cmd_lock_release, "Release a stuck entity lock regardless of its owner.")
     p.add_argument("kind", help="e.g. cbeteiligte, kommunikation, calendar")
     p.add_argument("entity_id")

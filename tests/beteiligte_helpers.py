@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import time
 
+
 from bitbylaw_tasks.celery_app import app
 from bitbylaw_tasks.settings import get_settings
 from bitbylaw_tasks.web import create_app
 from bitbylaw_tasks.web.webhooks import register_secret
+from conftest import wait_idle
 from integrations.sandbox.kit import ServerThread
 
 PERSON = {"firstName": "Max", "lastName": "Mustermann", "salutationName": "Herr", "titel": "Dr.",
@@ -24,9 +26,18 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: 
     raise AssertionError(f"timed out waiting for {message}")
 
 
-def run_sync(entity_id: str, action: str = "check", source: str = "sweep", timeout: float = 30.0) -> dict:
-    """Queue `beteiligte.sync` like the sweep does and wait for the worker's result."""
-    return app.send_task("beteiligte.sync", (entity_id, action, source)).get(timeout=timeout)
+def run_sync(entity_id: str, action: str = "check", source: str = "sweep", timeout: float = 30.0,
+             task: str = "beteiligte.sync", args: tuple | None = None) -> dict:
+    """Queue a sync like the sweep does, wait for its result, then for the worker to be idle again.
+
+    Starting from an idle worker means the sync meets no leftover task holding
+    the entity's lock; ending idle means whatever it handed off (the
+    Kommunikation sync) has finished too, so the test sees a settled state.
+    """
+    wait_idle(timeout)
+    result = app.send_task(task, args or (entity_id, action, source)).get(timeout=timeout)
+    wait_idle(timeout)
+    return result
 
 
 def start_shim(sandbox, lock_redis) -> ServerThread:

@@ -9,6 +9,8 @@ Celery app is imported, so every component reads the test URLs.
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 import redis
@@ -63,7 +65,10 @@ def redis_url(redis_server) -> str:
 
 @pytest.fixture
 def lock_redis(redis_server) -> redis.Redis:
-    """The locks/cache database the app uses (DB 1 of the private server), flushed before each test."""
+    """The locks/cache database the app uses (DB 1 of the private server), flushed before each test
+    (after the session worker, if running, finished whatever the previous test left it)."""
+    if _WORKER_STARTED["yes"]:
+        wait_idle()
     client = redis.Redis.from_url(redis_server.url(LOCK_DB))
     client.flushdb()
     return client
@@ -77,12 +82,49 @@ def celery_app(redis_server):
     return app
 
 
+_ACTIVE = {"n": 0}
+_WORKER_STARTED = {"yes": False}
+_ACTIVE_LOCK = threading.Lock()
+_QUEUES = ("beteiligte", "kommunikation", "calendar", "default")
+
+
+def _task_started(**_):
+    with _ACTIVE_LOCK:
+        _ACTIVE["n"] += 1
+
+
+def _task_finished(**_):
+    with _ACTIVE_LOCK:
+        _ACTIVE["n"] -= 1
+
+
+def wait_idle(timeout: float = 60.0) -> None:
+    """Wait until the session worker runs nothing and every queue is empty (e.g. a hand-off finished)."""
+    broker = redis.Redis.from_url(_SERVER.url(BROKER_DB))
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        busy = _ACTIVE["n"] > 0 or any(broker.llen(q) for q in _QUEUES)
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 0.08:  # stays quiet: nothing was just being handed over
+            return
+        time.sleep(0.02)
+    raise AssertionError("worker did not become idle")
+
+
 @pytest.fixture(scope="session")
 def celery_worker(celery_app):
     """A real Celery worker (threads pool) consuming every queue, for the whole session."""
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun, task_prerun
 
-    queues = "beteiligte,kommunikation,calendar,default"
+    task_prerun.connect(_task_started, weak=False)
+    task_postrun.connect(_task_finished, weak=False)
+    queues = ",".join(_QUEUES)
+    _WORKER_STARTED["yes"] = True
     with start_worker(celery_app, pool="threads", concurrency=8, queues=queues,
                       perform_ping_check=False, shutdown_timeout=20, loglevel="WARNING") as worker:
         yield worker
@@ -94,8 +136,13 @@ def sandbox_session() -> Sandbox:
 
 
 @pytest.fixture
-def sandbox(sandbox_session, lock_redis) -> Sandbox:
-    """The simulators, reset (state, counters, faults) before each test; the locks DB flushed too."""
+def sandbox(sandbox_session, redis_server) -> Sandbox:
+    """The simulators, reset (state, counters, faults) before each test, once the worker is idle
+    (a task left over from the previous test must not meet this test's data or faults);
+    the locks DB is flushed too."""
+    if _WORKER_STARTED["yes"]:
+        wait_idle()
+    redis.Redis.from_url(redis_server.url(LOCK_DB)).flushdb()
     for name in ("espocrm", "advoware", "google"):
         sandbox_session.kit(name).reset()
     return sandbox_session

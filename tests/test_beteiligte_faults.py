@@ -15,6 +15,7 @@ import requests
 from celery.exceptions import Retry  # noqa: F401  (documents what a retry raises inside the worker)
 
 from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync, start_shim, wait_for
+from conftest import wait_idle
 from bitbylaw_tasks.beteiligte.journal import CreateJournal
 from bitbylaw_tasks.beteiligte.service import resolve_create
 from bitbylaw_tasks.web.webhooks import signature_for
@@ -28,10 +29,12 @@ def shim(sandbox, lock_redis, celery_worker):
 
 
 def _linked(sandbox) -> dict:
+    """A created, linked record, with the Kommunikation sync handed off by the create already finished."""
     espo = sandbox.state("espocrm")
     record = espo.human_create(PERSON)
     espo.hooks.clear()
     run_sync(record["id"], "create", "webhook")
+    wait_idle()
     return espo_record(sandbox, record["id"])
 
 
@@ -41,7 +44,8 @@ def _advoware_named(sandbox, name: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("fault", [
-    {"status": 500}, {"status": 429, "retry_after": 1}, {"hang_s": 3.0}, {"reset": True},
+    # the hang (2.5 s) outlasts the client's read timeout (2 s) but ends before the first retry (>= 3 s)
+    {"status": 500}, {"status": 429, "retry_after": 1}, {"hang_s": 2.5}, {"reset": True},
 ], ids=["500", "429", "timeout", "reset"])
 @pytest.mark.parametrize("target", [
     ("advoware", "GET", "/api/v1/advonet/Beteiligte/*"),

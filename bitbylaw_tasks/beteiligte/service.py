@@ -19,6 +19,8 @@ from bitbylaw_tasks.beteiligte import compare as cmp
 from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
 from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, format_espo_datetime, parse_espo_datetime
+from bitbylaw_tasks.kommunikation import service as kommunikation
+from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
 from integrations.espocrm import EspoCrmClient
@@ -29,14 +31,6 @@ log = logging.getLogger(__name__)
 MAX_VERSION_ROUNDS = 3  # 409 on the EspoCRM write -> re-read and re-decide, at most this often
 RETRY_SCHEDULE_KEY = "beteiligte:retry_due"  # sorted set: entity id -> due epoch (drained by beat)
 ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"  # hash: entity id -> when (for operators)
-
-
-class SyncFailed(Exception):
-    """A failure a human must look at; already recorded on the EspoCRM record when `recorded`."""
-
-    def __init__(self, message: str, *, recorded: bool = False):
-        super().__init__(message)
-        self.recorded = recorded
 
 
 class VersionConflict(Exception):
@@ -66,6 +60,7 @@ class SyncOutcome:
     wrote_advoware: bool = False
     notes: int = 0
     detail: dict = field(default_factory=dict)
+    kommunikation_due: bool = False  # the cheap pre-check found work for the Kommunikation sync
 
 
 def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) -> SyncOutcome:
@@ -122,7 +117,7 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
         ctx.espocrm.post_note(entity_id, text)
         notes = 1
     return SyncOutcome(entity_id, result.kind, wrote_espo, result.advoware_put is not None, notes,
-                       detail=result.summary())
+                       detail=result.summary(), kommunikation_due=kommunikation.needs_sync(espo, advo))
 
 
 def _first(answer):
@@ -185,7 +180,8 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         journal.created(int(created["betNr"]), created.get("rowId"))
     _write_espocrm(ctx, espo, {**cmp.create_write(espo, created, now), INTENT_FIELD: ""})
     journal.clear()
-    return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted})
+    return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted},
+                       kommunikation_due=True)
 
 
 def resolve_create(client: redis.Redis, entity_id: str, betnr: int | None, row_id: str | None = None) -> None:
@@ -213,7 +209,8 @@ def _deleted_in_espocrm(ctx: SyncContext, entity_id: str, source: str) -> SyncOu
     return SyncOutcome(entity_id, "deleted_in_espocrm")
 
 
-def record_failure(ctx: SyncContext, entity_id: str, error: Exception) -> status.FailureOutcome | None:
+def record_failure(ctx: SyncContext, entity_id: str, error: Exception,
+                   prefix: str = "") -> status.FailureOutcome | None:
     """Write `failed`/`permanently_failed` with back-off to EspoCRM and schedule the retry.
 
     Returns None when the record cannot even be read (EspoCRM down): the sweep's
@@ -222,7 +219,7 @@ def record_failure(ctx: SyncContext, entity_id: str, error: Exception) -> status
     now = ctx.clock()
     try:
         espo = ctx.espocrm.get_beteiligte(entity_id)
-        outcome = status.after_failure(espo, now, f"{type(error).__name__}: {error}")
+        outcome = status.after_failure(espo, now, f"{prefix}{type(error).__name__}: {error}")
         ctx.espocrm.update_beteiligte(entity_id, outcome.update)
         if outcome.permanent:
             ctx.espocrm.post_note(entity_id, (

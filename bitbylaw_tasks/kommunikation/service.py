@@ -1,0 +1,124 @@
+"""One Kommunikation sync of one Beteiligter (SPEC §5): read both sides, plan (pure), apply the plan.
+
+The executor is thin: `plan_kommunikation_sync` decides everything. It runs
+the Advoware actions in the plan's order (slots are reused by PUT before any
+POST, because the plan says so), writes EspoCRM once (arrays, status, hash —
+each only when changed), re-reads Advoware only when something was written
+there (for the new hash), and posts the plan's notes. No Celery in here.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, Plan
+from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
+from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommStatus, StatusFormatError,
+                                                 kommunikation_hash)
+from bitbylaw_tasks.errors import SyncFailed
+from integrations.http import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+MAX_VERSION_ROUNDS = 3
+NOTE_PREFIX = "Kommunikation sync: "
+
+
+class KommunikationFailed(SyncFailed):
+    """A failure that needs a human (message prefixed with the domain when recorded)."""
+
+
+@dataclass(frozen=True)
+class KommOutcome:
+    entity_id: str
+    path: str                        # synced | no_change | not_linked | missing
+    summary: dict = field(default_factory=dict)
+    advoware_writes: int = 0
+    espocrm_written: bool = False
+    notes: int = 0
+
+
+def load_status(espo: dict) -> KommStatus | None:
+    """The stored status, or None (initial-sync rules) when missing or unreadable."""
+    try:
+        return KommStatus.from_json(espo.get(STATUS_FIELD))
+    except StatusFormatError:
+        log.warning("beteiligte %s: unreadable Kommunikation status, falling back to initial sync", espo.get("id"))
+        return None
+
+
+def advoware_entries(advo: dict) -> list[dict]:
+    return list(advo.get("kommunikation") or [])
+
+
+def plan_for(espo: dict, advo: dict, *, direction: str = "both", force_espo_wins: bool = False) -> Plan:
+    return plan_kommunikation_sync(advoware_entries(advo), espo.get("emailAddressData") or [],
+                                   espo.get("phoneNumberData") or [], load_status(espo),
+                                   direction=direction, force_espo_wins=force_espo_wins)
+
+
+def needs_sync(espo: dict, advo: dict | None) -> bool:
+    """The cheap test the Beteiligte sync runs before handing off (no I/O).
+
+    Advoware side: the hash of the sync-relevant rowIds differs from the stored
+    one (SPEC §5.2; catches changes that leave the Beteiligter's rowId alone).
+    EspoCRM side and missing status: the pure planner finds something to do.
+    """
+    advo = advo or {}
+    if kommunikation_hash(advoware_entries(advo)) != (espo.get(HASH_FIELD) or ""):
+        return True
+    return not plan_for(espo, advo).is_empty
+
+
+def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> KommOutcome:
+    """`ctx` is a `beteiligte.service.SyncContext` (clients, Redis, lock)."""
+    for _ in range(MAX_VERSION_ROUNDS):
+        try:
+            espo = ctx.espocrm.get_beteiligte(entity_id)
+        except NotFound:
+            return KommOutcome(entity_id, "missing")
+        if espo.get("betnr") in (None, ""):
+            return KommOutcome(entity_id, "not_linked")
+        betnr = int(espo["betnr"])
+        advo = ctx.advoware.get_beteiligte(betnr)
+        if isinstance(advo, list):
+            advo = advo[0] if advo else {}
+        plan = plan_for(espo, advo, direction=direction, force_espo_wins=force_espo_wins)
+        try:
+            return _apply(ctx, espo, betnr, advo, plan)
+        except Conflict:
+            log.info("beteiligte %s: EspoCRM changed during the Kommunikation sync, re-planning", entity_id)
+    raise KommunikationFailed(f"EspoCRM record changed {MAX_VERSION_ROUNDS} times during the sync")
+
+
+def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan) -> KommOutcome:
+    entity_id = espo["id"]
+    created: dict[int, int] = {}
+    for action in plan.actions:
+        ctx.before_write()
+        if isinstance(action, AdvowareCreate):
+            answer = ctx.advoware.create_kommunikation(betnr, action.payload())
+            answer = answer[0] if isinstance(answer, list) else answer
+            created[action.ref] = int(answer["id"])
+        else:
+            ctx.advoware.update_kommunikation(betnr, action.id, action.payload())
+    entries = advoware_entries(advo)
+    if plan.actions:
+        fresh = ctx.advoware.get_beteiligte(betnr)
+        entries = advoware_entries(fresh[0] if isinstance(fresh, list) else fresh)
+    write = dict(plan.espo_arrays())
+    new_status = plan.resolve_status(created).to_json()
+    if new_status != (espo.get(STATUS_FIELD) or ""):
+        write[STATUS_FIELD] = new_status
+    new_hash = kommunikation_hash(entries)
+    if new_hash != (espo.get(HASH_FIELD) or ""):
+        write[HASH_FIELD] = new_hash
+    if write:
+        ctx.before_write()
+        ctx.espocrm.update_beteiligte(entity_id, write, version_number=espo.get("versionNumber"))
+    for note in plan.notes:
+        ctx.espocrm.post_note(entity_id, NOTE_PREFIX + note)
+    path = "synced" if (plan.actions or write or plan.notes) else "no_change"
+    outcome = KommOutcome(entity_id, path, plan.summary(), len(plan.actions), bool(write), len(plan.notes))
+    log.info("kommunikation sync %s path=%s %s", entity_id, path, outcome.summary)
+    return outcome

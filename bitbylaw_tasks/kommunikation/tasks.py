@@ -1,0 +1,34 @@
+"""Celery task of the `kommunikation` queue: sync one Beteiligter's phones, faxes and e-mails. Thin adapter.
+
+Takes the same entity lock as the Beteiligte sync (the two never run at once
+for one entity); failures are recorded on the record with the same back-off
+rules, the message prefixed with the domain, and shown as failed tasks.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from bitbylaw_tasks.celery_app import app
+from bitbylaw_tasks.enqueue import EntityTask, coalesce_key
+from bitbylaw_tasks.exclusive import BUSY
+from bitbylaw_tasks.kommunikation.plan import DIRECTIONS
+from bitbylaw_tasks.kommunikation.service import sync_kommunikation
+from bitbylaw_tasks.outcomes import run_entity_task
+
+
+def sync_task_for(entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> EntityTask:
+    return EntityTask("kommunikation.sync", (entity_id, direction, force_espo_wins),
+                      coalesce_key("kommunikation", entity_id))
+
+
+@app.task(bind=True, name="kommunikation.sync", acks_late=True)
+def sync(self, entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> dict:
+    """Sync the Kommunikation entries of one CBeteiligte (SPEC §5). Ids and flags only."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}")
+    outcome = run_entity_task(app, self, domain="kommunikation", entity_id=entity_id, action=direction,
+                              entity_task=sync_task_for(entity_id, direction, force_espo_wins),
+                              work=lambda ctx: sync_kommunikation(ctx, entity_id, direction, force_espo_wins))
+    if outcome == BUSY:
+        return {"entity_id": entity_id, "path": BUSY}
+    return dataclasses.asdict(outcome)
