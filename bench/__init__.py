@@ -1,0 +1,1 @@
+"""Benchmarks of the product against the sandbox simulators (see docs/PERFORMANCE.md)."""

@@ -1,0 +1,204 @@
+"""The Beteiligte sweep over 10,000 EspoCRM records of which 1,000 are due (SPEC §9: all queued in < 5 s).
+
+Seeds the EspoCRM simulator's state directly with `--records` CBeteiligte,
+`--due` of them due under every rule of SPEC §4.1 (pending_sync, dirty,
+failed with a passed or empty syncNextRetry, permanently_failed with a passed
+or empty syncAutoResetAt, clean with a betnr and an old or empty
+advowareLastSync, syncing with no live lock and older than the lock TTL) and
+the rest not due, including the near misses (failed/permanently_failed not
+yet due, recent syncing, stale syncing whose lock is alive, clean without a
+betnr, deleted_in_advoware). The rolling check's sorted set holds every
+synced record, so the sweep also picks its budget of longest-unchecked ones.
+Then runs the `beteiligte.sweep` task in this process (no worker, so the
+queue keeps what it queued), times it, counts its EspoCRM calls, and checks
+that the `beteiligte` queue holds exactly the due ids plus the rolling
+picks. A second sweep right after must queue nothing new (coalescing).
+
+    .venv/bin/python -m bench.sweep --records 10000 --due 1000
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import random
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, table
+
+TARGET_S = 5.0
+# Shares of the due records per rule (SPEC §4.1), and of the not-due near misses.
+DUE_MIX = [("pending_sync", 0.20), ("dirty", 0.20), ("failed, retry passed", 0.10), ("failed, no retry time", 0.05),
+           ("permanently_failed, reset passed", 0.05), ("permanently_failed, no reset time", 0.025),
+           ("clean, last sync > 24 h", 0.20), ("clean, never checked", 0.05), ("syncing, stale, no lock", 0.125)]
+NEAR_MISSES = [("failed, retry ahead", 0.03), ("permanently_failed, reset ahead", 0.03), ("syncing, recent", 0.01),
+               ("syncing, stale, lock alive", 0.01), ("clean, no betnr", 0.005), ("deleted_in_advoware", 0.01)]
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fields(kind: str, now: datetime) -> dict:
+    """syncStatus and the fields that make a record of `kind` (due or not) at `now`."""
+    ago = lambda **kw: stamp(now - timedelta(**kw))  # noqa: E731
+    ahead = lambda **kw: stamp(now + timedelta(**kw))  # noqa: E731
+    recent = {"syncStatus": "clean", "advowareLastSync": ago(hours=2), "modifiedAt": ago(hours=2)}
+    return {
+        "pending_sync": {"syncStatus": "pending_sync", "betnr": None, "advowareLastSync": None},
+        "dirty": {"syncStatus": "dirty"},
+        "failed, retry passed": {"syncStatus": "failed", "syncNextRetry": ago(minutes=1), "syncRetryCount": 2},
+        "failed, no retry time": {"syncStatus": "failed", "syncNextRetry": None, "syncRetryCount": 1},
+        "permanently_failed, reset passed": {"syncStatus": "permanently_failed", "syncAutoResetAt": ago(minutes=5),
+                                             "syncRetryCount": 5},
+        "permanently_failed, no reset time": {"syncStatus": "permanently_failed", "syncAutoResetAt": None,
+                                              "syncRetryCount": 5},
+        "clean, last sync > 24 h": {"syncStatus": "clean", "advowareLastSync": ago(hours=30)},
+        "clean, never checked": {"syncStatus": "clean", "advowareLastSync": None},
+        "syncing, stale, no lock": {"syncStatus": "syncing", "modifiedAt": ago(hours=1)},
+        "failed, retry ahead": {"syncStatus": "failed", "syncNextRetry": ahead(minutes=30), "syncRetryCount": 3},
+        "permanently_failed, reset ahead": {"syncStatus": "permanently_failed", "syncAutoResetAt": ahead(hours=20),
+                                            "syncRetryCount": 5},
+        "syncing, recent": {"syncStatus": "syncing", "modifiedAt": ago(minutes=2)},
+        "syncing, stale, lock alive": {"syncStatus": "syncing", "modifiedAt": ago(hours=1)},
+        "clean, no betnr": {**recent, "betnr": None},
+        "deleted_in_advoware": {"syncStatus": "deleted_in_advoware", "advowareDeletedAt": ago(days=3)},
+        "clean": recent,
+    }[kind]
+
+
+def plan(records: int, due: int) -> list[str]:
+    """The kind of every record to seed: exactly `due` due ones, shuffled among the rest."""
+    kinds: list[str] = []
+    for kind, share in DUE_MIX[:-1]:
+        kinds += [kind] * int(round(due * share))
+    kinds += [DUE_MIX[-1][0]] * (due - len(kinds))
+    rest = records - due
+    for kind, share in NEAR_MISSES:
+        kinds += [kind] * int(round(rest * share))
+    kinds += ["clean"] * (records - len(kinds))
+    random.Random(7).shuffle(kinds)
+    return kinds
+
+
+def seed(env: BenchEnv, kinds: list[str], now: datetime) -> tuple[set[str], dict[str, str]]:
+    """Put the records straight into the simulator's state (no hooks, no webhooks); returns (due ids, id->kind)."""
+    espo = env.sandbox.state("espocrm")
+    template = espo.save(None, {"firstName": "Erika", "lastName": "Muster", "salutationName": "Frau",
+                                "syncStatus": "clean"}, espo.integration_user)
+    espo.records.clear()
+    due_kinds = {k for k, _ in DUE_MIX}
+    lock_db = env.redis_client(LOCK_DB)
+    pipe = lock_db.pipeline(transaction=False)
+    due, kind_of = set(), {}
+    rng = random.Random(11)
+    with espo.lock:
+        for n, kind in enumerate(kinds):
+            record = copy.deepcopy(template)
+            record.update(id=espo.new_id(), betnr=100000 + n, lastName=f"Muster {n}", name=f"Erika Muster {n}",
+                          advowareRowId=f"row{n}", advowareLastSync=stamp(now - timedelta(hours=2)),
+                          modifiedAt=stamp(now - timedelta(hours=2)), createdAt=stamp(now - timedelta(days=30)))
+            record.update(_fields(kind, now))
+            espo.records[record["id"]] = record
+            espo.field_versions[record["id"]] = {}
+            kind_of[record["id"]] = kind
+            if kind in due_kinds:
+                due.add(record["id"])
+            if kind == "syncing, stale, lock alive":
+                pipe.set(f"sync_lock:cbeteiligte:{record['id']}", "some-other-worker", ex=900)
+            if record.get("betnr") is not None and record["syncStatus"] == "clean":
+                # the rolling check's memory: when each synced entity was last checked
+                pipe.zadd("beteiligte:checked", {record["id"]: now.timestamp() - rng.uniform(600, 80000)})
+    pipe.execute()
+    return due, kind_of
+
+
+def expected_rolling(env: BenchEnv, due: set[str], budget: int) -> set[str]:
+    """The `budget` longest-unchecked entities that are not due anyway (computed independently of the sweep)."""
+    members = env.redis_client(LOCK_DB).zrange("beteiligte:checked", 0, -1, withscores=True)
+    ordered = [m.decode() for m, _ in sorted(members, key=lambda item: item[1])]
+    return set([m for m in ordered if m not in due][:budget])
+
+
+def run(args) -> dict:
+    env = BenchEnv(extra_env={"SWEEP_CHECK_BUDGET": str(args.check_budget)}).start()
+    try:
+        now = datetime.now(timezone.utc)
+        kinds = plan(args.records, args.due)
+        due, kind_of = seed(env, kinds, now)
+        rolling = expected_rolling(env, due, args.check_budget)
+        env.set_latency(args.latency_ms, systems=("espocrm",))
+        env.reset_calls()
+        from bitbylaw_tasks.beteiligte.tasks import sweep
+
+        started = time.monotonic()
+        first = sweep()
+        elapsed = time.monotonic() - started
+        kit = env.sandbox.kit("espocrm")
+        calls = kit.calls()
+        with kit.lock:
+            in_espocrm = sum(e["end"] - e["start"] for e in kit.log)
+        broker = env.redis_client(BROKER_DB)
+        queued = queued_ids(broker, "beteiligte")
+        env.reset_calls()
+        started = time.monotonic()
+        second = sweep()
+        second_elapsed = time.monotonic() - started
+        queued_after = queued_ids(broker, "beteiligte")
+    finally:
+        env.close()
+    exact = sorted(queued) == sorted(due | rolling)
+    counts: dict[str, int] = {}
+    for entity_id in due:
+        counts[kind_of[entity_id]] = counts.get(kind_of[entity_id], 0) + 1
+    return {"elapsed": elapsed, "first": first, "calls": calls, "in_espocrm": in_espocrm, "queued": queued,
+            "due": due, "rolling": rolling, "exact": exact, "duplicates": len(queued) - len(set(queued)),
+            "second": second, "second_elapsed": second_elapsed, "queued_after": len(queued_after),
+            "due_by_kind": counts}
+
+
+def report(args, r: dict) -> tuple[str, bool]:
+    ok = r["exact"] and r["duplicates"] == 0 and r["queued_after"] == len(r["queued"])
+    meets = r["elapsed"] < TARGET_S
+    calls = ", ".join(f"{k} x{n}" for k, n in sorted(r["calls"].items()))
+    rows = [
+        ["records in EspoCRM", args.records], ["due (SPEC §4.1 rules)", len(r["due"])],
+        ["rolling-check picks (budget)", f"{len(r['rolling'])} ({args.check_budget})"],
+        ["simulated EspoCRM latency per call", f"{args.latency_ms} ms"],
+        ["sweep time (query + resets + enqueue)", f"{r['elapsed']:.2f} s ({'meets' if meets else 'MISSES'} < 5 s)"],
+        ["  of which inside the EspoCRM simulator", f"{r['in_espocrm']:.2f} s"],
+        ["EspoCRM calls", f"{sum(r['calls'].values())} ({calls})"],
+        ["queued", f"{len(r['queued'])} messages, {r['duplicates']} duplicate(s)"],
+        ["queue == due + rolling picks", "yes" if r["exact"] else "NO"],
+        ["sweep result by rule", r["first"].get("by_rule")],
+        ["second sweep right after", f"{r['second_elapsed']:.2f} s, queued {r['second'].get('queued')}, "
+                                     f"coalesced {r['second'].get('coalesced')}, queue length "
+                                     f"{r['queued_after']}"],
+    ]
+    mix = table(["due kind", "records"], sorted(r["due_by_kind"].items()), "Due records by kind")
+    return table(["figure", "value"], rows, "Beteiligte sweep (SPEC §9)") + "\n\n" + mix, ok and meets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=10000)
+    parser.add_argument("--due", type=int, default=1000)
+    parser.add_argument("--check-budget", type=int, default=200, help="SWEEP_CHECK_BUDGET (rolling check)")
+    parser.add_argument("--latency-ms", type=int, default=0, help="simulated EspoCRM latency per call")
+    args = parser.parse_args(argv)
+    if args.due > args.records:
+        parser.error("--due must not exceed --records")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    result = run(args)
+    text, ok = report(args, result)
+    print(text)
+    if not ok:
+        print("\nThe sweep missed its target or queued the wrong set (see above).")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
