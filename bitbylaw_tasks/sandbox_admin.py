@@ -75,6 +75,10 @@ def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: in
         register_shim_webhooks(settings, espocrm_client(settings))
     if seed and not loaded:
         seed_demo(sandbox, seed)
+        if register_webhooks:  # under `make run`: show the calendar sync at once, not after 15 minutes
+            from bitbylaw_tasks.celery_app import app
+
+            app.send_task("calendar.sync_all")
     for name in ("espocrm", "advoware", "google"):
         print(f"sandbox: {name:9s} {sandbox.url(name)}  (GET /_sandbox/info for credentials)", flush=True)
     stop = threading.Event()
