@@ -142,3 +142,12 @@ def test_rolling_check_takes_the_longest_unchecked_within_budget(sandbox, ctx, e
     result = sweep(ctx.espocrm, lock_redis, enqueuer, now, check_budget=2)
     assert result.rolling == 2 and _queued_ids(enqueuer) == ["e0000000000000001", "e0000000000000002"]
     assert result.oldest_check_age_s == 50 * 60
+
+
+def test_a_record_gone_from_espocrm_leaves_the_rolling_check(sandbox, celery_worker, lock_redis):
+    from beteiligte_helpers import run_sync
+    from bitbylaw_tasks.beteiligte.sweep import CHECKED_KEY
+
+    record_checked(lock_redis, "e00000000000000ff", datetime.now(timezone.utc))
+    assert run_sync("e00000000000000ff")["path"] == "missing_in_espocrm"
+    assert lock_redis.zscore(CHECKED_KEY, "e00000000000000ff") is None

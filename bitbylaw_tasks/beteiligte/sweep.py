@@ -66,6 +66,10 @@ def record_checked(client: redis.Redis, entity_id: str, now: datetime) -> None:
     client.zadd(CHECKED_KEY, {entity_id: now.timestamp()})
 
 
+def forget_checked(client: redis.Redis, entity_id: str) -> None:
+    client.zrem(CHECKED_KEY, entity_id)
+
+
 def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, now: datetime, *,
           check_budget: int, lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
     result = SweepResult()

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from bitbylaw_tasks.beteiligte import service
-from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND, record_checked, sweep as run_sweep
+from bitbylaw_tasks.beteiligte.sweep import forget_checked, record_checked, sweep as run_sweep
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.enqueue import EntityTask, coalesce_key, enqueuer_for
 from bitbylaw_tasks.clients import clients_for
@@ -42,6 +42,8 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
                               work=lambda ctx: service.sync_beteiligte(ctx, entity_id, action, source))
     if outcome == BUSY:
         return {"entity_id": entity_id, "path": BUSY}
+    if outcome.path == "missing_in_espocrm":
+        forget_checked(lock_redis(settings_of(app)), entity_id)  # gone: no more rolling checks
     if outcome.path in service.HANDOFF_PATHS:
         enqueuer = enqueuer_for(app)
         record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
