@@ -335,13 +335,13 @@ def report(args, loadgen: str, runs: dict[str, list[dict]], ratio: float) -> str
     title = (f"Webhook shim vs bare Flask (gunicorn, {args.workers} sync workers each, {loadgen}, "
              f"{args.connections} connections, {args.duration} s per run, {args.items} distinct id(s) per request)")
     text = table(["round", "server", "req/s", "worker CPU us/req", "Redis CPU us/req", "non-2xx",
-                  "queued/answered", "req/s vs bare", "CPU vs bare"], rows, title)
+                  "ids queued/requests answered", "req/s vs bare", "CPU vs bare"], rows, title)
     verdict = "meets" if ratio >= TARGET else "MISSES"
     return (f"{text}\n\nratio (median of rounds): {ratio:.2f} ({verdict} >= {TARGET})\n"
             "CPU us/req: user+system CPU of the gunicorn workers (and the Redis server) per answered request; "
             "'CPU vs bare' = bare / (server + Redis): the ratio if CPU were the only limit, steadier than req/s "
-            "while other processes share the machine. 'queued/answered' can exceed 1 by the requests still in "
-            "flight when the load generator stopped.")
+            "while other processes share the machine. 'ids queued' counts one per id (--items per request) and "
+            "includes requests still in flight when the load generator stopped.")
 
 
 if __name__ == "__main__":
