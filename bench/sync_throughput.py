@@ -232,9 +232,9 @@ def report(args, burst: dict, paced: dict, note: str) -> tuple[str, bool]:
         ceiling_s, ratio_s = f"{ceiling:.1f}", f"{ratio:.2f} ({'meets' if ratio >= RATIO_TARGET else 'MISSES'} >= 0.8)"
     else:
         ceiling_s, ratio_s = "n/a (L = 0)", "n/a"
+    slots = f"{args.concurrency * args.processes} ({args.concurrency} x {args.processes})"
     rows = [["mode", args.mode], ["N entities (burst)", burst["n"]], ["L per call", f"{args.latency_ms} ms"],
-            ["C worker slots (threads x processes)",
-             f"{args.concurrency * args.processes} ({args.concurrency} x {args.processes})"], ["calls per sync (measured)", f"{calls:.2f}"],
+            ["C worker slots (threads x processes)", slots], ["calls per sync (measured)", f"{calls:.2f}"],
             ["burst window (first arrival -> last clean)", f"{burst['window_s']:.2f} s"],
             ["syncs/s", f"{burst['syncs_per_s']:.1f}"], ["ceiling C/(calls*L)", ceiling_s], ["ratio", ratio_s],
             ["burst latency edit -> clean (includes queueing)", summary_ms(burst["from_edit"])],
@@ -256,8 +256,8 @@ def report(args, burst: dict, paced: dict, note: str) -> tuple[str, bool]:
     extra = [note]
     if args.mode == "webhook":
         extra.append(f"The EspoCRM simulator's webhook job ran every {args.webhook_interval * 1000:.0f} ms "
-                     "(real EspoCRM: a cron job every few minutes), so 'edit -> clean' here is almost all product "
-                     "time; 'webhook received -> clean' is the product alone.")
+                     "(real EspoCRM: a cron job every few minutes): 'edit -> clean' includes up to one such period "
+                     "of waiting; 'webhook received -> clean' is the product alone.")
     return text + "\n\n" + "\n".join(extra), ok
 
 
