@@ -11,6 +11,7 @@ than the 24 h rule alone would.
 from __future__ import annotations
 
 import collections
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from integrations.espocrm import EspoCrmClient, W
 CHECKED_KEY = "beteiligte:checked"  # sorted set: entity id -> epoch of its last completed sync/check
 SELECT = ["id", "syncStatus", "syncNextRetry", "syncAutoResetAt", "advowareLastSync", "betnr", "modifiedAt"]
 ENQUEUE_CHUNK = 500
+RESET_PARALLELISM = 8
 LOCK_KIND = "cbeteiligte"
 
 
@@ -80,11 +82,13 @@ def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, 
         rule = status.is_due(record, now, lock_alive=alive, lock_ttl=lock_ttl)
         if rule is None:
             continue
-        if rule == status.RULE_AUTO_RESET:
-            espocrm.update_beteiligte(record["id"], status.auto_reset(now))
-            result.reset += 1
         due[record["id"]] = rule
         result.by_rule[rule] += 1
+    resets = [i for i, rule in due.items() if rule == status.RULE_AUTO_RESET]
+    if resets:  # the reset must land before the sync runs; in parallel, as EspoCRM answers slowly
+        with ThreadPoolExecutor(max_workers=RESET_PARALLELISM) as pool:
+            list(pool.map(lambda i: espocrm.update_beteiligte(i, status.auto_reset(now)), resets))
+        result.reset = len(resets)
     if check_budget > 0:
         for member in lock_client.zrange(CHECKED_KEY, 0, check_budget + len(due) - 1):
             entity_id = member.decode()
