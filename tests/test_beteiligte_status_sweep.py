@@ -52,8 +52,11 @@ def _queued_ids(enqueuer) -> list[str]:
 
     out = []
     for raw in enqueuer._redis.lrange("beteiligte", 0, -1):
-        body = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        out.append(body[0][0])
+        message = json.loads(raw)
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        out.append(json.loads(body)[0][0])
     return sorted(out)
 
 

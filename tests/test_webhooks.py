@@ -3,6 +3,7 @@
 The app under test publishes to its own broker database (no worker consumes
 it), so the queue contents can be inspected exactly.
 """
+import base64
 import json
 import string
 
@@ -46,9 +47,9 @@ def _queued(broker) -> list[tuple]:
     out = []
     for raw in reversed(broker.lrange("beteiligte", 0, -1)):
         message = json.loads(raw)
-        import base64
-
-        body = base64.b64decode(message["body"])
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
         args, kwargs, _ = loads(body, message["content-type"], message["content-encoding"])
         out.append((message["headers"]["task"], tuple(args)))
     return out
