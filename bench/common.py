@@ -89,7 +89,11 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
-            replies = app.control.ping(destination=[f"{self.name}@bench"], timeout=0.5)
+            try:
+                replies = app.control.ping(destination=[f"{self.name}@bench"], timeout=0.5)
+            except Exception:  # noqa: BLE001 - e.g. the broker was just restarted: the pool reconnects
+                time.sleep(0.2)
+                continue
             if replies:
                 return
         raise RuntimeError(f"worker did not answer a ping in {timeout:.0f}s:\n{self.log_tail()}")

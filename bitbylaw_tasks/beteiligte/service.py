@@ -9,6 +9,7 @@ ours, so a sync that overran its lease writes nothing.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -170,18 +171,43 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         ctx.before_write()
         try:
             created = _first(ctx.advoware.create_beteiligte(espo_to_advoware(espo)))
-        except Unavailable as exc:
-            if not exc.maybe_sent:
-                journal.clear()
-            raise
-        except ApiError:
-            journal.clear()  # Advoware answered with an error: nothing was created
+        except ApiError as exc:
+            if not getattr(exc, "maybe_sent", False):  # an error answer, or never connected: nothing created
+                _withdraw_intent(ctx, espo, journal)
             raise
         journal.created(int(created["betNr"]), created.get("rowId"))
-    _write_espocrm(ctx, espo, {**cmp.create_write(espo, created, now), INTENT_FIELD: ""})
+    # Until this write lands, only the Redis journal knows the new betNr: try hard before giving up.
+    _insist(lambda: _write_espocrm(ctx, espo, {**cmp.create_write(espo, created, now), INTENT_FIELD: ""}))
     journal.clear()
     return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted},
                        kommunikation_due=True)
+
+
+def _withdraw_intent(ctx: SyncContext, espo: dict, journal: CreateJournal) -> None:
+    """The POST certainly created nothing: forget the journal and the intent, so a later sync (even
+    after a Redis restart) may POST without asking anyone. Best effort: if EspoCRM does not take it,
+    the intent stays and a later sync asks an operator rather than guess."""
+    journal.clear()
+    try:
+        _insist(lambda: ctx.espocrm.update_beteiligte(espo["id"], {INTENT_FIELD: ""}))
+    except ApiError:
+        log.warning("beteiligte %s: could not withdraw the create intent", espo["id"])
+
+
+INSIST_DELAYS = (0.2, 0.5, 1.0)  # seconds between the attempts of a write that must not be postponed
+
+
+def _insist(write):
+    """Run `write`, retrying transient failures a few times right here instead of via a Celery retry:
+    for the writes that make the create journal durable, a later retry may come after a Redis loss."""
+    for delay in INSIST_DELAYS:
+        try:
+            return write()
+        except ApiError as exc:
+            if not exc.transient:
+                raise
+            time.sleep(delay)
+    return write()
 
 
 def resolve_create(client: redis.Redis, entity_id: str, betnr: int | None, row_id: str | None = None) -> None:
@@ -218,9 +244,9 @@ def record_failure(ctx: SyncContext, entity_id: str, error: Exception,
     """
     now = ctx.clock()
     try:
-        espo = ctx.espocrm.get_beteiligte(entity_id)
+        espo = _insist(lambda: ctx.espocrm.get_beteiligte(entity_id))
         outcome = status.after_failure(espo, now, f"{prefix}{type(error).__name__}: {error}")
-        ctx.espocrm.update_beteiligte(entity_id, outcome.update)
+        _insist(lambda: ctx.espocrm.update_beteiligte(entity_id, outcome.update))
         if outcome.permanent:
             ctx.espocrm.post_note(entity_id, (
                 f"Sync to Advoware failed {outcome.retry_count} times and is paused until "
