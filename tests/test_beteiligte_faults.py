@@ -76,13 +76,17 @@ def test_each_call_failing_once_still_converges(sandbox, celery_worker, fault, t
 
 
 def test_write_back_failing_after_post_adopts_instead_of_posting_again(sandbox, celery_worker, lock_redis):
-    """Advoware's POST succeeded, the EspoCRM write-back fails twice: the retry adopts the journal's betNr."""
+    """Advoware's POST succeeded, the EspoCRM write-back keeps failing (longer than the in-place retries):
+    the task's retry adopts the journal's betNr."""
+    from bitbylaw_tasks.beteiligte.service import INSIST_DELAYS
+
     espo = sandbox.state("espocrm")
     record = espo.human_create({**PERSON, "lastName": "Einmalig"})
     espo.hooks.clear()
-    # the first PUT (the `syncing` intent) passes; the write-back after Advoware's POST fails twice
-    sandbox.kit("espocrm").add_fault(path=f"/api/v1/CBeteiligte/{record['id']}", method="PUT", status=500, times=2,
-                                     skip=1)
+    # the first PUT (the `syncing` intent) passes; the write-back after Advoware's POST fails every time
+    # it is tried in place, then once more
+    sandbox.kit("espocrm").add_fault(path=f"/api/v1/CBeteiligte/{record['id']}", method="PUT", status=500,
+                                     times=len(INSIST_DELAYS) + 2, skip=1)
     result = run_sync(record["id"], "create", "webhook", timeout=60)
     assert result["path"] == "create" and result["detail"]["adopted_journal"] is True
     assert len(_advoware_named(sandbox, "Einmalig")) == 1
