@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 
 import celeryconfig
 from bitbylaw_tasks.calendar import service
@@ -21,20 +20,11 @@ from bitbylaw_tasks.enqueue import EntityTask, coalesce_key, enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY, run_exclusive
 from bitbylaw_tasks.locks import EntityLock
 from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
-from integrations.http import RateLimited
+from bitbylaw_tasks.outcomes import transient_countdown as retry_countdown
 
 log = logging.getLogger(__name__)
 
 LOCK_KIND = "calendar"
-
-
-def retry_countdown(retries: int, exc: Exception, cap: float) -> float:
-    """Back-off for the n-th transient retry: 2, 4, 8 ... s with full jitter, at least Retry-After, capped."""
-    base = min(cap, 2.0 ** (retries + 1))
-    delay = random.uniform(base / 2, base)
-    if isinstance(exc, RateLimited) and exc.retry_after:
-        delay = max(delay, exc.retry_after)
-    return min(delay, cap)
 
 
 def employee_task(kuerzel: str) -> EntityTask:
