@@ -54,7 +54,8 @@ from dataclasses import dataclass
 import pytest
 
 from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync, start_shim, wait_for
-from bitbylaw_tasks.kommunikation.kinds import EMAIL_KINDS, KommKz, SYNCED_KINDS, kind_matches_espo_type
+from bitbylaw_tasks.kommunikation.kinds import (EMAIL_KINDS, SYNCED_KINDS, KommKz, kind_matches_espo_type,
+                                                kinds_compatible)
 from bitbylaw_tasks.kommunikation.markers import (SlotMarker, SyncMarker, build_sync_bemerkung,
                                                   parse_bemerkung)
 from bitbylaw_tasks.kommunikation.status import kommunikation_hash
@@ -226,7 +227,14 @@ def assert_in_sync(pair: Pair, *, primaries: bool = True) -> None:
     assert len(phones) + len(emails) == len(entries), (sorted(phones), sorted(emails), pair.live())
     for entry in entries:
         kind = KommKz(entry["kommKz"])
-        assert marker_of(entry) == SyncMarker(entry["tlf"], int(kind)), (entry["tlf"], entry["bemerkung"])
+        marker = marker_of(entry)
+        assert isinstance(marker, SyncMarker) and marker.value == entry["tlf"], (entry["tlf"], entry["bemerkung"])
+        if pair.advo_state.reports_kommkz_zero(entry["id"]):
+            # GET hides the kind: an entry typed in Advoware may only be known by its shape (SPEC §5.4),
+            # which cannot tell a car phone from a mobile or MailPrivat from MailGesch
+            assert kinds_compatible(marker.kommkz, kind), (entry["tlf"], marker.kommkz, kind.name)
+        else:
+            assert marker.kommkz == kind, (entry["tlf"], marker.kommkz, kind.name)
         if kind in EMAIL_KINDS:
             assert entry["tlf"] in emails, entry["tlf"]
             item = emails[entry["tlf"]]
@@ -237,8 +245,8 @@ def assert_in_sync(pair: Pair, *, primaries: bool = True) -> None:
         if primaries:
             assert entry["online"] == item["primary"], (entry["tlf"], entry["online"], item["primary"])
     for entry in pair.entries():
-        if not entry["tlf"]:
-            assert not entry["online"]
+        if isinstance(marker_of(entry), SlotMarker):   # a slot the sync made (a user's blank entry is left alone)
+            assert not entry["tlf"] and not entry["online"], entry
     for value in list(phones) + list(emails):
         assert "ESPOCRM" not in value
     assert espo["kommunikationHash"] == kommunikation_hash(pair.advo_state.render(
@@ -772,3 +780,68 @@ def test_phone_edited_in_espocrm_reaches_advoware_through_webhook_shim_and_hand_
     from conftest import wait_idle
     wait_idle()
     assert_in_sync(pair)
+
+
+# --------------------------------------------------------------------------- found by the randomised test
+# These fail against the planner as of this commit; see the report / docs for the analysis.
+
+@pytest.mark.parametrize("kind, value", [(KommKz.MailPrivat, "privat@example.org"), (KommKz.FaxPrivat, "040 5555555"),
+                                         (KommKz.AutoTelefon, "0172 5555555")], ids=["MailPrivat", "FaxPrivat",
+                                                                                      "AutoTelefon"])
+def test_espocrm_value_change_keeps_the_entry_and_its_advoware_kind(world, kind, value):
+    """EspoCRM has no entry ids, so a value change there looks like delete + add; for a kind that is not
+    EspoCRM's canonical one for its type (MailPrivat, FaxPrivat, AutoTelefon) the two are not merged into one
+    PUT: the entry is left as a slot and a new MailGesch/FaxGesch/Mobil entry is POSTed — the kind is lost."""
+    pair = linked(world, phones=[(MOBILE, "Mobile", True)], advoware=[(int(kind), value)])
+    entry = pair.entry_with(value)
+    new_value = "neu@example.org" if "@" in value else value[:-2] + "99"
+    counts = Counts(world)
+    if "@" in value:
+        pair.set_espo(emails=[(new_value, True)])
+    else:
+        pair.set_espo(phones=[(MOBILE, "Mobile", True), (new_value, pair.phones()[1][1])])
+    pair.sync()
+    assert pair.entry(entry["id"])["tlf"] == new_value and pair.entry(entry["id"])["kommKz"] == kind
+    assert counts.posts == 0 and len(pair.entries()) == 2
+    assert_in_sync(pair)
+
+
+def test_advoware_primary_move_survives_an_espocrm_value_change_of_the_old_primary(world):
+    """EspoCRM changed only the primary entry's number (not which entry is primary); Advoware moved `online`
+    to another entry. The planner counts EspoCRM's value change as a primary change and drops Advoware's."""
+    pair = baseline(world)
+    mobile, office = pair.entry_with(MOBILE), pair.entry_with(OFFICE)
+    pair.edit_advo(office["id"], online=True)
+    pair.edit_advo(mobile["id"], online=False)
+    pair.set_espo(phones=[("0171 1111199", "Mobile", True), (OFFICE, "Office")])
+    pair.sync()
+    assert pair.phones() == [("0171 1111199", "Mobile", False), (OFFICE, "Office", True)]
+    assert_in_sync(pair)
+
+
+def test_advoware_primary_move_onto_an_entry_changed_in_espocrm_does_not_fall_to_the_first_entry(world):
+    """Advoware made OFFICE primary; EspoCRM changed OFFICE's number meanwhile. The planner finds no row for
+    Advoware's choice (EspoCRM's change is a Var2+Var1 pair) and makes the array's first entry primary — an
+    entry neither side chose."""
+    pair = linked(world, phones=[(HOME, "Home"), (MOBILE, "Mobile", True), (OFFICE, "Office")])
+    mobile, office = pair.entry_with(MOBILE), pair.entry_with(OFFICE)
+    pair.edit_advo(office["id"], online=True)
+    pair.edit_advo(mobile["id"], online=False)
+    pair.set_espo(phones=[(HOME, "Home"), (MOBILE, "Mobile", True), ("030 2222299", "Office")])
+    pair.sync()
+    assert [p for p in pair.phones() if p[2]] == [("030 2222299", "Office", True)]
+    assert_in_sync(pair)
+
+
+def test_bea_and_epost_entries_reported_with_kommkz_0_stay_out_of_espocrm(world):
+    """Internet, EPost and Bea are not synced (SPEC §5.4). With kommKz 0 on GET and no marker, the value's
+    shape is all there is: a web address is recognised, but a beA SAFE-ID (`DE.BRAK…`, digits inside) is taken
+    for an office phone and an EPost address (`…@epost.de`) for an e-mail — both are copied into EspoCRM and
+    get a sync marker in Advoware."""
+    world.state("advoware").kommkz_zero_ratio = 1.0
+    pair = linked(world, advoware=[(1, OFFICE), (12, "DE.BRAK_SPT.1a2b3c.1234"), (11, "max.mustermann@epost.de"),
+                                   (5, "www.kanzlei.example")], first_sync=False)
+    pair.sync()
+    assert pair.phones() == [(OFFICE, "Office", True)] and pair.emails() == []
+    for value in ("DE.BRAK_SPT.1a2b3c.1234", "max.mustermann@epost.de", "www.kanzlei.example"):
+        assert pair.entry_with(value)["bemerkung"] == ""
