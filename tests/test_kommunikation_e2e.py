@@ -845,3 +845,30 @@ def test_bea_and_epost_entries_reported_with_kommkz_0_stay_out_of_espocrm(world)
     assert pair.phones() == [(OFFICE, "Office", True)] and pair.emails() == []
     for value in ("DE.BRAK_SPT.1a2b3c.1234", "max.mustermann@epost.de", "www.kanzlei.example"):
         assert pair.entry_with(value)["bemerkung"] == ""
+
+
+# --------------------------------------------------------------------------- the executor
+
+def test_a_user_edit_during_the_sync_loses_neither_the_edit_nor_the_override_note(world):
+    """X-Version-Number on the EspoCRM write: a user edit made mid-sync answers 409 and the sync re-plans.
+    The first round already overrode Advoware's value (C2); the note naming it must still be posted, although
+    the second round no longer sees a conflict (Advoware already holds EspoCRM's value)."""
+    import threading
+
+    pair = baseline(world)
+    office = pair.entry_with(OFFICE)
+    pair.edit_advo(office["id"], tlf="030 7777777")
+    pair.set_espo(phones=[(MOBILE, "Mobile", True), ("030 8888888", "Office")])
+    world.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte/*/Kommunikationen/*", method="PUT",
+                                    latency_ms=600, times=1)
+    edit = threading.Timer(0.3, lambda: pair.set_espo(emails=[(MAIL, True), ("neu@example.de", False)], user="bob"))
+    edit.start()
+    pair.sync()
+    edit.join()
+    assert pair.emails() == [(MAIL, True), ("neu@example.de", False)]          # the mid-sync edit survives
+    assert pair.entry_with("neu@example.de")["kommKz"] == KommKz.MailGesch     # and was synced in round two
+    assert pair.entry(office["id"])["tlf"] == "030 8888888"
+    assert world.kit("espocrm").calls()["GET /api/v1/CBeteiligte/<record_id>"] >= 2
+    notes = pair.notes()
+    assert len(notes) == 1 and "030 7777777" in notes[0], notes
+    assert_in_sync(pair)

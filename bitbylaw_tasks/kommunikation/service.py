@@ -71,7 +71,14 @@ def needs_sync(espo: dict, advo: dict | None) -> bool:
 
 
 def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> KommOutcome:
-    """`ctx` is a `beteiligte.service.SyncContext` (clients, Redis, lock)."""
+    """`ctx` is a `beteiligte.service.SyncContext` (clients, Redis, lock).
+
+    A round whose EspoCRM write meets a 409 (a user edited the record mid-sync)
+    is re-planned; its Advoware writes are done by then, and the notes naming
+    what they overrode are carried into the next round (the re-plan no longer
+    sees those conflicts) and posted once at the end.
+    """
+    carried: list[str] = []
     for _ in range(MAX_VERSION_ROUNDS):
         try:
             espo = ctx.espocrm.get_beteiligte(entity_id)
@@ -85,13 +92,14 @@ def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_
             advo = advo[0] if advo else {}
         plan = plan_for(espo, advo, direction=direction, force_espo_wins=force_espo_wins)
         try:
-            return _apply(ctx, espo, betnr, advo, plan)
+            return _apply(ctx, espo, betnr, advo, plan, carried)
         except Conflict:
             log.info("beteiligte %s: EspoCRM changed during the Kommunikation sync, re-planning", entity_id)
     raise KommunikationFailed(f"EspoCRM record changed {MAX_VERSION_ROUNDS} times during the sync")
 
 
-def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan) -> KommOutcome:
+def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]) -> KommOutcome:
+    """Apply one plan; `notes` holds the notes of earlier rounds whose Advoware writes were done."""
     entity_id = espo["id"]
     created: dict[int, int] = {}
     for action in plan.actions:
@@ -102,6 +110,7 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan) -> KommOutcome:
             created[action.ref] = int(answer["id"])
         else:
             ctx.advoware.update_kommunikation(betnr, action.id, action.payload())
+    notes.extend(note for note in plan.notes if note not in notes)  # the overrides are done in Advoware now
     entries = advoware_entries(advo)
     if plan.actions:
         fresh = ctx.advoware.get_beteiligte(betnr)
@@ -116,9 +125,9 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan) -> KommOutcome:
     if write:
         ctx.before_write()
         ctx.espocrm.update_beteiligte(entity_id, write, version_number=espo.get("versionNumber"))
-    for note in plan.notes:
+    for note in notes:
         ctx.espocrm.post_note(entity_id, NOTE_PREFIX + note)
-    path = "synced" if (plan.actions or write or plan.notes) else "no_change"
-    outcome = KommOutcome(entity_id, path, plan.summary(), len(plan.actions), bool(write), len(plan.notes))
+    path = "synced" if (plan.actions or write or notes) else "no_change"
+    outcome = KommOutcome(entity_id, path, plan.summary(), len(plan.actions), bool(write), len(notes))
     log.info("kommunikation sync %s path=%s %s", entity_id, path, outcome.summary)
     return outcome
