@@ -872,3 +872,18 @@ def test_a_user_edit_during_the_sync_loses_neither_the_edit_nor_the_override_not
     notes = pair.notes()
     assert len(notes) == 1 and "030 7777777" in notes[0], notes
     assert_in_sync(pair)
+
+
+def test_a_lost_post_answer_is_retried_without_a_duplicate(world):
+    """Advoware created the entry but the answer never arrived (500 after the write): the task retries,
+    the re-plan finds the new entry by its value (its marker is already there) and creates nothing twice."""
+    pair = baseline(world)
+    world.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte/*/Kommunikationen", method="POST",
+                                    status=500, after=True, times=1)
+    pair.set_espo(phones=[(MOBILE, "Mobile", True), (OFFICE, "Office"), (HOME, "Home")])
+    counts = Counts(world)
+    pair.sync()
+    assert counts.posts == 1 and [e["tlf"] for e in pair.entries()].count(HOME) == 1
+    assert pair.entry_with(HOME)["kommKz"] == KommKz.TelPrivat
+    assert_in_sync(pair)
+    assert pair.sync()["path"] == "no_change"
