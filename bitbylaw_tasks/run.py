@@ -39,6 +39,9 @@ def run_all(settings: Settings) -> int:
         })
         print(f"bitbylaw: no Redis answered; started a private one on {broker_url.rsplit('/', 1)[0]}")
     with_sandbox = settings.uses_sandbox and importlib.util.find_spec("integrations.sandbox.server") is not None
+    if with_sandbox:
+        # the demo should show Advoware-side edits within a minute, not a quarter of an hour
+        env.setdefault("SWEEP_INTERVAL", "60")
     RUN_DIR.mkdir(exist_ok=True)
     procfile = RUN_DIR / "Procfile"
     procfile.write_text("\n".join(procfile_lines(settings, with_sandbox=with_sandbox)) + "\n")
@@ -48,7 +51,8 @@ def run_all(settings: Settings) -> int:
     print(f"bitbylaw: Flower        http://127.0.0.1:{settings.flower_port}/  (user {user!r}, see FLOWER_BASIC_AUTH)")
     if with_sandbox:
         print(f"bitbylaw: sandbox       EspoCRM :{settings.sandbox_espocrm_port}  "
-              f"Advoware :{settings.sandbox_advoware_port}  Google :{settings.sandbox_google_port}")
+              f"Advoware :{settings.sandbox_advoware_port}  Google :{settings.sandbox_google_port}"
+              f"  (sweep every {env['SWEEP_INTERVAL']} s; edit as a user: integrations/sandbox/README.md)")
     print("bitbylaw: stop everything with Ctrl-C")
     proc = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(procfile), "-d", ".", "start"], env=env)
     # Ctrl-C reaches honcho directly (same process group); we only wait for it.
