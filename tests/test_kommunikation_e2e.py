@@ -44,7 +44,11 @@ Scenarios (SPEC §5.5):
 - K4 `+49 171…` / `0151…`, no other hint -> Mobil
 - K5 any other number, no other hint -> TelGesch
 Plus: a phone edited in EspoCRM reaches Advoware through the whole chain
-(webhook -> shim -> beteiligte.sync -> hand-off -> kommunikation.sync).
+(webhook -> shim -> beteiligte.sync -> hand-off -> kommunikation.sync); the
+executor under a user edit mid-sync (409, re-plan, the override note kept)
+and a lost POST answer (retry, no duplicate); and tests pinning planner
+defects the randomised test found (kind kept on an EspoCRM value change,
+Advoware's primary move kept, beA/EPost with kommKz 0 kept out of EspoCRM).
 """
 from __future__ import annotations
 
