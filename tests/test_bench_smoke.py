@@ -25,6 +25,7 @@ CASES = {
                          r"paced latency .*p99 \d+ ms"]),
     "sweep": (["--records", "1200", "--due", "120", "--check-budget", "20"],
               [r"\| sweep time", r"queue == due \+ rolling picks\s*\|\s*yes", r"\| EspoCRM calls\s+\| \d+"]),
+    "kommunikation_calls": ([], [r"\| no change \(H1\)\s+\| 1 "]),
     "webhook_shim": (["--duration", "1", "--rounds", "1", "--connections", "2"],
                      [r"\| 1\s+\| bare Flask\s+\| \d+", r"\| 1\s+\| shim\s+\| \d+",
                       r"ratio \(median of rounds\): \d"]),
