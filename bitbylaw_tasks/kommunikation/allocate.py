@@ -11,63 +11,20 @@ actions and the new status. Pure.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan
-from .kinds import EMAIL, PHONE, KommKz, comparison_key
+from .kinds import EMAIL, PHONE, kinds_compatible
+from .lineage import predecessors
 from .markers import build_slot_bemerkung, build_sync_bemerkung
+from .rows import ESPO_WINS, TO_ESPOCRM, BOTH, Row
 from .status import StatusEntry
-from .views import AdvoView, EspoItem
+from .views import AdvoView
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import _Planner
 
-__all__ = ["Row", "finish_plan"]
-
-
-@dataclass(eq=False)
-class Row:
-    """One value as it should be after the sync, on each side and in the status."""
-
-    array: str
-    kind: KommKz  # kind of the Advoware entry that carries it
-    # EspoCRM side
-    espo: EspoItem | None = None  # the item it is now (None: new in EspoCRM)
-    in_espo: bool = True
-    espo_value: str = ""
-    espo_type: str | None = None
-    # Advoware side
-    advo: AdvoView | None = None  # the entry that carries it
-    origin: AdvoView | None = None  # the entry it came from (kept when `advo` is given up)
-    need: bool = False  # wants a slot or a create
-    preferred: AdvoView | None = None  # its own blank entry, for a restore
-    advo_value: str | None = None  # tlf to write; None keeps tlf
-    follow_primary: bool = True  # write online from the chosen primary
-    # status
-    status_value: str | None = None  # None: not in the new status
-    status_kind: KommKz | None = None
-    keep_status: StatusEntry | None = None  # pending: keep this status entry as it is
-    # primary inputs (None: that side has no such entry)
-    s_primary: bool | None = None
-    a_online: bool | None = None
-    e_primary: bool | None = None
-    # bookkeeping
-    candidate: bool = False  # value changed in Advoware onto a new key (see release_collisions)
-    restore_note: str | None = None
-    primary: bool = False
-    status_primary: bool = False
-    slot: AdvoView | None = None
-    ref: int | None = None
-    notes: list = field(default_factory=list)
-
-    def keys(self) -> list[tuple[str, str]]:
-        keys = []
-        if self.in_espo:
-            keys.append(comparison_key(self.array, self.espo_value))
-        if self.advo is not None:
-            keys.append(comparison_key(self.array, self.advo_value if self.advo_value is not None else self.advo.tlf))
-        return keys
+__all__ = ["finish_plan"]
 
 
 def finish_plan(planner: "_Planner") -> Plan:
@@ -76,10 +33,10 @@ def finish_plan(planner: "_Planner") -> Plan:
     _allocate(planner, rows, position)
     for array in (EMAIL, PHONE):
         _choose_primary(planner, [r for r in rows if r.in_espo and r.array == array], array)
-    untouched = planner.mode == "espo_wins"  # EspoCRM is the truth: never written
+    untouched = planner.mode == ESPO_WINS  # EspoCRM is the truth: never written
     emails = tuple(_render(r, untouched) for r in rows if r.in_espo and r.array == EMAIL)
     phones = tuple(_render(r, untouched) for r in rows if r.in_espo and r.array == PHONE)
-    espo_changed = planner.mode != "espo_wins" and (
+    espo_changed = planner.mode != ESPO_WINS and (
         _espo_shape(planner.raw_emails, planner.raw_phones) != _plan_shape(emails, phones)
     )
     status_entries = tuple(e for e in (_status_entry(r) for r in rows) if e is not None)
@@ -90,22 +47,31 @@ def finish_plan(planner: "_Planner") -> Plan:
         emails=emails,
         phones=phones,
         status_entries=status_entries,
-        status_changed=old is None or status_entries != tuple(old),
+        status_changed=old is None or _status_set(status_entries) != _status_set(old),
         notes=tuple(planner.notes) + tuple(r.restore_note for r in rows if r.restore_note and r.need),
         changes=tuple(planner.changes),
     )
 
 
 def _espo_order(row: Row, position: dict[int, int]) -> tuple:
-    if row.espo is not None:
-        return (0, row.espo.index, 0)
-    if row.in_espo:
-        return (1, position.get(row.advo.id, 0) if row.advo else 0, 0)
-    return (2, position.get(row.advo.id, 0) if row.advo else 0, 0)
+    """E-mails, then phones, each in EspoCRM's order with new ones appended; then Advoware-only rows."""
+    advo = position.get(row.advo.id, 0) if row.advo is not None else 0
+    if not row.in_espo:
+        return (2, 0, advo)
+    array = 0 if row.array == EMAIL else 1
+    return (array, 0, row.espo.index) if row.espo is not None else (array, 1, advo)
 
 
 def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) -> None:
-    """Give each row that needs an Advoware entry its own blank entry, a slot of its kind, or a create."""
+    """Give each row that needs an Advoware entry an entry: its own, a freed one, a slot, or a create.
+
+    In order: a restore takes its own blank entry back; a new EspoCRM value
+    that took the place of a value EspoCRM no longer has (lineage.py) takes
+    that value's entry when it was blanked in this run for it (same kind or
+    one that shows the same); then an entry blanked in this run of the same
+    kind (a Var2 and a Var1 of one kind: one PUT); then an older slot of the
+    same kind; else a create.
+    """
     needs = [row for row in rows if row.need]
     if not needs:
         return
@@ -114,21 +80,32 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
     for row in needs:
         own = row.preferred
         if own is not None and own.id not in bound and own.id not in used:
-            row.slot = own
-            used.add(own.id)
-    blanked = sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
-    existing = [v for v in planner.views if v.reusable_slot and v.id not in planner.blanks and v.id not in bound]
+            _take(row, own, used)
     preferred = {row.preferred.id for row in needs if row.preferred is not None}
-    candidates = [v for v in blanked + existing if v.id not in preferred]
+    lineage = predecessors(planner, needs)
+    for row in needs:
+        link = lineage.get(id(row))
+        if link is None or row.slot is not None:
+            continue
+        view = planner.by_id.get(link.advoware_id)
+        row.s_primary = link.primary  # the same entry: its primary history goes with it
+        row.a_online = view.online if view is not None and view.tlf else None
+        if link.primary and planner.primary_link_item.get(row.array) is None:
+            planner.primary_link_item[row.array] = row.espo
+        if (view is not None and view.id in planner.blank_links and view.id in planner.blanks
+                and view.id not in used and kinds_compatible(view.kind, row.kind)):
+            _take(row, view, used)
+    blanked = [v for v in sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
+               if v.id not in preferred]
+    existing = [v for v in planner.views
+                if v.reusable_slot and v.id not in planner.blanks and v.id not in bound and v.id not in preferred]
     next_ref = 0
     for row in needs:
         if row.slot is not None:
             continue
-        for view in candidates:
-            if view.id not in used and view.kind == row.kind:
-                row.slot = view
-                used.add(view.id)
-                break
+        view = next((v for v in blanked + existing if v.kind == row.kind and v.id not in used), None)
+        if view is not None:
+            _take(row, view, used)
         else:
             row.ref = next_ref
             next_ref += 1
@@ -136,6 +113,12 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
         if row.slot is not None:
             planner.blanks.pop(row.slot.id, None)
             planner.change("slot_reused", row.kind)
+
+
+def _take(row: Row, view: AdvoView, used: set[int]) -> None:
+    row.slot = view
+    used.add(view.id)
+    row.kind = row.status_kind = view.kind  # the same, or a compatible kind the entry keeps
 
 
 def _choose_primary(planner: "_Planner", rows: list[Row], array: str) -> None:
@@ -150,27 +133,32 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str) -> None:
     items = [item for item in planner.items if item.array == array]
     espo_primary = next((item for item in items if item.primary), items[0] if items else None)
     status_item = planner.primary_link_item.get(array)
-    espo_changed = espo_primary is not status_item
     espo_row = next((r for r in rows if r.espo is not None and r.espo is espo_primary), None)
+    # EspoCRM's choice counts only while the entry it chose still exists (Advoware may have deleted it)
+    espo_changed = espo_primary is not status_item and espo_row is not None
     status_row = next((r for r in rows if r.s_primary), None)
     turned_on = [r for r in rows if r.a_online and not r.s_primary]
     advo_changed = bool(turned_on) or any(r.s_primary and r.a_online is False for r in rows)
     advo_choice = turned_on[0] if turned_on else (status_row if status_row and status_row.a_online else None)
     applied = True
-    if planner.mode == "espo_wins":
+    if planner.mode == ESPO_WINS:
         choice = espo_row
-    elif planner.mode == "both":
+    elif planner.mode == BOTH:
         choice = espo_row if espo_changed else (advo_choice if advo_changed else status_row)
     else:
         applied = advo_changed and not espo_changed
         choice = advo_choice if applied else espo_row
     if choice is None:
         choice = rows[0]
+    pending = planner.mode == TO_ESPOCRM and espo_changed and not applied
     for row in rows:
         row.primary = row is choice
-        pending = planner.mode == "to_espocrm" and espo_changed and not applied
         row.status_primary = bool(row.s_primary) if pending else row.primary
-    if planner.mode == "both" and status_row is not None and choice is not status_row:
+        if planner.mode == TO_ESPOCRM and not pending:
+            # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it),
+            # made consistent on Advoware's side too: one online entry per array
+            row.follow_primary = True
+    if planner.mode == BOTH and status_row is not None and choice is not status_row:
         planner.change("primary_from_espocrm" if espo_changed else "primary_from_advoware")
 
 
@@ -204,6 +192,11 @@ def _plan_shape(emails, phones) -> tuple[Counter, Counter]:
         Counter((e.emailAddress, e.primary, e.optOut, e.invalid) for e in emails),
         Counter((p.phoneNumber, p.type or None, p.primary, p.optOut, p.invalid) for p in phones),
     )
+
+
+def _status_set(entries) -> Counter:
+    """Status entries compared without their order (EspoCRM may reorder its arrays)."""
+    return Counter(entries)
 
 
 def _status_entry(row: Row) -> StatusEntry | PendingStatusEntry | None:

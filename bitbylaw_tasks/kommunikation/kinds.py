@@ -128,15 +128,23 @@ def kinds_compatible(a: KommKz | int, b: KommKz | int) -> bool:
 
 
 _URL = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
+_SAFE_ID = re.compile(r"^[A-Z]{2}\.[A-Za-z_]+\.\S+$")  # beA/EGVP SAFE-ID, e.g. DE.BRAK.1a2b…, DE.Justiz.…
+_EPOST = re.compile(r"@epost\.de$", re.IGNORECASE)
 
 
 def kind_from_shape(value: str) -> KommKz | None:
     """Stage 3 of SPEC §5.4: the kind a value's shape shows, or None if it shows none.
 
-    Beyond the spec, a web address (http://, https://, www.) is Internet, so
-    that an Internet entry reported with kommKz 0 is not mistaken for a phone.
+    Beyond the spec, the kinds that are never synced are recognised too, so
+    that an entry reported with kommKz 0 is not copied to EspoCRM as a phone
+    or an e-mail: a web address (http://, https://, www.) is Internet, a
+    SAFE-ID (`DE.BRAK…`) is Bea, an address at epost.de is EPost.
     """
     text = (value or "").strip()
+    if _SAFE_ID.match(text):
+        return KommKz.Bea
+    if _EPOST.search(text):
+        return KommKz.EPost
     if "@" in text:
         return KommKz.MailGesch
     if _URL.match(text):

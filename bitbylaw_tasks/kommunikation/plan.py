@@ -16,36 +16,25 @@ EspoCRM item by value), in direction `both`:
 Unlinked entries (no status, or new since) are matched by value first (the
 initial-sync rule), then are new on their side: Var1 (create in Advoware,
 reusing a slot of the same kind) and Var4 (add to EspoCRM). The choice of
-primary is made per array (allocate.py). docs/kommunikation-sync.md has the
-reasons.
+primary is made per array (allocate.py); values people moved between
+entries are reconciled in moves.py; which new EspoCRM value replaced which
+vanished one, in lineage.py. docs/kommunikation-sync.md has the reasons.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Iterable, Mapping
 
 from .actions import Change, Plan
-from .allocate import Row, finish_plan
-from .kinds import (
-    EMAIL,
-    PHONE,
-    KommKz,
-    array_for_kind,
-    comparison_key,
-    espo_type_for_kind,
-    kind_matches_espo_type,
-    kinds_compatible,
-)
+from .allocate import finish_plan
+from .kinds import PHONE, KommKz, array_for_kind, espo_type_for_kind, kind_matches_espo_type
 from .markers import SlotMarker, SyncMarker
+from .moves import adopt_for_needs, prefer_holders, release_collisions
+from .rows import BOTH, DIRECTIONS, ESPO_WINS, TO_ADVOWARE, TO_ESPOCRM, Row, key_of, type_for
 from .status import KommStatus, StatusEntry
 from .views import AdvoView, EspoItem, advoware_views, espo_items
 
 __all__ = ["plan_kommunikation_sync", "DIRECTIONS", "BOTH", "TO_ESPOCRM", "TO_ADVOWARE"]
-
-BOTH, TO_ESPOCRM, TO_ADVOWARE = "both", "to_espocrm", "to_advoware"
-DIRECTIONS = (BOTH, TO_ESPOCRM, TO_ADVOWARE)
-ESPO_WINS = "espo_wins"  # internal mode: to_advoware, or force_espo_wins in any direction
 
 
 def plan_kommunikation_sync(
@@ -72,17 +61,6 @@ def plan_kommunikation_sync(
     return _Planner(advoware_entries, list(espo_emails), list(espo_phones), status, mode).plan()
 
 
-def _key(array: str, value: str) -> tuple[str, str]:
-    return comparison_key(array, value)
-
-
-def _type_for(kind: KommKz, item: EspoItem | None) -> str | None:
-    """The EspoCRM type to show for `kind`: the item's own type when it fits, else the canonical one."""
-    if item is not None and (item.array == EMAIL or kind_matches_espo_type(kind, item.type)):
-        return item.type
-    return espo_type_for_kind(kind)
-
-
 class _Planner:
     def __init__(self, advoware_entries, raw_emails, raw_phones, status: KommStatus | None, mode: str):
         self.mode = mode
@@ -99,12 +77,14 @@ class _Planner:
         self.raw_emails, self.raw_phones = raw_emails, raw_phones
         self.rows: list[Row] = []
         self.blanks: dict[int, str] = {}  # Advoware entry id -> reason it is blanked
+        self.blank_links: dict[int, StatusEntry] = {}  # blanked because EspoCRM deleted (or changed) it
         self.notes: list[str] = []
         self.changes: list[Change] = []
         self.pool: list[AdvoView] = []  # live Advoware entries without a link
         self.free: list[EspoItem] = []  # EspoCRM items without a link
         self.primary_link_item: dict[str, EspoItem | None] = {}
         self.unlinked: set[int] = set()  # linked ids whose entry became a different thing
+        self.claimed: list[EspoItem | None] = []  # per link: its EspoCRM item, if EspoCRM still has it
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -113,10 +93,6 @@ class _Planner:
 
     def blank(self, view: AdvoView, reason: str) -> None:
         self.blanks[view.id] = reason
-
-    @property
-    def applies_advoware_to_espo(self) -> bool:
-        return self.mode in (BOTH, TO_ESPOCRM)
 
     def link_kind(self, link: StatusEntry, view: AdvoView | None) -> KommKz:
         if view is not None and view.kind_reported and view.synced_kind:
@@ -131,8 +107,9 @@ class _Planner:
             self.decide_link(link, self.by_id.get(link.advoware_id), item)
         linked_ids = {link.advoware_id for link in self.links}
         self.pool = [v for v in self.views if v.live and (v.id not in linked_ids or v.id in self.unlinked)]
-        self.release_collisions()
-        self.adopt_for_needs()
+        release_collisions(self)
+        prefer_holders(self)
+        adopt_for_needs(self)
         self.pair_unlinked()
         self.new_on_one_side()
         return finish_plan(self)
@@ -146,13 +123,14 @@ class _Planner:
                 if claimed[index] is not None:
                     continue
                 array = array_for_kind(link.kommkz)
-                wanted = _key(array, link.value)
+                wanted = key_of(array, link.value)
                 for item in free:
                     if item.array == array and (item.value == link.value if exact else item.key == wanted):
                         claimed[index] = item
                         free.remove(item)
                         break
         self.free = free
+        self.claimed = claimed
         for link, item in zip(self.links, claimed):
             if link.primary:
                 self.primary_link_item.setdefault(array_for_kind(link.kommkz), item)
@@ -172,6 +150,12 @@ class _Planner:
             self.gone_in_espo(link, view, kind_a)
         elif item is not None:
             self.gone_in_advoware(link, view, item)
+        elif self.mode == TO_ESPOCRM:
+            # EspoCRM's side may be a value change (delete + add there) that waits for a `both` run:
+            # keep the entry in the status so that run still knows the new value's place (lineage.py)
+            self.rows.append(Row(array=array_for_kind(base_kind), kind=base_kind, in_espo=False,
+                                 follow_primary=False, keep_status=link))
+            self.change("pending_espocrm", base_kind)
         else:
             self.change("gone_both", base_kind)
 
@@ -182,15 +166,15 @@ class _Planner:
         a_changed, e_changed = a_val != base, e_val != base
         a_kind_changed = kind_a != base_kind
         type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
-        onto_new_key = _key(item.array, a_val) != _key(item.array, base)
-        row = Row(array=item.array, kind=kind_a, espo=item, advo=view, origin=view,
+        onto_new_key = key_of(item.array, a_val) != key_of(item.array, base)
+        row = Row(array=item.array, kind=kind_a, espo=item, advo=view, origin=view, espo_type_changed=type_changed,
                   s_primary=link.primary, a_online=view.online, e_primary=item.primary)
         self.rows.append(row)
         if self.mode == TO_ESPOCRM:
             take_value = a_changed and not e_changed
             take_kind = a_kind_changed and not type_changed
             row.espo_value = a_val if take_value else e_val
-            row.espo_type = _type_for(kind_a, item) if take_kind else item.type
+            row.espo_type = type_for(kind_a, item) if take_kind else item.type
             row.advo_value, row.follow_primary = None, False
             row.status_value = a_val if take_value else base
             row.status_kind = kind_a if take_kind or not type_changed else base_kind
@@ -208,9 +192,9 @@ class _Planner:
             kind = kind_a
         row.kind = row.status_kind = kind
         row.espo_value = row.advo_value = row.status_value = value
-        row.espo_type = _type_for(kind, item)
+        row.espo_type = type_for(kind, item)
         row.candidate = value == a_val and a_changed and onto_new_key
-        if a_changed and value != a_val and _key(item.array, a_val) != _key(item.array, value):
+        if a_changed and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
             self.override_note(a_val, value, kind_a)
         if kind != kind_a:
             row.advo, row.need = None, True
@@ -230,9 +214,14 @@ class _Planner:
                                  advo_value=None, follow_primary=False, keep_status=link))
             self.change("pending_espocrm", kind_a)
             return
+        if a_changed and view.key in {item.key for item in self.free}:
+            self.unlinked.add(view.id)  # both sides moved to the same new value: a match, not a conflict
+            self.change("moved_on_both_sides", kind_a)
+            return
         self.blank(view, "C3" if a_changed else "Var2")
+        self.blank_links[view.id] = link
         self.change("C3" if a_changed else "Var2", kind_a)
-        if a_changed and _key(view.array, view.tlf) != _key(view.array, link.value):
+        if a_changed and key_of(view.array, view.tlf) != key_of(view.array, link.value):
             self.notes.append(
                 f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
                 f"deleted in EspoCRM; EspoCRM wins, the Advoware entry is now empty."
@@ -241,14 +230,16 @@ class _Planner:
     def gone_in_advoware(self, link: StatusEntry, view: AdvoView | None, item: EspoItem) -> None:
         base_kind = KommKz(link.kommkz)
         type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
-        e_changed = item.value != link.value or type_changed or item.primary != link.primary
+        # The primary flag is not the entry's: EspoCRM moves it by itself (first-becomes-primary),
+        # so a primary change never turns a deletion in Advoware into a conflict.
+        e_changed = item.value != link.value or type_changed
         if self.mode != ESPO_WINS and not e_changed:
             self.change("Var3", base_kind)  # the item is not rendered: deleted from EspoCRM
             return
         if self.mode == TO_ESPOCRM:
             self.rows.append(Row(array=item.array, kind=base_kind, espo=item, espo_value=item.value,
                                  espo_type=item.type, follow_primary=False, keep_status=link,
-                                 e_primary=item.primary, s_primary=link.primary))
+                                 e_primary=item.primary, s_primary=link.primary, pending_restore=True))
             self.change("pending_espocrm", base_kind)
             return
         kind = base_kind if kind_matches_espo_type(base_kind, item.type) else item.kind
@@ -257,9 +248,9 @@ class _Planner:
                else "kept in EspoCRM (EspoCRM wins by operator request)")
         note = f"Kommunikation: {item.value!r} ({kind.name}) was deleted in Advoware but {why}: restored in Advoware."
         self.rows.append(Row(array=item.array, kind=kind, espo=item, espo_value=item.value,
-                             espo_type=_type_for(kind, item), need=True, preferred=own,
+                             espo_type=type_for(kind, item), need=True, preferred=own,
                              status_value=item.value, status_kind=kind, s_primary=link.primary,
-                             e_primary=item.primary, restore_note=note))
+                             e_primary=item.primary, restore_note=note, espo_type_changed=type_changed))
         self.change("restore_Var3", kind)
 
     def override_note(self, advo_value: str, espo_value: str, kind: KommKz) -> None:
@@ -268,40 +259,6 @@ class _Planner:
             f"Kommunikation: the Advoware value {advo_value!r} ({kind.name}) was overridden by the EspoCRM "
             f"value {espo_value!r} ({why})."
         )
-
-    def release_collisions(self) -> None:
-        """An Advoware value change onto a value EspoCRM already has is a match, not a second entry."""
-        candidates = [row for row in self.rows if row.candidate]
-        occupied = Counter(item.key for item in self.free)
-        for row in self.rows:
-            if not row.candidate:
-                occupied.update(row.keys())
-        for row in candidates:
-            key = _key(row.array, row.espo_value)
-            if not occupied[key]:
-                occupied.update(row.keys())
-                continue
-            self.rows.remove(row)
-            self.blanks.pop(row.origin.id, None)
-            self.pool.append(row.origin)
-            self.change("Var6_onto_existing", row.kind)
-        order = {view.id: index for index, view in enumerate(self.views)}
-        self.pool.sort(key=lambda view: order[view.id])
-
-    def adopt_for_needs(self) -> None:
-        """A value to restore or re-kind that Advoware already holds unlinked is taken, not created."""
-        for row in self.rows:
-            if not row.need:
-                continue
-            key = _key(row.array, row.espo_value)
-            for view in self.pool:
-                if view.key == key and kinds_compatible(view.kind, row.kind):
-                    self.pool.remove(view)
-                    row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
-                    row.advo_value = row.espo_value
-                    row.restore_note = None
-                    self.change("adopted", view.kind)
-                    break
 
     def pair_unlinked(self) -> None:
         """The initial-sync rule, applied every run: equal values on both sides are one entry."""
@@ -329,7 +286,7 @@ class _Planner:
         else:
             row.espo_value = row.status_value = row.advo_value = item.value
         row.status_kind = kind
-        row.espo_type = _type_for(kind, item)
+        row.espo_type = type_for(kind, item)
         self.rows.append(row)
         self.change("match", kind)
 
@@ -338,8 +295,8 @@ class _Planner:
         for row in self.rows:
             occupied.update(row.keys())
         for view in self.pool:
-            if view.key in occupied:
-                self.change("duplicate_in_advoware", view.kind)
+            if view.key in occupied and self.mode != ESPO_WINS:
+                self.change("duplicate_in_advoware", view.kind)  # a person entered it twice: left alone
                 continue
             occupied.add(view.key)
             if self.mode == ESPO_WINS:
@@ -362,5 +319,5 @@ class _Planner:
                 self.change("pending_espocrm", item.kind)
                 continue
             self.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
-                                 espo_type=_type_for(item.kind, item), need=True, status_value=item.value, status_kind=item.kind, e_primary=item.primary))
+                                 espo_type=type_for(item.kind, item), need=True, status_value=item.value, status_kind=item.kind, e_primary=item.primary))
             self.change("Var1", item.kind)

@@ -44,11 +44,13 @@ def entry_kind(entry: Mapping[str, Any], parsed: Bemerkung, status_kind: int | N
     reported = as_kommkz(entry.get("kommKz"))
     if reported is not None:
         return reported
-    if parsed.marker is not None:
-        return KommKz(parsed.marker.kommkz)
-    if as_kommkz(status_kind) is not None:
-        return KommKz(status_kind)
     tlf = _text(entry.get("tlf"))
+    remembered = KommKz(parsed.marker.kommkz) if parsed.marker is not None else as_kommkz(status_kind)
+    if remembered is not None:
+        # A remembered kind that contradicts the value (an e-mail kind without '@', a phone kind
+        # with one) is stale: never let kommKz 0 turn an e-mail into a phone or back.
+        if not tlf or ("@" in tlf) == (remembered in EMAIL_KINDS):
+            return remembered
     if not tlf:
         return None
     return kind_from_shape(tlf) or KommKz.TelGesch

@@ -1,0 +1,47 @@
+"""Which new EspoCRM value took the place of which vanished one (EspoCRM's arrays carry no ids).
+
+A value edited in EspoCRM's UI keeps its place in the list; a deleted one
+leaves it; an added one is appended. So a new value whose place among the
+surviving values is the place a vanished synced value had is taken to be
+that value, changed: it goes into the old Advoware entry (keeping that
+entry's kind when it shows the same in EspoCRM: MailPrivat, FaxPrivat,
+AutoTelefon) and carries its primary history. Ambiguous cases pair in order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from .kinds import array_for_kind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rows import Row
+    from .plan import _Planner
+    from .status import StatusEntry
+
+__all__ = ["predecessors"]
+
+
+def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEntry"]:
+    """Map id(row) of each new EspoCRM value (a Var1 row) to the synced entry it most likely replaced."""
+    claimed_items = {id(item) for item in planner.claimed if item is not None}
+    gone: dict[tuple, list] = defaultdict(list)
+    survivors: dict[str, int] = defaultdict(int)
+    for link, item in zip(planner.links, planner.claimed):
+        array = array_for_kind(link.kommkz)
+        if item is None:
+            gone[(array, survivors[array])].append(link)
+        else:
+            survivors[array] += 1
+    new: dict[tuple, list] = defaultdict(list)
+    for row in sorted((r for r in rows if r.espo is not None and id(r.espo) not in claimed_items),
+                      key=lambda r: r.espo.index):
+        rank = sum(1 for item in planner.items
+                   if item.array == row.array and id(item) in claimed_items and item.index < row.espo.index)
+        new[(row.array, rank)].append(row)
+    pairs: dict[int, "StatusEntry"] = {}
+    for place, links in gone.items():
+        for link, row in zip(links, new.get(place, ())):
+            pairs[id(row)] = link
+    return pairs

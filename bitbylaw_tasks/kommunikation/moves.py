@@ -1,0 +1,126 @@
+"""Values that moved between Advoware entries: the planner's reconciliation so nothing is held twice.
+
+People move values: an Advoware user types a number into another entry
+(perhaps onto a value EspoCRM already has), or blanks one entry and re-uses
+its value elsewhere. These steps run after the per-entry decisions
+(plan.py) and before the unlinked values are matched, and bind each value
+to the Advoware entry that already holds it instead of writing it twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from .kinds import kinds_compatible
+from .rows import ESPO_WINS, Row, key_of, type_for
+from .status import StatusEntry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import _Planner
+
+__all__ = ["release_collisions", "prefer_holders", "adopt_for_needs"]
+
+
+def release_collisions(planner: "_Planner") -> None:
+    """An Advoware value change onto a value EspoCRM already has is a match, not a second entry."""
+    candidates = [row for row in planner.rows if row.candidate]
+    occupied = Counter(item.key for item in planner.free)
+    for row in planner.rows:
+        if not row.candidate:
+            occupied.update(row.keys())
+    for row in candidates:
+        key = key_of(row.array, row.espo_value)
+        if not occupied[key]:
+            occupied.update(row.keys())
+            continue
+        planner.rows.remove(row)
+        planner.blanks.pop(row.origin.id, None)
+        planner.pool.append(row.origin)
+        planner.change("Var6_onto_existing", row.kind)
+    order = {view.id: index for index, view in enumerate(planner.views)}
+    planner.pool.sort(key=lambda view: order[view.id])
+
+
+def prefer_holders(planner: "_Planner") -> None:
+    """A value the sync would write into an entry is rather bound to an unlinked entry holding it.
+
+    (A value moved to another entry in Advoware while the old entry is
+    reverted or overridden.) The old entry is then unlinked with its own
+    value. The holder's kind is taken unless EspoCRM's type rules (it
+    changed the type, or EspoCRM wins outright) and does not fit; then the
+    holder is blanked. Either way Advoware never holds one value twice.
+    """
+    for row in planner.rows:
+        view = row.advo
+        if view is None or row.advo_value is None:
+            continue
+        key = key_of(row.array, row.advo_value)
+        holder = next((v for v in planner.pool if v.key == key), None)
+        if view.key == key or holder is None:
+            continue
+        planner.pool.remove(holder)
+        espo_type_rules = row.espo_type_changed or planner.mode == ESPO_WINS
+        if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
+            planner.blank(holder, "moved value overridden")
+            planner.change("revert_move", holder.kind)
+            planner.notes.append(
+                f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
+                f"EspoCRM's type wins, the moved entry is now empty."
+            )
+            continue
+        planner.pool.append(view)
+        row.advo = row.origin = holder
+        row.kind = row.status_kind = holder.kind
+        row.espo_type = type_for(holder.kind, row.espo)
+        row.a_online = holder.online
+        planner.change("moved_in_advoware", holder.kind)
+    order = {view.id: index for index, view in enumerate(planner.views)}
+    planner.pool.sort(key=lambda view: order[view.id])
+
+
+def adopt_for_needs(planner: "_Planner") -> None:
+    """A value to restore or re-kind that Advoware already holds unlinked is taken, not created.
+
+    The entry keeps its kind unless EspoCRM changed the type (or EspoCRM wins
+    outright) and the kinds do not fit; then EspoCRM's kind wins and the
+    entry is blanked, so that the value is never held twice in Advoware.
+    """
+    for row in planner.rows:
+        if row.pending_restore:
+            adopt_pending(planner, row)
+        if not row.need:
+            continue
+        key = key_of(row.array, row.espo_value)
+        view = next((v for v in planner.pool if v.key == key), None)
+        if view is None:
+            continue
+        planner.pool.remove(view)
+        if (row.espo_type_changed or planner.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
+            planner.blank(view, "type change")
+            planner.change("Var5_type", row.kind)
+            continue
+        row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
+        row.advo_value, row.restore_note = row.espo_value, None
+        row.espo_type = type_for(view.kind, row.espo)
+        row.a_online = view.online
+        planner.change("adopted", view.kind)
+
+
+def adopt_pending(planner: "_Planner", row: Row) -> None:
+    """`to_espocrm`: a value blanked in Advoware but now held by another entry is linked to that one.
+
+    EspoCRM's pending change stays pending (the status keeps the old value);
+    the Advoware entry id and its real kind move in. A type that does not
+    fit that kind then shows as EspoCRM's change on the next run.
+    """
+    link = row.keep_status
+    key = key_of(row.array, link.value)
+    view = next((v for v in planner.pool if v.key == key), None)
+    if view is None:
+        return
+    planner.pool.remove(view)
+    row.advo = row.origin = view
+    row.keep_status = StatusEntry(view.id, link.value, int(view.kind), link.primary)
+    row.a_online = view.online
+    planner.change("moved_in_advoware", view.kind)
