@@ -25,10 +25,10 @@ from kommunikation_world import World
 
 from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate
 from bitbylaw_tasks.kommunikation.kinds import EMAIL, PHONE, KommKz, array_for_kind, comparison_key, \
-    kind_matches_espo_type
+    is_plausible_email, kind_matches_espo_type
 from bitbylaw_tasks.kommunikation.markers import SlotMarker, SyncMarker, build_sync_bemerkung, parse_bemerkung
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
-from bitbylaw_tasks.kommunikation.status import KommStatus, StatusEntry, kommunikation_hash
+from bitbylaw_tasks.kommunikation.status import kommunikation_hash
 
 MOBIL, OFFICE, MAIL = "0171 1111111", "030 1234567", "max@kanzlei.de"
 
@@ -37,7 +37,8 @@ def assert_converged(world: World) -> None:
     """Both sides hold the same entries (kinds, primaries), markers are right, a second plan is empty."""
     live, kinds = {}, {}
     for entry in world.advoware:
-        if entry["tlf"] and array_for_kind(entry["kommKz"]):
+        if entry["tlf"] and array_for_kind(entry["kommKz"]) and (
+                array_for_kind(entry["kommKz"]) == PHONE or is_plausible_email(entry["tlf"])):
             key = comparison_key(array_for_kind(entry["kommKz"]), entry["tlf"])
             assert key not in live, f"duplicate in Advoware: {entry['tlf']!r}"
             live[key] = entry
@@ -256,47 +257,6 @@ def test_c5_advoware_blanks_x_espocrm_changes_another(world):
     plan = world.sync()
     assert "Var3" in variants(plan)
     assert OFFICE not in world.espo_values and "max@kanzlei-neu.de" in world.advo_live
-    assert_converged(world)
-
-
-def test_advoware_blank_overridden_by_an_espocrm_change_restores_in_place(world):
-    office_id = world.advo_id_of(OFFICE)
-    world.advo_edit(office_id, tlf="")
-    world.espo_change(OFFICE, "+49 30 1234567")
-    plan = world.sync()
-    assert "restore_Var3" in variants(plan) and len(plan.notes) == 1
-    assert world.entry(office_id)["tlf"] == "+49 30 1234567"
-    assert world.writes["advoware_post"] == 0
-    assert_converged(world)
-
-
-def test_a_primary_flag_change_does_not_stop_a_deletion_in_advoware(world):
-    world.advo_edit(world.advo_id_of(OFFICE), tlf="")
-    world.espo_set_primary(OFFICE)  # EspoCRM moves the flag by itself too (first becomes primary)
-    plan = world.sync()
-    assert "Var3" in variants(plan) and OFFICE not in world.espo_values
-    assert_converged(world)
-
-
-def test_a_value_moved_to_another_entry_in_advoware_is_not_duplicated(world):
-    mobil_id, office_id = world.advo_id_of(MOBIL), world.advo_id_of(OFFICE)
-    world.advo_edit(mobil_id, tlf="0172 2222222")
-    new_id = world.advo_add(3, MOBIL)  # the old number now lives in a new entry
-    world.espo_change(MOBIL, "+49 171 1111111")  # and EspoCRM reformatted it meanwhile
-    plan = world.sync()
-    assert "moved_in_advoware" in variants(plan)
-    assert world.entry(new_id)["tlf"] == "+49 171 1111111" and world.entry(mobil_id)["tlf"] == "0172 2222222"
-    assert {"+49 171 1111111", "0172 2222222"} <= world.espo_values and office_id
-    assert_converged(world)
-
-
-def test_advoware_value_changed_onto_a_new_espocrm_value_is_one_entry(world):
-    office_id = world.advo_id_of(OFFICE)
-    world.espo_add("0221 555", "Office")
-    world.advo_edit(office_id, tlf="0221 555")
-    plan = world.sync()
-    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
-    assert world.espo_values == {MOBIL, MAIL, "0221 555"}
     assert_converged(world)
 
 
@@ -533,31 +493,3 @@ def test_k3_k4_k5_value_shape_when_advoware_reports_zero(value, kind):
     w.masked = {w.advoware[0]["id"]}
     plan = w.plan()
     assert plan.status_entries[0].kommkz == kind
-
-
-# --- status value ----------------------------------------------------------------------------------
-def test_status_json_round_trip_and_size(world):
-    status = world.status
-    assert KommStatus.from_json(status.to_json()) == status
-    assert len(status.to_json()) < 200
-    assert KommStatus.from_json(None) is None and KommStatus.from_json("  ") is None
-
-
-@pytest.mark.parametrize("text", ["{", "[]", '{"v":2,"e":[]}', '{"v":1}', '{"v":1,"e":[[1,"x",3]]}',
-                                  '{"v":1,"e":[[true,"x",3,1]]}', '{"v":1,"e":[[1,"x",0,1]]}',
-                                  '{"v":1,"e":[[1,5,3,1]]}', '{"v":1,"e":[[1,"x",3,7]]}'])
-def test_malformed_status_is_an_error(text):
-    from bitbylaw_tasks.kommunikation.status import StatusFormatError
-    with pytest.raises(StatusFormatError):
-        KommStatus.from_json(text)
-
-
-def test_plan_is_printable_and_summarised_without_values(world):
-    world.espo_add("0221 999888", "Home")
-    plan = world.plan()
-    assert "0221 999888" in str(plan)
-    assert "0221 999888" not in repr(plan.summary()) and plan.summary()["advoware_creates"] == 1
-    with pytest.raises(ValueError):
-        plan.new_status
-    assert plan.resolve_status({}).entries == world.status.entries  # a failed create stays unlinked
-    assert StatusEntry(7, "0221 999888", 6, False) in plan.resolve_status({0: 7}).entries

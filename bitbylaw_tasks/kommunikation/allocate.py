@@ -67,8 +67,9 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
 
     In order: a restore takes its own blank entry back; a new EspoCRM value
     that took the place of a value EspoCRM no longer has (lineage.py) takes
-    that value's entry when it was blanked in this run for it (same kind or
-    one that shows the same); then an entry blanked in this run of the same
+    that value's entry when it is empty — blanked in this run for it, or by
+    a person in Advoware (then EspoCRM's change wins, with a note) — if its
+    kind shows the same in EspoCRM; then an entry blanked in this run of the same
     kind (a Var2 and a Var1 of one kind: one PUT); then an older slot of the
     same kind; else a create.
     """
@@ -92,9 +93,17 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
         row.a_online = view.online if view is not None and view.tlf else None
         if link.primary and planner.primary_link_item.get(row.array) is None:
             planner.primary_link_item[row.array] = row.espo
-        if (view is not None and view.id in planner.blank_links and view.id in planner.blanks
-                and view.id not in used and kinds_compatible(view.kind, row.kind)):
+        if view is None or view.id in used or view.id in bound or not kinds_compatible(view.kind, row.kind):
+            continue
+        if view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
             _take(row, view, used)
+        elif not view.tlf and view.synced_kind:  # blanked in Advoware while EspoCRM changed it: EspoCRM wins
+            _take(row, view, used)
+            planner.notes.append(
+                f"Kommunikation: {link.value!r} ({view.kind.name}) was deleted in Advoware but changed in EspoCRM "
+                f"to {row.espo_value!r}; EspoCRM wins: restored in Advoware."
+            )
+            planner.change("restore_Var3", view.kind)
     blanked = [v for v in sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
                if v.id not in preferred]
     existing = [v for v in planner.views
