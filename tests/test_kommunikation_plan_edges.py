@@ -1,0 +1,195 @@
+"""The Kommunikation planner beyond the SPEC scenarios: moved values, EspoCRM value changes, primary history.
+
+Also the status value and the printable plan. Pure, on the in-memory world
+(tests/kommunikation_world.py); `assert_converged` checks both sides agree
+and a second plan is empty.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kommunikation_world import World
+from test_kommunikation_plan import MAIL, MOBIL, OFFICE, assert_converged, variants
+from test_kommunikation_plan import world  # noqa: F401  (a fixture)
+
+from bitbylaw_tasks.kommunikation.actions import AdvowareCreate
+from bitbylaw_tasks.kommunikation.kinds import KommKz
+from bitbylaw_tasks.kommunikation.markers import parse_bemerkung
+from bitbylaw_tasks.kommunikation.status import KommStatus, StatusEntry, StatusFormatError
+
+
+# --- Advoware deletions against EspoCRM changes ---------------------------------------------------------
+def test_advoware_blank_overridden_by_an_espocrm_change_restores_in_place(world):
+    office_id = world.advo_id_of(OFFICE)
+    world.advo_edit(office_id, tlf="")
+    world.espo_change(OFFICE, "+49 30 1234567")
+    plan = world.sync()
+    assert "restore_Var3" in variants(plan) and len(plan.notes) == 1
+    assert world.entry(office_id)["tlf"] == "+49 30 1234567"
+    assert world.writes["advoware_post"] == 0
+    assert_converged(world)
+
+
+def test_a_primary_flag_change_does_not_stop_a_deletion_in_advoware(world):
+    world.advo_edit(world.advo_id_of(OFFICE), tlf="")
+    world.espo_set_primary(OFFICE)  # EspoCRM moves the flag by itself too (first becomes primary)
+    plan = world.sync()
+    assert "Var3" in variants(plan) and OFFICE not in world.espo_values
+    assert_converged(world)
+
+
+def test_a_value_moved_to_another_entry_in_advoware_is_not_duplicated(world):
+    mobil_id, office_id = world.advo_id_of(MOBIL), world.advo_id_of(OFFICE)
+    world.advo_edit(mobil_id, tlf="0172 2222222")
+    new_id = world.advo_add(3, MOBIL)  # the old number now lives in a new entry
+    world.espo_change(MOBIL, "+49 171 1111111")  # and EspoCRM reformatted it meanwhile
+    plan = world.sync()
+    assert "moved_in_advoware" in variants(plan)
+    assert world.entry(new_id)["tlf"] == "+49 171 1111111" and world.entry(mobil_id)["tlf"] == "0172 2222222"
+    assert {"+49 171 1111111", "0172 2222222"} <= world.espo_values and office_id
+    assert_converged(world)
+
+
+def test_advoware_value_changed_onto_a_new_espocrm_value_is_one_entry(world):
+    office_id = world.advo_id_of(OFFICE)
+    world.espo_add("0221 555", "Office")
+    world.advo_edit(office_id, tlf="0221 555")
+    plan = world.sync()
+    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert world.espo_values == {MOBIL, MAIL, "0221 555"}
+    assert_converged(world)
+
+
+
+# --- EspoCRM value changes (delete + add there: EspoCRM has no ids) ------------------------------------
+@pytest.mark.parametrize("kind, value, new", [(8, "p@privat.de", "q@privat.de"), (7, "040 555", "040 556"),
+                                              (9, "0172 5555555", "0172 5555556")])
+def test_an_espocrm_value_change_keeps_the_entry_and_its_kind(kind, value, new):
+    w = World(advoware=[{"kommKz": kind, "tlf": value, "bemerkung": "Notiz"}])
+    w.sync()
+    entry_id = w.advo_id_of(value)
+    w.espo_change(value, new)
+    plan = w.sync()
+    assert [(a.id, a.kommkz, a.tlf) for a in plan.actions] == [(entry_id, kind, new)]
+    assert parse_bemerkung(w.entry(entry_id)["bemerkung"]).user_text == "Notiz"
+    assert_converged(w)
+
+
+def test_two_espocrm_value_changes_in_one_run_each_keep_their_entry():
+    w = World(advoware=[{"kommKz": 3, "tlf": "0171 1111111"}, {"kommKz": 9, "tlf": "0172 2222222"}],
+              phones=[{"phoneNumber": "0171 1111111", "type": "Mobile"},
+                      {"phoneNumber": "0172 2222222", "type": "Mobile"}])
+    w.sync()
+    first, second = w.advo_id_of("0171 1111111"), w.advo_id_of("0172 2222222")
+    w.espo_change("0171 1111111", "0171 1111100")
+    w.espo_change("0172 2222222", "0172 2222200")
+    plan = w.sync()
+    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert (w.entry(first)["tlf"], w.entry(second)["tlf"]) == ("0171 1111100", "0172 2222200")
+    assert w.entry(second)["kommKz"] == KommKz.AutoTelefon
+    assert_converged(w)
+
+
+def test_a_value_deleted_in_the_middle_and_one_added_are_not_paired():
+    w = World(phones=[{"phoneNumber": p, "type": "Fax"} for p in ("040 1", "040 2", "040 3")])
+    w.sync()
+    middle = w.advo_id_of("040 2")
+    w.advo_edit(middle, kommKz=7)  # (a person made it FaxPrivat)
+    w.sync()
+    w.espo_delete("040 2")
+    w.espo_add("040 4", "Fax")
+    w.sync()
+    assert w.advo_live["040 4"]["kommKz"] == KommKz.FaxGesch  # a new value: EspoCRM's kind, not the old entry's
+    assert w.entry(middle)["tlf"] == ""
+    assert_converged(w)
+
+
+def test_an_espocrm_value_change_under_to_espocrm_is_still_an_edit_on_the_next_run():
+    w = World(advoware=[{"kommKz": 8, "tlf": "p@privat.de"}])
+    w.sync()
+    entry_id = w.advo_id_of("p@privat.de")
+    w.advo_edit(entry_id, tlf="")
+    w.espo_change("p@privat.de", "q@privat.de")
+    w.sync("to_espocrm")
+    assert w.plan("to_espocrm").is_empty
+    w.sync()
+    assert w.entry(entry_id)["tlf"] == "q@privat.de" and w.entry(entry_id)["kommKz"] == 8
+    assert_converged(w)
+
+
+# --- primary history -----------------------------------------------------------------------------------
+def test_advoware_primary_move_survives_an_espocrm_value_change_of_the_old_primary(world):
+    world.advo_edit(world.advo_id_of(OFFICE), online=True)
+    world.advo_edit(world.advo_id_of(MOBIL), online=False)
+    world.espo_change(MOBIL, "0171 1111199")
+    world.sync()
+    assert world.espo_find(OFFICE)["primary"] and not world.espo_find("0171 1111199")["primary"]
+    assert_converged(world)
+
+
+def test_advoware_primary_move_onto_an_entry_changed_in_espocrm_is_kept(world):
+    world.advo_edit(world.advo_id_of(OFFICE), online=True)
+    world.advo_edit(world.advo_id_of(MOBIL), online=False)
+    world.espo_change(OFFICE, "030 2222299")
+    world.sync()
+    assert world.espo_find("030 2222299")["primary"]
+    assert_converged(world)
+
+
+def test_espocrm_primary_move_beats_advoware_primary_move(world):
+    world.espo_set_primary(OFFICE)
+    world.advo_add(6, "0228 111", online=True)
+    world.sync()
+    assert world.espo_find(OFFICE)["primary"] and not world.advo_live["0228 111"]["online"]
+    assert_converged(world)
+
+
+def test_an_advoware_entry_that_was_primary_and_is_deleted_hands_primary_to_the_first(world):
+    world.advo_edit(world.advo_id_of(MOBIL), tlf="")
+    world.sync()
+    assert world.espo_find(OFFICE)["primary"] and world.advo_live[OFFICE]["online"]
+    assert_converged(world)
+
+
+# --- kinds that are never synced -----------------------------------------------------------------------
+def test_bea_epost_and_internet_reported_with_kommkz_0_stay_out_of_espocrm():
+    w = World(advoware=[{"kommKz": 1, "tlf": OFFICE}, {"kommKz": 12, "tlf": "DE.BRAK_SPT.1a2b3c.1234"},
+                        {"kommKz": 11, "tlf": "max.mustermann@epost.de"}, {"kommKz": 5, "tlf": "www.kanzlei.de"}])
+    w.masked = {e["id"] for e in w.advoware}
+    plan = w.sync()
+    assert w.espo_values == {OFFICE} and len(plan.actions) == 1
+    assert_converged(w)
+
+
+def test_an_advoware_email_espocrm_would_reject_is_not_synced():
+    w = World(advoware=[{"kommKz": 4, "tlf": "max at kanzlei"}, {"kommKz": 4, "tlf": MAIL}])
+    w.sync()
+    assert w.espo_values == {MAIL}
+    assert_converged(w)
+
+
+# --- status value ----------------------------------------------------------------------------------
+def test_status_json_round_trip_and_size(world):
+    status = world.status
+    assert KommStatus.from_json(status.to_json()) == status
+    assert len(status.to_json()) < 200
+    assert KommStatus.from_json(None) is None and KommStatus.from_json("  ") is None
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"v":2,"e":[]}', '{"v":1}', '{"v":1,"e":[[1,"x",3]]}',
+                                  '{"v":1,"e":[[true,"x",3,1]]}', '{"v":1,"e":[[1,"x",0,1]]}',
+                                  '{"v":1,"e":[[1,5,3,1]]}', '{"v":1,"e":[[1,"x",3,7]]}'])
+def test_malformed_status_is_an_error(text):
+    with pytest.raises(StatusFormatError):
+        KommStatus.from_json(text)
+
+
+def test_plan_is_printable_and_summarised_without_values(world):
+    world.espo_add("0221 999888", "Home")
+    plan = world.plan()
+    assert "0221 999888" in str(plan)
+    assert "0221 999888" not in repr(plan.summary()) and plan.summary()["advoware_creates"] == 1
+    with pytest.raises(ValueError):
+        plan.new_status
+    assert plan.resolve_status({}).entries == world.status.entries  # a failed create stays unlinked
+    assert StatusEntry(7, "0221 999888", 6, False) in plan.resolve_status({0: 7}).entries
