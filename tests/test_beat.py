@@ -20,12 +20,18 @@ def _start_beat(env):
                              "--loglevel", "WARNING"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_two_beats_fire_once(redis_server):
+def _beat_env(redis_server) -> tuple[redis.Redis, dict]:
+    """Empty broker and lock databases of their own, and the environment of a beat firing every second."""
     broker = redis.Redis.from_url(redis_server.url(BEAT_BROKER_DB))
     broker.flushdb()
     redis.Redis.from_url(redis_server.url(BEAT_LOCK_DB)).flushdb()
     env = dict(os.environ, REDIS_BROKER_URL=redis_server.url(BEAT_BROKER_DB),
                REDIS_LOCK_URL=redis_server.url(BEAT_LOCK_DB), HEARTBEAT_INTERVAL="1")
+    return broker, env
+
+
+def test_two_beats_fire_once(redis_server):
+    broker, env = _beat_env(redis_server)
     first = _start_beat(env)
     second = _start_beat(env)
     try:
@@ -52,11 +58,7 @@ def test_two_beats_fire_once(redis_server):
 
 def test_one_beat_alone_fires_at_the_interval(redis_server):
     """Control for the test above: the counting method sees every firing of a single beat."""
-    broker = redis.Redis.from_url(redis_server.url(BEAT_BROKER_DB))
-    broker.flushdb()
-    redis.Redis.from_url(redis_server.url(BEAT_LOCK_DB)).flushdb()
-    env = dict(os.environ, REDIS_BROKER_URL=redis_server.url(BEAT_BROKER_DB),
-               REDIS_LOCK_URL=redis_server.url(BEAT_LOCK_DB), HEARTBEAT_INTERVAL="1")
+    broker, env = _beat_env(redis_server)
     beat = _start_beat(env)
     try:
         deadline = time.time() + 30
