@@ -12,7 +12,6 @@ import threading
 
 import pytest
 import requests
-from celery.exceptions import Retry  # noqa: F401  (documents what a retry raises inside the worker)
 
 from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync, start_shim, wait_for
 from conftest import wait_idle

@@ -25,7 +25,7 @@ from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
 from integrations.espocrm import EspoCrmClient
-from integrations.http import ApiError, Conflict, NotFound, Unavailable
+from integrations.http import ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
     advo_after = advo
     if result.advoware_put is not None:
         ctx.before_write()
-        advo_after = _first(ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put))
+        advo_after = ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put)
     write = cmp.sync_write(result, advo_after, now)
     wrote_espo = False
     if cmp.changes_in(write, espo) or _last_sync_stale(espo, now):
@@ -119,13 +119,6 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
         notes = 1
     return SyncOutcome(entity_id, result.kind, wrote_espo, result.advoware_put is not None, notes,
                        detail=result.summary(), kommunikation_due=kommunikation.needs_sync(espo, advo))
-
-
-def _first(answer):
-    """Advoware answers PUT/GET with a one-element list, sometimes a bare object."""
-    if isinstance(answer, list):
-        return answer[0] if answer else {}
-    return answer or {}
 
 
 def _last_sync_stale(espo: dict, now: datetime) -> bool:
@@ -170,7 +163,7 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         journal.begin()
         ctx.before_write()
         try:
-            created = _first(ctx.advoware.create_beteiligte(espo_to_advoware(espo)))
+            created = ctx.advoware.create_beteiligte(espo_to_advoware(espo))
         except ApiError as exc:
             if not getattr(exc, "maybe_sent", False):  # an error answer, or never connected: nothing created
                 _withdraw_intent(ctx, espo, journal)

@@ -87,9 +87,7 @@ def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_
         if espo.get("betnr") in (None, ""):
             return KommOutcome(entity_id, "not_linked")
         betnr = int(espo["betnr"])
-        advo = ctx.advoware.get_beteiligte(betnr)
-        if isinstance(advo, list):
-            advo = advo[0] if advo else {}
+        advo = ctx.advoware.get_beteiligte(betnr)  # the client unwraps Advoware's one-element list
         plan = plan_for(espo, advo, direction=direction, force_espo_wins=force_espo_wins)
         try:
             return _apply(ctx, espo, betnr, advo, plan, carried)
@@ -105,16 +103,13 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
     for action in plan.actions:
         ctx.before_write()
         if isinstance(action, AdvowareCreate):
-            answer = ctx.advoware.create_kommunikation(betnr, action.payload())
-            answer = answer[0] if isinstance(answer, list) else answer
-            created[action.ref] = int(answer["id"])
+            created[action.ref] = int(ctx.advoware.create_kommunikation(betnr, action.payload())["id"])
         else:
             ctx.advoware.update_kommunikation(betnr, action.id, action.payload())
     notes.extend(note for note in plan.notes if note not in notes)  # the overrides are done in Advoware now
     entries = advoware_entries(advo)
     if plan.actions:
-        fresh = ctx.advoware.get_beteiligte(betnr)
-        entries = advoware_entries(fresh[0] if isinstance(fresh, list) else fresh)
+        entries = advoware_entries(ctx.advoware.get_beteiligte(betnr))
     write = dict(plan.espo_arrays())
     new_status = plan.resolve_status(created).to_json()
     if new_status != (espo.get(STATUS_FIELD) or ""):
