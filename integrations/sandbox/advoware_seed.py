@@ -13,9 +13,8 @@ from datetime import date, timedelta
 
 from faker import Faker
 
-MOBILE_PREFIXES = ("0151", "0152", "0157", "0159", "0160", "0162", "0163", "0170", "0171", "0172", "0173",
-                   "0174", "0175", "0176", "0177", "0178", "0179")
-RECHTSFORMEN = ("GmbH", "AG", "KG", "GmbH & Co. KG", "UG (haftungsbeschränkt)", "e.K.", "GbR", "e.V.")
+from integrations.sandbox.espocrm_seed import RECHTSFORMEN, mobile_number  # one set of German fakes
+
 BRANCHEN = ("Immobilien", "Bau", "Hausverwaltung", "Consulting", "Handel", "Logistik", "Versicherungsmakler")
 _ASCII = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", " ": ""})
 
@@ -24,17 +23,11 @@ def _ascii(text: str) -> str:
     return "".join(ch for ch in text.translate(_ASCII).lower() if ch.isalnum() or ch in ".-")
 
 
-def _mobile(rnd: random.Random) -> str:
-    prefix, number = rnd.choice(MOBILE_PREFIXES), "".join(rnd.choice("0123456789") for _ in range(7))
-    return rnd.choice((f"{prefix} {number}", f"+49 {prefix[1:]} {number}", f"{prefix}/{number}",
-                       f"+49{prefix[1:]}{number}"))
-
-
 def _komm_value(kz: int, fake: Faker, rnd: random.Random, person: dict) -> str:
     local = _ascii(f"{person.get('vorname') or 'info'}.{person['name']}")[:40].strip(".")
     domain = _ascii(person["name"].split()[0])[:20] + rnd.choice((".de", ".com", "-online.de"))
     if kz in (3, 9):
-        return _mobile(rnd)
+        return mobile_number(rnd)
     if kz == 4:
         return f"{local if person.get('vorname') else 'info'}@{domain}"
     if kz == 5:
