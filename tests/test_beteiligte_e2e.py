@@ -69,6 +69,7 @@ def test_conflict_merges_per_field_and_notes_the_overridden_value(sandbox, shim)
     sandbox.state("espocrm").human_update(record["id"], {"titel": "Dr. med."}, user="bob")
     wait_for(lambda: espo_record(sandbox, record["id"])["syncStatus"] == "clean" and
              advoware_record(sandbox, record["betnr"])["titel"] == "Dr. med.", message="conflict resolved")
+    wait_idle()  # the note is posted after both writes: wait for the sync to finish, not just to be visible
     advo, espo = advoware_record(sandbox, record["betnr"]), espo_record(sandbox, record["id"])
     assert advo["vorname"] == espo["firstName"] == "Moritz"          # one-sided Advoware change survives
     assert advo["titel"] == espo["titel"] == "Dr. med."              # both changed: EspoCRM wins
