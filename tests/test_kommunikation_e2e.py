@@ -67,6 +67,7 @@ from bitbylaw_tasks.kommunikation.status import kommunikation_hash
 KOMM_POST = "POST /api/v1/advonet/Beteiligte/<betnr>/Kommunikationen"
 KOMM_PUT = "PUT /api/v1/advonet/Beteiligte/<betnr>/Kommunikationen/<komm_id>"
 ESPO_PUT = "PUT /api/v1/CBeteiligte/<record_id>"
+ADVO_GET = "GET /api/v1/advonet/Beteiligte/<betnr>"
 NOTE_POST = "POST /api/v1/Note"
 
 MOBILE, OFFICE, HOME, MAIL = "0171 1111111", "030 2222222", "040 3333333", "max@example.de"
@@ -188,6 +189,10 @@ class Counts:
         return self.delta("advoware")[KOMM_PUT]
 
     @property
+    def advo_gets(self) -> int:
+        return self.delta("advoware")[ADVO_GET]
+
+    @property
     def espo_puts(self) -> int:
         return self.delta("espocrm")[ESPO_PUT]
 
@@ -272,6 +277,7 @@ def test_V1_new_in_espocrm_is_created_in_advoware(world):
     created = pair.entry_with(HOME)
     assert created["kommKz"] == KommKz.TelPrivat and marker_of(created) == SyncMarker(HOME, 6)
     assert counts.posts == 1 and counts.puts == 0
+    assert counts.advo_gets == 1  # the new hash comes from the POST answer, not from a re-read
     assert (HOME, "Home", False) in pair.phones()
     assert_in_sync(pair)
 

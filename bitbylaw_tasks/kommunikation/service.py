@@ -70,6 +70,27 @@ def needs_sync(espo: dict, advo: dict | None) -> bool:
     return not plan_for(espo, advo).is_empty
 
 
+def entries_after_writes(entries: list[dict], answers: list[dict]) -> list[dict] | None:
+    """Advoware's entries as our PUT/POST answers left them (pure), or None when an answer lacks id or rowId.
+
+    An update keeps the kommKz Advoware reported before (read-only on PUT), so
+    the hash matches what the next GET computes. Built only from what this run
+    saw: an entry a person changed meanwhile still shows as a changed hash next time.
+    """
+    after = {int(entry["id"]): dict(entry) for entry in entries if entry.get("id") is not None}
+    order = list(after)
+    for answer in answers:
+        if not isinstance(answer, dict) or answer.get("id") is None or not answer.get("rowId"):
+            return None
+        entry_id = int(answer["id"])
+        if entry_id in after:
+            after[entry_id].update({key: answer[key] for key in ("tlf", "bemerkung", "online", "rowId") if key in answer})
+        else:
+            after[entry_id] = dict(answer)
+            order.append(entry_id)
+    return [after[entry_id] for entry_id in order]
+
+
 def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> KommOutcome:
     """`ctx` is a `beteiligte.service.SyncContext` (clients, Redis, lock).
 
@@ -100,15 +121,18 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
     """Apply one plan; `notes` holds the notes of earlier rounds whose Advoware writes were done."""
     entity_id = espo["id"]
     created: dict[int, int] = {}
+    answers: list[dict] = []
     for action in plan.actions:
         ctx.before_write()
         if isinstance(action, AdvowareCreate):
-            created[action.ref] = int(ctx.advoware.create_kommunikation(betnr, action.payload())["id"])
+            answer = ctx.advoware.create_kommunikation(betnr, action.payload())
+            created[action.ref] = int(answer["id"])
         else:
-            ctx.advoware.update_kommunikation(betnr, action.id, action.payload())
+            answer = ctx.advoware.update_kommunikation(betnr, action.id, action.payload())
+        answers.append(answer)
     notes.extend(note for note in plan.notes if note not in notes)  # the overrides are done in Advoware now
-    entries = advoware_entries(advo)
-    if plan.actions:
+    entries = entries_after_writes(advoware_entries(advo), answers)
+    if entries is None:
         entries = advoware_entries(ctx.advoware.get_beteiligte(betnr))
     write = dict(plan.espo_arrays())
     new_status = plan.resolve_status(created).to_json()
