@@ -32,6 +32,11 @@ def _kind_name(kommkz: int) -> str:
     return KommKz(kommkz).name
 
 
+def _payload(action: "AdvowareCreate | AdvowareUpdate") -> dict:
+    """The JSON body of a POST or PUT (kommKz is ignored by Advoware on PUT; sent for information)."""
+    return {"kommKz": int(action.kommkz), "tlf": action.tlf, "bemerkung": action.bemerkung, "online": action.online}
+
+
 @dataclass(frozen=True)
 class AdvowareCreate:
     """POST a new Kommunikation. `ref` names it in `Plan.resolve_status`."""
@@ -44,7 +49,7 @@ class AdvowareCreate:
     reason: str
 
     def payload(self) -> dict:
-        return {"kommKz": int(self.kommkz), "tlf": self.tlf, "bemerkung": self.bemerkung, "online": self.online}
+        return _payload(self)
 
     def __str__(self) -> str:
         return f"create #{self.ref} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
@@ -62,7 +67,7 @@ class AdvowareUpdate:
     reason: str
 
     def payload(self) -> dict:
-        return {"kommKz": int(self.kommkz), "tlf": self.tlf, "bemerkung": self.bemerkung, "online": self.online}
+        return _payload(self)
 
     def __str__(self) -> str:
         return f"update id={self.id} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
