@@ -151,6 +151,24 @@ def test_an_advoware_entry_that_was_primary_and_is_deleted_hands_primary_to_the_
     assert_converged(world)
 
 
+def test_to_espocrm_keeps_one_primary_when_a_pending_value_moved_to_another_entry():
+    """Found by fuzzing: the moved value's pending status entry kept its old primary flag next to the new one."""
+    w = World(advoware=[{"kommKz": 3, "tlf": "0171 0000001", "online": True}],
+              phones=[{"phoneNumber": "0171 0000002", "type": "Other", "primary": True},
+                      {"phoneNumber": "0171 0000003", "type": "Office"}])
+    w.sync()
+    w.espo_set_primary("0171 0000003")
+    w.sync()
+    w.espo_change("0171 0000003", "0171 000000-3")  # EspoCRM reformats it (pending under to_espocrm) ...
+    w.advo_edit(w.advo_id_of("0171 0000003"), tlf="")  # ... while Advoware moves it to the mobile entry
+    w.advo_edit(w.advo_id_of("0171 0000001"), tlf="0171 000000-3")
+    w.sync("to_espocrm")
+    assert [e.primary for e in w.status.entries].count(True) == 1
+    assert w.plan("to_espocrm").is_empty
+    w.sync()
+    assert_converged(w)
+
+
 # --- kinds that are never synced -----------------------------------------------------------------------
 def test_bea_epost_and_internet_reported_with_kommkz_0_stay_out_of_espocrm():
     w = World(advoware=[{"kommKz": 1, "tlf": OFFICE}, {"kommKz": 12, "tlf": "DE.BRAK_SPT.1a2b3c.1234"},

@@ -11,6 +11,7 @@ actions and the new status. Pure.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan
@@ -39,7 +40,8 @@ def finish_plan(planner: "_Planner") -> Plan:
     espo_changed = planner.mode != ESPO_WINS and (
         _espo_shape(planner.raw_emails, planner.raw_phones) != _plan_shape(emails, phones)
     )
-    status_entries = tuple(e for e in (_status_entry(r) for r in rows) if e is not None)
+    chosen = {r.array for r in rows if r.in_espo and r.status_primary}
+    status_entries = tuple(e for e in (_status_entry(r, r.array in chosen) for r in rows) if e is not None)
     old = planner.status.entries if planner.status is not None else None
     return Plan(
         actions=_advoware_actions(planner, rows, position),
@@ -208,9 +210,16 @@ def _status_set(entries) -> Counter:
     return Counter(entries)
 
 
-def _status_entry(row: Row) -> StatusEntry | PendingStatusEntry | None:
+def _status_entry(row: Row, array_has_primary: bool) -> StatusEntry | PendingStatusEntry | None:
+    """The row's entry in the new status; one primary per array, the one `_choose_primary` decided.
+
+    A row kept pending (`keep_status`) keeps its value and kind, but not a
+    primary flag that the choice of this run gave to another row.
+    """
     if row.keep_status is not None:
-        return row.keep_status
+        keep = row.keep_status
+        primary = row.status_primary if row.in_espo else keep.primary and not array_has_primary
+        return keep if primary == keep.primary else replace(keep, primary=primary)
     if row.status_value is None:
         return None
     kind, primary = int(row.status_kind), row.status_primary
