@@ -146,3 +146,23 @@ def sandbox(sandbox_session, redis_server) -> Sandbox:
     for name in ("espocrm", "advoware", "google"):
         sandbox_session.kit(name).reset()
     return sandbox_session
+
+
+@pytest.fixture(scope="module")
+def google_server(request):
+    """A Google Calendar simulator of the test module's own (seed: the module's GOOGLE_SEED), for fault tests."""
+    from integrations.sandbox.google_calendar import create_google_calendar_app
+    from integrations.sandbox.kit import ServerThread
+
+    app = create_google_calendar_app(seed=getattr(request.module, "GOOGLE_SEED", 7))
+    server = ServerThread(app).start()
+    server.app = app
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def google_state(google_server):
+    """That simulator reset, as its state object (`insert_event`, `human_update`, …)."""
+    google_server.app.extensions["sandbox"].reset()
+    return google_server.app.extensions["google_calendar"]

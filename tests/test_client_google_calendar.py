@@ -15,31 +15,17 @@ from integrations.google_calendar import (GoogleCalendarClient, calendar_marker,
                                           sandbox_endpoint)
 from integrations.http import (BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed, RateGate,
                                RateLimited, Unavailable)
-from integrations.sandbox.google_calendar import create_google_calendar_app
-from integrations.sandbox.kit import ServerThread
 
 EVENTS = "GET /calendar/v3/calendars/<calendar_id>/events"
 INSERT = "POST /calendar/v3/calendars/<calendar_id>/events"
 
 
-@pytest.fixture(scope="module")
-def server():
-    app = create_google_calendar_app(seed=11)
-    srv = ServerThread(app).start()
-    srv.app = app
-    yield srv
-    srv.stop()
+GOOGLE_SEED = 11  # this module's own simulator (conftest `google_server`): it injects faults
 
 
 @pytest.fixture
-def state(server):
-    server.app.extensions["sandbox"].reset()
-    return server.app.extensions["google_calendar"]
-
-
-@pytest.fixture
-def client(server, state):
-    return GoogleCalendarClient.from_settings(Settings(google_calendar_endpoint=server.url), num_retries=3,
+def client(google_server, google_state):
+    return GoogleCalendarClient.from_settings(Settings(google_calendar_endpoint=google_server.url), num_retries=3,
                                               backoff_scale=0.001)
 
 
@@ -48,16 +34,16 @@ def cal(client):
     return client.create_calendar("Termine AB", private_property=("kuerzel", "AB"))["id"]
 
 
-def fault(server, **spec):
-    requests.post(server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", **spec}).raise_for_status()
+def fault(google_server, **spec):
+    requests.post(google_server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", **spec}).raise_for_status()
 
 
-def google_fault(server, **spec):
-    requests.post(server.url + "/_sandbox/google-faults", json=spec).raise_for_status()
+def google_fault(google_server, **spec):
+    requests.post(google_server.url + "/_sandbox/google-faults", json=spec).raise_for_status()
 
 
-def sim_calls(server) -> dict:
-    return requests.get(server.url + "/_sandbox/calls").json()
+def sim_calls(google_server) -> dict:
+    return requests.get(google_server.url + "/_sandbox/calls").json()
 
 
 def event(day: int, **extra) -> dict:
@@ -96,7 +82,7 @@ def test_real_mode_uses_the_service_account_delegated_to_the_subject(tmp_path):
 
 
 # --- calendars ---
-def test_calendars_are_created_found_by_marker_or_summary_and_deleted(client, state):
+def test_calendars_are_created_found_by_marker_or_summary_and_deleted(client, google_state):
     made = client.create_calendar("Termine CD", "Kalender von CD", private_property=("kuerzel", "CD"))
     assert calendar_properties(made) == {"kuerzel": "CD"}
     assert made["description"] == "Kalender von CD\n" + calendar_marker("kuerzel", "CD")
@@ -111,29 +97,29 @@ def test_calendars_are_created_found_by_marker_or_summary_and_deleted(client, st
         client.delete_calendar(made["id"])
 
 
-def test_list_calendars_pages_through_the_calendar_list(client, state):
+def test_list_calendars_pages_through_the_calendar_list(client, google_state):
     for n in range(260):
-        state.insert_calendar({"summary": f"K{n}"})
+        google_state.insert_calendar({"summary": f"K{n}"})
     before = client.calls
     assert len(client.list_calendars()) == 261
     assert client.calls - before == 2
 
 
 # --- events and sync ---
-def test_list_events_pages_to_the_end_and_returns_the_sync_token(server, client, cal, state):
+def test_list_events_pages_to_the_end_and_returns_the_sync_token(google_server, client, cal, google_state):
     for day in range(1, 31):
-        state.insert_event(cal, event(day))
+        google_state.insert_event(cal, event(day))
     events, token = client.list_events(cal, page_size=7)
     assert len({e["id"] for e in events}) == 30 and token
     assert client.calls_by_method["calendar.events.list"] == 5
-    assert sim_calls(server)[EVENTS] == 5
+    assert sim_calls(google_server)[EVENTS] == 5
 
 
-def test_incremental_sync_returns_changes_including_deletions(client, cal, state):
+def test_incremental_sync_returns_changes_including_deletions(client, cal, google_state):
     a = client.insert_event(cal, event(1, id="frnr0001", extendedProperties={"private": {"frNr": "1"}}))
     b = client.insert_event(cal, event(2, id="frnr0002"))
     _, token = client.list_events(cal)
-    state.human_update(cal, a["id"], {"summary": "edited in Google"})
+    google_state.human_update(cal, a["id"], {"summary": "edited in Google"})
     client.delete_event(cal, b["id"])
     changes, token2 = client.list_events(cal, sync_token=token)
     assert {e["id"]: e["status"] for e in changes} == {"frnr0001": "confirmed", "frnr0002": "cancelled"}
@@ -162,9 +148,9 @@ def test_arguments_google_forbids_with_a_sync_token_fail_before_any_call(client,
 
 
 # --- typed errors ---
-def test_an_expired_sync_token_raises_gone_full_sync_required(server, client, cal):
+def test_an_expired_sync_token_raises_gone_full_sync_required(google_server, client, cal):
     _, token = client.list_events(cal)
-    requests.post(server.url + "/_sandbox/expire-sync-tokens", json={"calendarId": cal})
+    requests.post(google_server.url + "/_sandbox/expire-sync-tokens", json={"calendarId": cal})
     with pytest.raises(Gone) as info:
         client.list_events(cal, sync_token=token)
     assert info.value.reason == "fullSyncRequired" and info.value.status == 410
@@ -179,9 +165,9 @@ def test_deleting_a_deleted_event_raises_gone_deleted(client, cal):
     assert client.get_event(cal, ev["id"])["status"] == "cancelled"
 
 
-def test_a_stale_etag_raises_precondition_failed(client, cal, state):
+def test_a_stale_etag_raises_precondition_failed(client, cal, google_state):
     ev = client.insert_event(cal, event(4, summary="v1"))
-    state.human_update(cal, ev["id"], {"summary": "human"})
+    google_state.human_update(cal, ev["id"], {"summary": "human"})
     with pytest.raises(PreconditionFailed):
         client.update_event(cal, ev["id"], event(4, summary="v2"), etag=ev["etag"])
     with pytest.raises(PreconditionFailed):
@@ -203,63 +189,63 @@ def test_duplicate_invalid_and_missing_ids(client, cal):
 
 
 # --- retries and back-off ---
-def test_a_500_once_is_retried_and_succeeds(server, client, cal):
-    fault(server, status=500, times=1)
+def test_a_500_once_is_retried_and_succeeds(google_server, client, cal):
+    fault(google_server, status=500, times=1)
     started = time.monotonic()
     events, token = client.list_events(cal)
     assert events == [] and token
     assert time.monotonic() - started < 1.0
-    assert sim_calls(server)[EVENTS] == 2 and client.calls_by_method["calendar.events.list"] == 2
+    assert sim_calls(google_server)[EVENTS] == 2 and client.calls_by_method["calendar.events.list"] == 2
 
 
-def test_persistent_5xx_raises_unavailable_after_the_retries(server, client, cal):
-    fault(server, status=503)
+def test_persistent_5xx_raises_unavailable_after_the_retries(google_server, client, cal):
+    fault(google_server, status=503)
     started = time.monotonic()
     with pytest.raises(Unavailable) as info:
         client.get_event(cal, "whatever")
     assert info.value.reason == "backendError"
     assert time.monotonic() - started < 1.0  # unscaled, the library would sleep ~7 s on average
-    assert sim_calls(server)["GET /calendar/v3/calendars/<calendar_id>/events/<event_id>"] == 4  # 1 + 3 retries
+    assert sim_calls(google_server)["GET /calendar/v3/calendars/<calendar_id>/events/<event_id>"] == 4  # 1 + 3 retries
 
 
-def test_rate_limit_403s_are_retried_other_403s_are_not(server, client, cal):
-    google_fault(server, status=403, reason="rateLimitExceeded", times=2)
+def test_rate_limit_403s_are_retried_other_403s_are_not(google_server, client, cal):
+    google_fault(google_server, status=403, reason="rateLimitExceeded", times=2)
     assert client.list_events(cal)[0] == []
-    assert sim_calls(server)[EVENTS] == 3
-    google_fault(server, status=403, reason="userRateLimitExceeded")
+    assert sim_calls(google_server)[EVENTS] == 3
+    google_fault(google_server, status=403, reason="userRateLimitExceeded")
     with pytest.raises(RateLimited) as info:
         client.list_events(cal)
     assert info.value.reason == "userRateLimitExceeded"
-    requests.delete(server.url + "/_sandbox/google-faults")
-    google_fault(server, status=403, reason="forbidden", times=1)
-    before = sim_calls(server)[EVENTS]
+    requests.delete(google_server.url + "/_sandbox/google-faults")
+    google_fault(google_server, status=403, reason="forbidden", times=1)
+    before = sim_calls(google_server)[EVENTS]
     with pytest.raises(Forbidden):
         client.list_events(cal)
-    assert sim_calls(server)[EVENTS] == before + 1
+    assert sim_calls(google_server)[EVENTS] == before + 1
 
 
-def test_429_raises_rate_limited_with_retry_after_and_pauses_the_shared_gate(server, state, redis_url):
+def test_429_raises_rate_limited_with_retry_after_and_pauses_the_shared_gate(google_server, google_state, redis_url):
     gate = RateGate(redis_url, "google_test", per_minute=1000)
-    client = GoogleCalendarClient.from_settings(Settings(google_calendar_endpoint=server.url), num_retries=0,
+    client = GoogleCalendarClient.from_settings(Settings(google_calendar_endpoint=google_server.url), num_retries=0,
                                                 gate=gate)
-    fault(server, status=429, retry_after=7)
+    fault(google_server, status=429, retry_after=7)
     with pytest.raises(RateLimited) as info:
         client.list_calendars()
     assert info.value.retry_after == 7.0
     assert 6000 < redis.Redis.from_url(redis_url).pttl("rate_pause:google_test") <= 7000
 
 
-def test_inserts_without_a_client_id_are_not_retried_with_one_they_are(server, client, cal, state):
-    fault(server, status=500, times=1)
+def test_inserts_without_a_client_id_are_not_retried_with_one_they_are(google_server, client, cal, google_state):
+    fault(google_server, status=500, times=1)
     with pytest.raises(Unavailable):
         client.insert_event(cal, event(6))
-    assert sim_calls(server)[INSERT] == 1
+    assert sim_calls(google_server)[INSERT] == 1
     # The write happened but its answer was lost: the retry with the same id meets the first write.
-    fault(server, status=500, times=1, after=True)
+    fault(google_server, status=500, times=1, after=True)
     with pytest.raises(Conflict):
         client.insert_event(cal, event(7, id="frnr0007"))
-    assert sim_calls(server)[INSERT] == 3
-    assert [e["id"] for e in state.events_of(cal)] == ["frnr0007"]
+    assert sim_calls(google_server)[INSERT] == 3
+    assert [e["id"] for e in google_state.events_of(cal)] == ["frnr0007"]
 
 
 def test_an_unreachable_endpoint_raises_unavailable():

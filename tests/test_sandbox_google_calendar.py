@@ -13,31 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from integrations.sandbox import google_calendar_model as m
-from integrations.sandbox.google_calendar import create_google_calendar_app
-from integrations.sandbox.kit import ServerThread
 
 UTC = timezone.utc
 
 
-@pytest.fixture(scope="module")
-def server():
-    app = create_google_calendar_app(seed=7)
-    srv = ServerThread(app).start()
-    srv.app = app
-    yield srv
-    srv.stop()
+GOOGLE_SEED = 7  # this module's own simulator (conftest `google_server`): it injects faults
 
 
 @pytest.fixture
-def state(server):
-    server.app.extensions["sandbox"].reset()
-    return server.app.extensions["google_calendar"]
-
-
-@pytest.fixture
-def svc(server, state):
+def svc(google_server, google_state):
     return build("calendar", "v3", credentials=google.auth.credentials.AnonymousCredentials(),
-                 client_options={"api_endpoint": server.url + "/calendar/v3/"}, static_discovery=True)
+                 client_options={"api_endpoint": google_server.url + "/calendar/v3/"}, static_discovery=True)
 
 
 @pytest.fixture
@@ -85,22 +71,22 @@ def test_full_sync_over_several_pages_gives_the_sync_token_only_on_the_last_page
     assert all(e["etag"] and e["updated"] and e["iCalUID"] and e["sequence"] == 0 for e in items)
 
 
-def test_default_page_size_is_250_and_the_maximum_2500(svc, cal, state):
+def test_default_page_size_is_250_and_the_maximum_2500(svc, cal, google_state):
     for n in range(260):
-        state.insert_event(cal, {"start": {"date": "2024-01-01"}, "end": {"date": "2024-01-02"}})
+        google_state.insert_event(cal, {"start": {"date": "2024-01-01"}, "end": {"date": "2024-01-02"}})
     first = svc.events().list(calendarId=cal).execute()
     assert len(first["items"]) == 250 and "nextPageToken" in first
     assert len(svc.events().list(calendarId=cal, maxResults=5000).execute()["items"]) == 260
     assert reason(error_of(svc.events().list(calendarId=cal, maxResults=0))) == "invalid"
 
 
-def test_incremental_sync_sees_an_update_a_deletion_and_an_insert(svc, cal, state):
+def test_incremental_sync_sees_an_update_a_deletion_and_an_insert(svc, cal, google_state):
     a = svc.events().insert(calendarId=cal, body=timed("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z")).execute()
     b = svc.events().insert(calendarId=cal, body=timed("2024-05-02T10:00:00Z", "2024-05-02T11:00:00Z")).execute()
     svc.events().insert(calendarId=cal, body=timed("2024-05-03T10:00:00Z", "2024-05-03T11:00:00Z")).execute()
     _, _, token = full_sync(svc, cal)
 
-    state.human_update(cal, a["id"], {"summary": "moved by a human"})
+    google_state.human_update(cal, a["id"], {"summary": "moved by a human"})
     svc.events().delete(calendarId=cal, eventId=b["id"]).execute()
     c = svc.events().insert(calendarId=cal, body=timed("2024-05-04T10:00:00Z", "2024-05-04T11:00:00Z")).execute()
 
@@ -114,34 +100,36 @@ def test_incremental_sync_sees_an_update_a_deletion_and_an_insert(svc, cal, stat
     assert nothing == [] and token3
 
 
-def test_incremental_sync_pages_too(svc, cal, state):
+def test_incremental_sync_pages_too(svc, cal, google_state):
     _, _, token = full_sync(svc, cal)
     for n in range(7):
-        state.human_insert(cal, timed(f"2024-06-0{n + 1}T08:00:00Z", f"2024-06-0{n + 1}T09:00:00Z"))
+        google_state.human_insert(cal, timed(f"2024-06-0{n + 1}T08:00:00Z", f"2024-06-0{n + 1}T09:00:00Z"))
     changes, pages, token2 = full_sync(svc, cal, syncToken=token, maxResults=3)
     assert len(changes) == 7 and len(pages) == 3
     assert all("nextSyncToken" not in p for p in pages[:-1]) and token2
 
 
-def test_a_change_made_while_paging_is_not_missed(svc, cal, state):
-    ids = [state.insert_event(cal, timed("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z"))["id"] for _ in range(4)]
+def test_a_change_made_while_paging_is_not_missed(svc, cal, google_state):
+    slot = timed("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z")
+    ids = [google_state.insert_event(cal, dict(slot))["id"] for _ in range(4)]
     request = svc.events().list(calendarId=cal, maxResults=2)
     first = request.execute()
-    state.human_update(cal, ids[0], {"summary": "edited during paging"})
+    google_state.human_update(cal, ids[0], {"summary": "edited during paging"})
     rest = svc.events().list_next(request, first).execute()
     token = rest["nextSyncToken"]
     changes, _, _ = full_sync(svc, cal, syncToken=token)
     assert [e["id"] for e in changes] == [ids[0]] and changes[0]["summary"] == "edited during paging"
 
 
-def test_expired_unknown_or_foreign_sync_tokens_answer_410_full_sync_required(server, svc, cal, state):
+def test_expired_unknown_or_foreign_sync_tokens_answer_410_full_sync_required(google_server, svc, cal, google_state):
     _, _, token = full_sync(svc, cal)
     other = svc.calendars().insert(body={"summary": "other"}).execute()["id"]
     err = error_of(svc.events().list(calendarId=other, syncToken=token))
     assert err.status_code == 410 and reason(err) == "fullSyncRequired"
     assert reason(error_of(svc.events().list(calendarId=cal, syncToken="1" + token))) == "fullSyncRequired"
 
-    assert requests.post(server.url + "/_sandbox/expire-sync-tokens", json={"calendarId": cal}).json()["expired"] == 1
+    expired = requests.post(google_server.url + "/_sandbox/expire-sync-tokens", json={"calendarId": cal}).json()
+    assert expired["expired"] == 1
     err = error_of(svc.events().list(calendarId=cal, syncToken=token))
     assert err.status_code == 410
     assert err.error_details[0] == {"domain": "calendar", "reason": "fullSyncRequired", "locationType": "parameter",
@@ -240,10 +228,10 @@ def test_duplicate_ids_answer_409_even_after_the_event_was_deleted(svc, cal):
     assert restored["status"] == "confirmed"
 
 
-def test_if_match_with_a_stale_etag_answers_412(svc, cal, state):
+def test_if_match_with_a_stale_etag_answers_412(svc, cal, google_state):
     ev = svc.events().insert(calendarId=cal, body=timed("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z")).execute()
     stale = ev["etag"]
-    state.human_update(cal, ev["id"], {"summary": "a human was faster"})
+    google_state.human_update(cal, ev["id"], {"summary": "a human was faster"})
     fresh = svc.events().get(calendarId=cal, eventId=ev["id"]).execute()
     assert fresh["etag"] != stale
 
@@ -309,14 +297,14 @@ def test_local_date_time_with_a_time_zone_across_the_dst_change(svc, cal):
 
 
 # --- calendars, auth, errors, faults ---
-def test_calendars_insert_get_list_delete(svc, state):
+def test_calendars_insert_get_list_delete(svc, google_state):
     assert reason(error_of(svc.calendars().insert(body={"description": "no title"}))) == "required"
     made = [svc.calendars().insert(body={"summary": f"K{n}", "description": f"d{n}"}).execute() for n in range(3)]
     assert svc.calendars().get(calendarId=made[0]["id"]).execute()["summary"] == "K0"
     first = svc.calendarList().list(maxResults=2).execute()
     rest = svc.calendarList().list_next(svc.calendarList().list(maxResults=2), first).execute()
     listed = first["items"] + rest["items"]
-    assert [c["id"] for c in listed] == [state.owner] + [c["id"] for c in made]
+    assert [c["id"] for c in listed] == [google_state.owner] + [c["id"] for c in made]
     assert listed[0]["primary"] is True and all(c["accessRole"] == "owner" for c in listed)
     svc.calendars().delete(calendarId=made[1]["id"]).execute()
     assert error_of(svc.calendars().get(calendarId=made[1]["id"])).status_code == 404
@@ -330,46 +318,47 @@ def test_calendars_ignore_extended_properties_like_the_real_api(svc):
     assert "extendedProperties" not in svc.calendars().get(calendarId=made["id"]).execute()
 
 
-def test_anonymous_and_bearer_calls_are_accepted_other_schemes_answer_401(server, state):
-    url = server.url + "/calendar/v3/users/me/calendarList"
+def test_anonymous_and_bearer_calls_are_accepted_other_schemes_answer_401(google_server, google_state):
+    url = google_server.url + "/calendar/v3/users/me/calendarList"
     assert requests.get(url).status_code == 200
     assert requests.get(url, headers={"Authorization": "Bearer anything"}).status_code == 200
     bad = requests.get(url, headers={"Authorization": "Basic dXNlcjpwdw=="})
     assert bad.status_code == 401 and bad.json()["error"]["errors"][0]["reason"] == "authError"
     assert requests.get(url, params={"alt": "json"}).status_code == 200
     assert requests.get(url, params={"alt": "media"}).status_code == 400
-    missing = requests.get(server.url + "/calendar/v3/nothing/here")
+    missing = requests.get(google_server.url + "/calendar/v3/nothing/here")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
 
 
-def test_kit_faults_get_google_shaped_bodies_and_the_library_retries_them(server, svc, cal):
-    requests.post(server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 500, "times": 1})
+def test_kit_faults_get_google_shaped_bodies_and_the_library_retries_them(google_server, svc, cal):
+    requests.post(google_server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 500, "times": 1})
     err = error_of(svc.events().list(calendarId=cal))
     assert err.status_code == 500 and reason(err) == "backendError"
     assert err.error_details[0]["domain"] == "global"
 
-    requests.post(server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 503, "times": 1,
+    requests.post(google_server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 503, "times": 1,
                                                           "after": True, "method": "POST"})
     lost = error_of(svc.events().insert(calendarId=cal, body={**timed("2024-05-01T10:00:00Z",
                                                                       "2024-05-01T11:00:00Z"), "id": "lost0data1"}))
     assert lost.status_code == 503 and reason(lost) == "backendError"
     assert svc.events().get(calendarId=cal, eventId="lost0data1").execute()["id"] == "lost0data1"  # it was written
 
-    requests.post(server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 429, "times": 1,
+    requests.post(google_server.url + "/_sandbox/faults", json={"path": "/calendar/v3/*", "status": 429, "times": 1,
                                                           "retry_after": 3})
-    raw = requests.get(server.url + f"/calendar/v3/calendars/{cal}/events")
+    raw = requests.get(google_server.url + f"/calendar/v3/calendars/{cal}/events")
     assert raw.status_code == 429 and raw.headers["Retry-After"] == "3"
     assert raw.json()["error"]["errors"][0]["reason"] == "rateLimitExceeded"
 
-    requests.post(server.url + "/_sandbox/google-faults", json={"status": 403, "reason": "userRateLimitExceeded",
+    requests.post(google_server.url + "/_sandbox/google-faults", json={"status": 403, "reason": "userRateLimitExceeded",
                                                                  "times": 2})
     request = svc.events().list(calendarId=cal)
     request._sleep = lambda seconds: None  # the library would sleep random() * 2**n seconds
     assert [e["id"] for e in request.execute(num_retries=2)["items"]] == ["lost0data1"]  # the 403s were retried
-    calls = requests.get(server.url + "/_sandbox/calls").json()
+    calls = requests.get(google_server.url + "/_sandbox/calls").json()
     assert calls["GET /calendar/v3/calendars/<calendar_id>/events"] == 5
 
-    requests.post(server.url + "/_sandbox/google-faults", json={"status": 403, "reason": "forbidden", "times": 1})
+    requests.post(google_server.url + "/_sandbox/google-faults",
+                  json={"status": 403, "reason": "forbidden", "times": 1})
     request = svc.events().list(calendarId=cal)
     request._sleep = lambda seconds: None
     assert reason(error_of_retrying(request)) == "forbidden"  # a plain 403 is not retried
@@ -381,28 +370,29 @@ def error_of_retrying(request) -> HttpError:
     return info.value
 
 
-def test_seed_human_routes_reset_and_state_round_trip(server, svc, state):
-    made = requests.post(server.url + "/_sandbox/seed", json={"calendars": 2, "events_per_calendar": 4}).json()
+def test_seed_human_routes_reset_and_state_round_trip(google_server, svc, google_state):
+    made = requests.post(google_server.url + "/_sandbox/seed", json={"calendars": 2, "events_per_calendar": 4}).json()
     assert len(made["calendars"]) == 2
     cal = made["calendars"][0]
     assert len(full_sync(svc, cal)[0]) == 4
-    human = requests.post(server.url + f"/_sandbox/human/calendars/{cal}/events",
+    human = requests.post(google_server.url + f"/_sandbox/human/calendars/{cal}/events",
                           json=timed("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z", summary="h")).json()
-    assert requests.patch(server.url + f"/_sandbox/human/calendars/{cal}/events/{human['id']}",
+    assert requests.patch(google_server.url + f"/_sandbox/human/calendars/{cal}/events/{human['id']}",
                           json={"summary": "h2"}).json()["summary"] == "h2"
-    assert requests.delete(server.url + f"/_sandbox/human/calendars/{cal}/events/{human['id']}").status_code == 204
-    dumped = state.dump_state()
-    assert requests.post(server.url + "/_sandbox/reset").status_code == 200
-    assert state.calendar_ids() == [state.owner]
-    state.load_state(dumped)
-    assert len(state.events_of(cal, include_deleted=True)) == 5
-    info = requests.get(server.url + "/_sandbox/info").json()
+    url = google_server.url + f"/_sandbox/human/calendars/{cal}/events/{human['id']}"
+    assert requests.delete(url).status_code == 204
+    dumped = google_state.dump_state()
+    assert requests.post(google_server.url + "/_sandbox/reset").status_code == 200
+    assert google_state.calendar_ids() == [google_state.owner]
+    google_state.load_state(dumped)
+    assert len(google_state.events_of(cal, include_deleted=True)) == 5
+    info = requests.get(google_server.url + "/_sandbox/info").json()
     assert info["name"] == "google_calendar" and info["calendars"] == 3
 
 
-def test_concurrent_writers_get_distinct_ids_and_etags(server, state):
-    cal = state.insert_calendar({"summary": "busy"})["id"]
-    url = server.url + f"/calendar/v3/calendars/{cal}/events"
+def test_concurrent_writers_get_distinct_ids_and_etags(google_server, google_state):
+    cal = google_state.insert_calendar({"summary": "busy"})["id"]
+    url = google_server.url + f"/calendar/v3/calendars/{cal}/events"
     results = []
 
     def writer():
