@@ -55,13 +55,20 @@ def run_all(settings: Settings) -> int:
               f"  (sweep every {env['SWEEP_INTERVAL']} s; edit as a user: integrations/sandbox/README.md)")
     print("bitbylaw: stop everything with Ctrl-C")
     proc = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(procfile), "-d", ".", "start"], env=env)
-    # Ctrl-C reaches honcho directly (same process group); we only wait for it.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    forward = lambda signum, frame: proc.send_signal(signal.SIGTERM)  # noqa: E731
-    signal.signal(signal.SIGTERM, forward)
+    # Ctrl-C reaches honcho directly (same process group); a SIGINT or SIGTERM sent to this process
+    # alone (`kill -INT <pid>`, a service manager) is passed on. honcho stops once, however often told.
+    stopped: list[int] = []
+
+    def forward(signum, frame):
+        stopped.append(signum)
+        proc.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return proc.wait()
+        code = proc.wait()
+        return 0 if stopped else code  # a requested stop is a clean exit, whatever honcho reports
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if private is not None:
             private.stop()
