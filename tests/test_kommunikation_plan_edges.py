@@ -169,6 +169,23 @@ def test_to_espocrm_keeps_one_primary_when_a_pending_value_moved_to_another_entr
     assert_converged(w)
 
 
+def test_to_espocrm_follows_a_value_moved_in_advoware_while_espocrm_reformatted_it():
+    """Found by fuzzing: the moved value came back after EspoCRM deleted it, and Advoware's new number was lost."""
+    w = World(phones=[{"phoneNumber": "0171 0000005", "type": "Office"}, {"phoneNumber": "0171 0000006", "type": "Fax"}])
+    w.sync()
+    office, fax = w.advo_id_of("0171 0000005"), w.advo_id_of("0171 0000006")
+    w.advo_edit(office, tlf="0171 0000010")  # Advoware: a new number in the office entry ...
+    w.advo_edit(fax, tlf="0171 0000005")  # ... whose old number moved to the fax entry
+    w.espo_change("0171 0000005", "0171 000000-5")  # EspoCRM reformats it meanwhile (pending under to_espocrm)
+    plan = w.sync("to_espocrm")
+    assert "moved_in_advoware" in variants(plan) and "0171 0000010" in w.espo_values
+    assert {e.advoware_id: e.value for e in w.status.entries} == {fax: "0171 0000005", office: "0171 0000010"}
+    w.espo_delete("0171 000000-5")
+    w.sync()
+    assert w.espo_values == {"0171 0000010"} and set(w.advo_live) == {"0171 0000010"}
+    assert_converged(w)
+
+
 # --- kinds that are never synced -----------------------------------------------------------------------
 def test_bea_epost_and_internet_reported_with_kommkz_0_stay_out_of_espocrm():
     w = World(advoware=[{"kommKz": 1, "tlf": OFFICE}, {"kommKz": 12, "tlf": "DE.BRAK_SPT.1a2b3c.1234"},

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .kinds import kinds_compatible
-from .rows import ESPO_WINS, Row, key_of, type_for
+from .rows import ESPO_WINS, TO_ESPOCRM, Row, key_of, type_for
 from .status import StatusEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,17 +50,23 @@ def prefer_holders(planner: "_Planner") -> None:
     value. The holder's kind is taken unless EspoCRM's type rules (it
     changed the type, or EspoCRM wins outright) and does not fit; then the
     holder is blanked. Either way Advoware never holds one value twice.
+    Under `to_espocrm` the same holds for the value as last synced of an
+    entry whose new Advoware value waits for EspoCRM's pending change: the
+    link moves to the holder and the entry's new value is new in Advoware.
     """
     for row in planner.rows:
         view = row.advo
-        if view is None or row.advo_value is None:
+        wanted = _wanted_value(planner, row)
+        if view is None or wanted is None:
             continue
-        key = key_of(row.array, row.advo_value)
+        key = key_of(row.array, wanted)
         holder = next((v for v in planner.pool if v.key == key), None)
         if view.key == key or holder is None:
             continue
-        planner.pool.remove(holder)
         espo_type_rules = row.espo_type_changed or planner.mode == ESPO_WINS
+        if planner.mode == TO_ESPOCRM and row.espo_type_changed and not kinds_compatible(holder.kind, row.kind):
+            continue  # EspoCRM's pending type change does not fit the holder: the next `both` run decides
+        planner.pool.remove(holder)
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
             planner.blank(holder, "moved value overridden")
             planner.change("revert_move", holder.kind)
@@ -72,11 +78,26 @@ def prefer_holders(planner: "_Planner") -> None:
         planner.pool.append(view)
         row.advo = row.origin = holder
         row.kind = row.status_kind = holder.kind
-        row.espo_type = type_for(holder.kind, row.espo)
+        if not (planner.mode == TO_ESPOCRM and row.espo_type_changed):
+            row.espo_type = type_for(holder.kind, row.espo)
         row.a_online = holder.online
         planner.change("moved_in_advoware", holder.kind)
     order = {view.id: index for index, view in enumerate(planner.views)}
     planner.pool.sort(key=lambda view: order[view.id])
+
+
+def _wanted_value(planner: "_Planner", row: Row) -> str | None:
+    """The value the row's Advoware entry should hold after this run, when that may differ from what it holds.
+
+    `to_espocrm` writes no values, but a row whose Advoware value changed
+    while EspoCRM's change of it is pending still stands for the value as
+    last synced: if another entry holds that value now, it was moved there.
+    """
+    if row.advo_value is not None:
+        return row.advo_value
+    if planner.mode == TO_ESPOCRM and row.keep_status is None and row.status_value is not None:
+        return row.status_value
+    return None
 
 
 def adopt_for_needs(planner: "_Planner") -> None:
