@@ -79,6 +79,7 @@ class Round:
         self.synced: set = set()  # keys Advoware set that a `to_espocrm` sync already brought to EspoCRM
         self.synced_changes: set = set()  # (entry id, value) of Advoware changes brought over that way
         self.contested: set = set()  # keys new on both sides (matched: Advoware's kind, EspoCRM's format)
+        self.set_in_advoware: set = set()  # keys any Advoware entry was set to this round (kept when EspoCRM edits)
 
     def refresh(self, world: World) -> None:
         """After a `to_espocrm` sync: entries linked by it count as linked from now on."""
@@ -120,7 +121,8 @@ class Round:
         types = dict(self.e_type)
         for old, new in self.a_changed.values():
             if old in self.e_value_changed and key_of(new) not in self.e_must:
-                if old not in retaken:  # (a value moved to another entry keeps its new one: not checked)
+                # (unless its old value moved to another entry: then the new one is new in Advoware, may stay)
+                if old not in retaken | self.set_in_advoware:
                     must_not_have.add(key_of(new))  # EspoCRM changed the same entry's value: EspoCRM wins
             else:
                 must_have[key_of(new)] = types.pop(old, None)
@@ -243,6 +245,7 @@ def advo_edit(world: World, ch, values: Values, rnd: Round) -> None:
                 rnd.e_must[key_of(new)] = None
                 rnd.contested.add(key_of(new))
         world.advo_edit(entry_id, tlf=new)
+        rnd.set_in_advoware.add(key_of(new))
         rnd.a_must.discard(old_key)
         if linked_key is not None:
             rnd.a_changed[entry_id] = (linked_key, new)

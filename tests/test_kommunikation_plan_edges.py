@@ -151,6 +151,20 @@ def test_an_advoware_entry_that_was_primary_and_is_deleted_hands_primary_to_the_
     assert_converged(world)
 
 
+def test_a_value_moved_in_advoware_while_espocrm_reformatted_it_overrides_nothing():
+    """The old entry's new number is new in Advoware, kept; no note claims it was overridden."""
+    w = World(phones=[{"phoneNumber": "0171 0000001", "type": "Mobile"}, {"phoneNumber": "0171 0000003", "type": "Fax"}])
+    w.sync()
+    mobile, fax = w.advo_id_of("0171 0000001"), w.advo_id_of("0171 0000003")
+    w.advo_edit(mobile, tlf="0171 0000005")
+    w.advo_edit(fax, tlf="0171 000000-1")  # Advoware moves the number to the fax entry, in EspoCRM's new format
+    w.espo_change("0171 0000001", "0171 000000-1")
+    plan = w.sync()
+    assert "moved_in_advoware" in variants(plan) and not plan.notes
+    assert w.espo_values == {"0171 000000-1", "0171 0000005"}
+    assert_converged(w)
+
+
 def test_to_espocrm_keeps_one_primary_when_a_pending_value_moved_to_another_entry():
     """Found by fuzzing: the moved value's pending status entry kept its old primary flag next to the new one."""
     w = World(advoware=[{"kommKz": 3, "tlf": "0171 0000001", "online": True}],

@@ -75,7 +75,10 @@ def prefer_holders(planner: "_Planner") -> None:
                 f"EspoCRM's type wins, the moved entry is now empty."
             )
             continue
-        planner.pool.append(view)
+        planner.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
+        for note in row.notes:
+            planner.notes.remove(note)
+        row.notes.clear()
         row.advo = row.origin = holder
         row.kind = row.status_kind = holder.kind
         if not (planner.mode == TO_ESPOCRM and row.espo_type_changed):

@@ -195,7 +195,7 @@ class _Planner:
         row.espo_type = type_for(kind, item)
         row.candidate = value == a_val and a_changed and onto_new_key
         if a_changed and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
-            self.override_note(a_val, value, kind_a)
+            row.notes.append(self.override_note(a_val, value, kind_a))
         if kind != kind_a:
             row.advo, row.need = None, True
             self.blank(view, "type change")
@@ -253,12 +253,12 @@ class _Planner:
                              e_primary=item.primary, restore_note=note, espo_type_changed=type_changed))
         self.change("restore_Var3", kind)
 
-    def override_note(self, advo_value: str, espo_value: str, kind: KommKz) -> None:
+    def override_note(self, advo_value: str, espo_value: str, kind: KommKz) -> str:
         why = "EspoCRM wins by operator request" if self.mode == ESPO_WINS else "changed on both sides; EspoCRM wins"
-        self.notes.append(
-            f"Kommunikation: the Advoware value {advo_value!r} ({kind.name}) was overridden by the EspoCRM "
-            f"value {espo_value!r} ({why})."
-        )
+        note = (f"Kommunikation: the Advoware value {advo_value!r} ({kind.name}) was overridden by the EspoCRM "
+                f"value {espo_value!r} ({why}).")
+        self.notes.append(note)
+        return note
 
     def pair_unlinked(self) -> None:
         """The initial-sync rule, applied every run: equal values on both sides are one entry."""

@@ -65,7 +65,7 @@ class Row:
     status_primary: bool = False
     slot: AdvoView | None = None
     ref: int | None = None
-    notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # the override notes made for it (dropped if it moves)
 
     def keys(self) -> list[tuple[str, str]]:
         keys = []
