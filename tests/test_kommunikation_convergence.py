@@ -84,11 +84,13 @@ class Round:
     def refresh(self, world: World) -> None:
         """After a `to_espocrm` sync: entries linked by it count as linked from now on."""
         status = world.status
+        # links this sync made (a status entry linked to the same entry before is no new match)
+        new_link_keys = {key_of(e.value) for e in (status.entries if status else ())
+                         if self.linked.get(e.advoware_id) != e.value}
         for entry in status.entries if status else ():
             self.linked[entry.advoware_id] = entry.value
         if hasattr(self, "synced"):
-            status_keys = {key_of(e.value) for e in (status.entries if status else ())}
-            for key in [k for k in self.e_must if k in status_keys and k in self.contested]:
+            for key in [k for k in self.e_must if k in new_link_keys and k in self.contested]:
                 del self.e_must[key]  # matched with Advoware's entry by that sync: no longer pending
             self.synced |= self.a_must | self.a_took | {key_of(new) for _, new in self.a_changed.values()}
             self.synced_changes |= {(entry_id, new) for entry_id, (_, new) in self.a_changed.items()}
