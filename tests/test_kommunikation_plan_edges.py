@@ -90,7 +90,8 @@ def test_two_espocrm_value_changes_in_one_run_each_keep_their_entry():
     assert_converged(w)
 
 
-def test_a_value_deleted_in_the_middle_and_one_added_are_not_paired():
+def test_a_value_deleted_in_the_middle_and_one_of_its_type_added_are_one_edit():
+    """EspoCRM cannot tell these from an edit (it reads primary first and appends a new value): same entry, kind."""
     w = World(phones=[{"phoneNumber": p, "type": "Fax"} for p in ("040 1", "040 2", "040 3")])
     w.sync()
     middle = w.advo_id_of("040 2")
@@ -98,9 +99,34 @@ def test_a_value_deleted_in_the_middle_and_one_added_are_not_paired():
     w.sync()
     w.espo_delete("040 2")
     w.espo_add("040 4", "Fax")
+    plan = w.sync()
+    assert [(a.id, a.tlf) for a in plan.actions] == [(middle, "040 4")]  # one PUT, no slot left behind
+    assert w.entry(middle)["kommKz"] == KommKz.FaxPrivat
+    assert_converged(w)
+
+
+def test_a_value_deleted_and_one_of_another_type_added_are_not_paired():
+    w = World(phones=[{"phoneNumber": p, "type": "Fax"} for p in ("040 1", "040 2", "040 3")])
     w.sync()
-    assert w.advo_live["040 4"]["kommKz"] == KommKz.FaxGesch  # a new value: EspoCRM's kind, not the old entry's
-    assert w.entry(middle)["tlf"] == ""
+    middle = w.advo_id_of("040 2")
+    w.espo_delete("040 2")
+    w.espo_add("0171 4", "Mobile")
+    w.sync()
+    assert w.advo_live["0171 4"]["kommKz"] == KommKz.Mobil and w.entry(middle)["tlf"] == ""
+    assert_converged(w)
+
+
+def test_an_espocrm_edit_that_moved_to_the_end_keeps_the_entry_and_its_kind():
+    """The real EspoCRM appends an edited address: the edit is found by kind, not by place."""
+    w = World(advoware=[{"kommKz": 4, "tlf": "a@x.de", "online": True}, {"kommKz": 8, "tlf": "p@privat.de"},
+                        {"kommKz": 4, "tlf": "c@x.de"}])
+    w.sync()
+    private = w.advo_id_of("p@privat.de")
+    w.espo_delete("p@privat.de")
+    w.espo_add("q@privat.de")
+    plan = w.sync()
+    assert [(a.id, a.tlf) for a in plan.actions] == [(private, "q@privat.de")]
+    assert w.entry(private)["kommKz"] == KommKz.MailPrivat
     assert_converged(w)
 
 

@@ -5,7 +5,8 @@ leaves it; an added one is appended. So a new value whose place among the
 surviving values is the place a vanished synced value had is taken to be
 that value, changed: it goes into the old Advoware entry (keeping that
 entry's kind when it shows the same in EspoCRM: MailPrivat, FaxPrivat,
-AutoTelefon) and carries its primary history. Ambiguous cases pair in order.
+AutoTelefon) and carries its primary history. Values left over after
+pairing by place pair by kind (same EspoCRM type), in order.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from .kinds import array_for_kind
+from .kinds import array_for_kind, kinds_compatible
 
 if TYPE_CHECKING:  # pragma: no cover
     from .rows import Row
@@ -43,5 +44,17 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
     pairs: dict[int, "StatusEntry"] = {}
     for place, links in gone.items():
         for link, row in zip(links, new.get(place, ())):
+            pairs[id(row)] = link
+    # Places are a hint, not a rule: the real EspoCRM reads the arrays primary first and appends an
+    # edited value's new link row, so an edit can move. A vanished value and a new one of the same
+    # array whose kinds show the same in EspoCRM are the same entry, edited (SPEC §5: a Var2 and a
+    # Var1 of one kind are one PUT into that entry anyway); leftovers pair in order.
+    paired = set(map(id, pairs.values()))
+    spare = [link for links in gone.values() for link in links if id(link) not in paired]
+    for row in (r for place in sorted(new) for r in new[place] if id(r) not in pairs):
+        link = next((l for l in spare if array_for_kind(l.kommkz) == row.array
+                     and kinds_compatible(l.kommkz, row.kind)), None)
+        if link is not None:
+            spare.remove(link)
             pairs[id(row)] = link
     return pairs
