@@ -130,6 +130,21 @@ def test_an_espocrm_edit_that_moved_to_the_end_keeps_the_entry_and_its_kind():
     assert_converged(w)
 
 
+def test_espocrm_new_primary_value_pairs_with_the_vanished_primary_first():
+    """The primary value edited (EspoCRM keeps it primary) beats the place, which a reorder makes wrong."""
+    w = World(advoware=[{"kommKz": 8, "tlf": "p@privat.de", "online": True}, {"kommKz": 4, "tlf": "c@x.de"},
+                        {"kommKz": 4, "tlf": "b@x.de"}])
+    w.sync()
+    private, office = w.advo_id_of("p@privat.de"), w.advo_id_of("c@x.de")
+    w.espo_change("c@x.de", "x@x.de")
+    w.espo_delete("p@privat.de")
+    w.espo_add("q@privat.de", primary=True)  # (appended: the places no longer line up)
+    w.sync()
+    assert (w.entry(private)["tlf"], w.entry(private)["kommKz"]) == ("q@privat.de", KommKz.MailPrivat)
+    assert w.entry(office)["tlf"] == "x@x.de"
+    assert_converged(w)
+
+
 def test_an_espocrm_value_change_under_to_espocrm_is_still_an_edit_on_the_next_run():
     w = World(advoware=[{"kommKz": 8, "tlf": "p@privat.de"}])
     w.sync()

@@ -5,8 +5,9 @@ leaves it; an added one is appended. So a new value whose place among the
 surviving values is the place a vanished synced value had is taken to be
 that value, changed: it goes into the old Advoware entry (keeping that
 entry's kind when it shows the same in EspoCRM: MailPrivat, FaxPrivat,
-AutoTelefon) and carries its primary history. Values left over after
-pairing by place pair by kind (same EspoCRM type), in order.
+AutoTelefon) and carries its primary history. EspoCRM's new primary value
+pairs with the vanished primary first; values left over after pairing by
+place pair by kind (same EspoCRM type), in order.
 """
 
 from __future__ import annotations
@@ -42,8 +43,19 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
                    if item.array == row.array and id(item) in claimed_items and item.index < row.espo.index)
         new[(row.array, rank)].append(row)
     pairs: dict[int, "StatusEntry"] = {}
+    # The primary first: a primary value edited in EspoCRM stays primary (and first), so EspoCRM's new
+    # primary value and the vanished primary link of its array are the same entry when the kinds fit.
+    for links in list(gone.values()):
+        for link in [l for l in links if l.primary]:
+            row = next((r for rows_at in new.values() for r in rows_at
+                        if r.espo.primary and r.array == array_for_kind(link.kommkz) and id(r) not in pairs
+                        and kinds_compatible(link.kommkz, r.kind)), None)
+            if row is not None:
+                pairs[id(row)] = link
+    used = set(map(id, pairs.values()))
     for place, links in gone.items():
-        for link, row in zip(links, new.get(place, ())):
+        left = [r for r in new.get(place, ()) if id(r) not in pairs]
+        for link, row in zip([l for l in links if id(l) not in used], left):
             pairs[id(row)] = link
     # Places are a hint, not a rule: the real EspoCRM reads the arrays primary first and appends an
     # edited value's new link row, so an edit can move. A vanished value and a new one of the same
