@@ -42,31 +42,33 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
         rank = sum(1 for item in planner.items
                    if item.array == row.array and id(item) in claimed_items and item.index < row.espo.index)
         new[(row.array, rank)].append(row)
+    new_rows = [row for rows_at in new.values() for row in rows_at]  # by EspoCRM index
+    gone_links = [link for links in gone.values() for link in links]  # in status order
     pairs: dict[int, "StatusEntry"] = {}
-    # The primary first: a primary value edited in EspoCRM stays primary (and first), so EspoCRM's new
-    # primary value and the vanished primary link of its array are the same entry when the kinds fit.
-    for links in list(gone.values()):
-        for link in [l for l in links if l.primary]:
-            row = next((r for rows_at in new.values() for r in rows_at
-                        if r.espo.primary and r.array == array_for_kind(link.kommkz) and id(r) not in pairs
-                        and kinds_compatible(link.kommkz, r.kind)), None)
-            if row is not None:
-                pairs[id(row)] = link
-    used = set(map(id, pairs.values()))
+    taken: set[int] = set()
+
+    def pair(row: "Row", link: "StatusEntry") -> None:
+        pairs[id(row)] = link
+        taken.add(id(link))
+
+    # 1. The primary: a primary value edited in EspoCRM stays primary (and first), so EspoCRM's new
+    #    primary value and the vanished primary link of its array are the same entry when the kinds fit.
+    for link in (l for l in gone_links if l.primary):
+        row = next((r for r in new_rows if r.espo.primary and id(r) not in pairs
+                    and kinds_compatible(link.kommkz, r.kind)), None)
+        if row is not None:
+            pair(row, link)
+    # 2. The place: a new value where a vanished one stood.
     for place, links in gone.items():
-        left = [r for r in new.get(place, ()) if id(r) not in pairs]
-        for link, row in zip([l for l in links if id(l) not in used], left):
-            pairs[id(row)] = link
-    # Places are a hint, not a rule: the real EspoCRM reads the arrays primary first and appends an
-    # edited value's new link row, so an edit can move. A vanished value and a new one of the same
-    # array whose kinds show the same in EspoCRM are the same entry, edited (SPEC §5: a Var2 and a
-    # Var1 of one kind are one PUT into that entry anyway); leftovers pair in order.
-    paired = set(map(id, pairs.values()))
-    spare = [link for links in gone.values() for link in links if id(link) not in paired]
-    for row in (r for place in sorted(new) for r in new[place] if id(r) not in pairs):
-        link = next((l for l in spare if array_for_kind(l.kommkz) == row.array
-                     and kinds_compatible(l.kommkz, row.kind)), None)
+        for link, row in zip([l for l in links if id(l) not in taken],
+                             [r for r in new.get(place, ()) if id(r) not in pairs]):
+            pair(row, link)
+    # 3. The kind. Places are a hint, not a rule: the real EspoCRM reads the arrays primary first and
+    #    appends an edited value's new link row, so an edit can move. A vanished value and a new one
+    #    whose kinds show the same in EspoCRM are the same entry, edited (SPEC §5: a Var2 and a Var1
+    #    of one kind are one PUT into that entry anyway); leftovers pair in order.
+    for row in (r for r in new_rows if id(r) not in pairs):
+        link = next((l for l in gone_links if id(l) not in taken and kinds_compatible(l.kommkz, row.kind)), None)
         if link is not None:
-            spare.remove(link)
-            pairs[id(row)] = link
+            pair(row, link)
     return pairs
