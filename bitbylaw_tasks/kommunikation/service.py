@@ -78,7 +78,6 @@ def entries_after_writes(entries: list[dict], answers: list[dict]) -> list[dict]
     saw: an entry a person changed meanwhile still shows as a changed hash next time.
     """
     after = {int(entry["id"]): dict(entry) for entry in entries if entry.get("id") is not None}
-    order = list(after)
     for answer in answers:
         if not isinstance(answer, dict) or answer.get("id") is None or not answer.get("rowId"):
             return None
@@ -86,9 +85,8 @@ def entries_after_writes(entries: list[dict], answers: list[dict]) -> list[dict]
         if entry_id in after:
             after[entry_id].update({key: answer[key] for key in ("tlf", "bemerkung", "online", "rowId") if key in answer})
         else:
-            after[entry_id] = dict(answer)
-            order.append(entry_id)
-    return [after[entry_id] for entry_id in order]
+            after[entry_id] = dict(answer)  # a created entry: appended, as Advoware lists it
+    return list(after.values())
 
 
 def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> KommOutcome:
