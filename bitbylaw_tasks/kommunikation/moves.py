@@ -68,12 +68,9 @@ def prefer_holders(planner: "_Planner") -> None:
             continue  # EspoCRM's pending type change does not fit the holder: the next `both` run decides
         planner.pool.remove(holder)
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
-            planner.blank(holder, "moved value overridden")
-            planner.change("revert_move", holder.kind)
-            planner.notes.append(
+            planner.blank(holder, "moved value overridden", variant="revert_move", note=(
                 f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
-                f"EspoCRM's type wins, the moved entry is now empty."
-            )
+                f"EspoCRM's type wins, the moved entry is now empty."))
             continue
         planner.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
         for note in row.notes:
@@ -121,8 +118,7 @@ def adopt_for_needs(planner: "_Planner") -> None:
             continue
         planner.pool.remove(view)
         if (row.espo_type_changed or planner.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
-            planner.blank(view, "type change")
-            planner.change("Var5_type", row.kind)
+            planner.blank(view, "type change", variant="Var5_type", kind=row.kind)
             continue
         row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
         row.advo_value, row.restore_note = row.espo_value, None

@@ -91,8 +91,15 @@ class _Planner:
     def change(self, variant: str, kind: int | None = None) -> None:
         self.changes.append(Change(variant, int(kind) if kind is not None else None))
 
-    def blank(self, view: AdvoView, reason: str) -> None:
+    def blank(self, view: AdvoView, reason: str, *, variant: str | None = None, kind: KommKz | None = None,
+              note: str | None = None) -> None:
+        """Empty `view` in this run (it becomes a slot); record the decision (`variant`, for `kind`, by default
+        the entry's) and the note that names what was removed."""
         self.blanks[view.id] = reason
+        if variant is not None:
+            self.change(variant, view.kind if kind is None else kind)
+        if note is not None:
+            self.notes.append(note)
 
     def link_kind(self, link: StatusEntry, view: AdvoView | None) -> KommKz:
         if view is not None and view.kind_reported and view.synced_kind:
@@ -198,8 +205,7 @@ class _Planner:
             row.notes.append(self.override_note(a_val, value, kind_a))
         if kind != kind_a:
             row.advo, row.need = None, True
-            self.blank(view, "type change")
-            self.change("Var5_type", kind)
+            self.blank(view, "type change", variant="Var5_type", kind=kind)
         if a_changed and e_changed:
             self.change("conflict", kind)
         elif a_changed or (a_kind_changed and not type_changed):
@@ -218,14 +224,13 @@ class _Planner:
             self.unlinked.add(view.id)  # both sides moved to the same new value: a match, not a conflict
             self.change("moved_on_both_sides", kind_a)
             return
-        self.blank(view, "C3" if a_changed else "Var2")
-        self.blank_links[view.id] = link
-        self.change("C3" if a_changed else "Var2", kind_a)
+        note = None
         if a_changed and key_of(view.array, view.tlf) != key_of(view.array, link.value):
-            self.notes.append(
-                f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
-                f"deleted in EspoCRM; EspoCRM wins, the Advoware entry is now empty."
-            )
+            note = (f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
+                    f"deleted in EspoCRM; EspoCRM wins, the Advoware entry is now empty.")
+        variant = "C3" if a_changed else "Var2"
+        self.blank(view, variant, variant=variant, kind=kind_a, note=note)
+        self.blank_links[view.id] = link
 
     def gone_in_advoware(self, link: StatusEntry, view: AdvoView | None, item: EspoItem) -> None:
         base_kind = KommKz(link.kommkz)
@@ -300,12 +305,9 @@ class _Planner:
                 continue
             occupied.add(view.key)
             if self.mode == ESPO_WINS:
-                self.blank(view, "Var4 reverted")
-                self.change("revert_Var4", view.kind)
-                self.notes.append(
+                self.blank(view, "Var4 reverted", variant="revert_Var4", note=(
                     f"Kommunikation: {view.tlf!r} ({view.kind.name}) existed only in Advoware and was removed "
-                    f"(EspoCRM wins by operator request)."
-                )
+                    f"(EspoCRM wins by operator request)."))
                 continue
             self.rows.append(Row(array=view.array, kind=view.kind, advo=view, origin=view, espo_value=view.tlf,
                                  espo_type=espo_type_for_kind(view.kind), advo_value=view.tlf,
