@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bitbylaw_tasks.beteiligte import cli as beteiligte_cli
     from bitbylaw_tasks.calendar import cli as calendar_cli
 
+    from bitbylaw_tasks.espocrm import cli as espocrm_cli
+
     beteiligte_cli.register(sub)
     calendar_cli.register(sub)
+    espocrm_cli.register(sub)
     p = add("lock-release", cmd_lock_release, "Release a stuck entity lock regardless of its owner.")
     p.add_argument("kind", help="e.g. cbeteiligte, kommunikation, calendar")
     p.add_argument("entity_id")
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = get_settings()
+        settings = get_settings(require_complete=not getattr(args, "partial_settings", False))
     except SettingsError as exc:
         print(f"bitbylaw: configuration error: {exc}", file=sys.stderr)
         return 2

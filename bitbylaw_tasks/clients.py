@@ -34,7 +34,7 @@ def timeouts(settings: Settings) -> Timeouts:
 
 def espocrm_client(settings: Settings) -> EspoCrmClient:
     gate = RateGate(settings.lock_redis_url, "espocrm", settings.espocrm_max_requests_per_minute)
-    if settings.uses_sandbox:
+    if settings.espocrm_simulated:
         return EspoCrmClient(sandbox_url(settings, settings.sandbox_espocrm_port), SANDBOX_ESPOCRM_KEY, gate=gate,
                              timeouts=timeouts(settings))
     return EspoCrmClient(settings.espocrm_base_url, settings.espocrm_api_key, gate=gate, timeouts=timeouts(settings))
@@ -43,7 +43,7 @@ def espocrm_client(settings: Settings) -> EspoCrmClient:
 def advoware_client(settings: Settings) -> AdvowareClient:
     gate = RateGate(settings.lock_redis_url, "advoware", settings.advoware_max_requests_per_minute)
     redis = lock_redis(settings)
-    if settings.uses_sandbox:
+    if settings.advoware_simulated:
         from integrations.sandbox.advoware_auth import SANDBOX_CREDENTIALS
 
         return AdvowareClient(sandbox_url(settings, settings.sandbox_advoware_port),
@@ -55,13 +55,13 @@ def advoware_client(settings: Settings) -> AdvowareClient:
 def google_calendar_client(settings: Settings, subject_email: str | None = None):
     """A Google Calendar client acting as `subject_email` (domain-wide delegation), or the sandbox's user.
 
-    Sandbox mode (no real EspoCRM/Advoware configured, no GOOGLE_CALENDAR_ENDPOINT):
+    Simulated (neither GOOGLE_CALENDAR_ENDPOINT nor GOOGLE_SERVICE_ACCOUNT_FILE set):
     the simulator at http://{SANDBOX_HOST}:{SANDBOX_GOOGLE_PORT}/calendar/v3/.
     Not cached: httplib2 connections are not thread-safe, and building one costs ~1 ms.
     """
     from integrations.google_calendar import GoogleCalendarClient
 
-    if not settings.google_calendar_endpoint and settings.uses_sandbox:
+    if settings.google_simulated:
         settings = settings.replace(
             google_calendar_endpoint=sandbox_url(settings, settings.sandbox_google_port) + "/calendar/v3/")
     return GoogleCalendarClient.from_settings(settings, subject_email)

@@ -1,9 +1,10 @@
 """`bitbylaw run` (make run): provide Redis, then run the Procfile (plus the sandbox) under honcho.
 
 When nothing answers at REDIS_BROKER_URL, a private redis-server is started
-and every Redis URL is pointed at it (DBs 0-3). When no real EspoCRM/Advoware
-is configured, the sandbox simulators run as one more process. Ctrl-C stops
-honcho, which stops every process; the private Redis is stopped last.
+and every Redis URL is pointed at it (DBs 0-3). Each of EspoCRM, Advoware and
+Google is real or simulated on its own; the simulators of the systems that are
+not configured run as one more process. Ctrl-C stops honcho, which stops every
+process; the private Redis is stopped last.
 """
 from __future__ import annotations
 
@@ -50,8 +51,11 @@ def run_all(settings: Settings) -> int:
     print(f"bitbylaw: webhook shim  http://127.0.0.1:{settings.web_port}/healthz")
     print(f"bitbylaw: Flower        http://127.0.0.1:{settings.flower_port}/  (user {user!r}, see FLOWER_BASIC_AUTH)")
     if with_sandbox:
-        print(f"bitbylaw: sandbox       EspoCRM :{settings.sandbox_espocrm_port}  "
-              f"Advoware :{settings.sandbox_advoware_port}  Google :{settings.sandbox_google_port}"
+        ports = {"espocrm": ("EspoCRM", settings.sandbox_espocrm_port),
+                 "advoware": ("Advoware", settings.sandbox_advoware_port),
+                 "google": ("Google", settings.sandbox_google_port)}
+        served = "  ".join(f"{ports[name][0]} :{ports[name][1]}" for name in settings.simulated_systems)
+        print(f"bitbylaw: sandbox       {served}"
               f"  (sweep every {env['SWEEP_INTERVAL']} s; edit as a user: integrations/sandbox/README.md)")
     print("bitbylaw: stop everything with Ctrl-C")
     proc = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(procfile), "-d", ".", "start"], env=env)

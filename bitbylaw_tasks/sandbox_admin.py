@@ -54,10 +54,12 @@ def seed_demo(sandbox, count: int) -> None:
 
     rng, faker = random.Random(7), Faker("de_DE")
     faker.seed_instance(7)
-    espo = sandbox.state("espocrm")
-    for _ in range(count):
-        espo.human_create(fake_beteiligte(faker, rng))
-    seed_state(sandbox.state("advoware"), employees=3, termine_per_employee=10)
+    if "espocrm" in sandbox.servers:
+        espo = sandbox.state("espocrm")
+        for _ in range(count):
+            espo.human_create(fake_beteiligte(faker, rng))
+    if "advoware" in sandbox.servers:
+        seed_state(sandbox.state("advoware"), employees=3, termine_per_employee=10)
 
 
 def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: int = 0,
@@ -68,8 +70,10 @@ def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: in
 
     sandbox = Sandbox(host=settings.sandbox_host, espocrm_port=settings.sandbox_espocrm_port,
                       advoware_port=settings.sandbox_advoware_port, google_port=settings.sandbox_google_port,
-                      webhook_interval=webhook_interval, advoware_latency_ms=advoware_latency_ms).start()
+                      webhook_interval=webhook_interval, advoware_latency_ms=advoware_latency_ms,
+                      systems=settings.simulated_systems).start()
     loaded = bool(state_file) and sandbox.load_state(state_file)
+    register_webhooks = register_webhooks and settings.espocrm_simulated  # a real EspoCRM: `espocrm setup`
     if register_webhooks:
         _wait_for_shim(settings)
         register_shim_webhooks(settings, espocrm_client(settings))
@@ -79,7 +83,7 @@ def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: in
             from bitbylaw_tasks.celery_app import app
 
             app.send_task("calendar.sync_all")
-    for name in ("espocrm", "advoware", "google"):
+    for name in sandbox.servers:
         print(f"sandbox: {name:9s} {sandbox.url(name)}  (GET /_sandbox/info for credentials)", flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -67,6 +67,9 @@ class Settings:
     # webhook id -> secret key (from EspoCRM's Webhook records); several allowed
     webhook_secrets: dict[str, str] = field(default_factory=dict)
     webhook_token: str = ""
+    web_public_url: str = ""           # where EspoCRM reaches the shim (`bitbylaw espocrm setup` registers it)
+    espocrm_admin_user: str = "admin"  # only `bitbylaw espocrm setup` logs in as an administrator
+    espocrm_admin_password: str = ""
 
     # --- Advoware ---
     advoware_base_url: str = ""
@@ -106,10 +109,34 @@ class Settings:
         default_factory=lambda: {"beteiligte": 8, "kommunikation": 8, "calendar": 4, "default": 2}
     )
 
+    # Each system is real or simulated on its own (a real EspoCRM with simulated Advoware and Google is
+    # a firm's staging system and the shape of the real-EspoCRM test tier).
+    @property
+    def espocrm_simulated(self) -> bool:
+        """No ESPOCRM_BASE_URL: the EspoCRM simulator on SANDBOX_ESPOCRM_PORT."""
+        return not self.espocrm_base_url
+
+    @property
+    def advoware_simulated(self) -> bool:
+        """No ADVOWARE_BASE_URL: the Advoware simulator on SANDBOX_ADVOWARE_PORT."""
+        return not self.advoware_base_url
+
+    @property
+    def google_simulated(self) -> bool:
+        """Neither GOOGLE_CALENDAR_ENDPOINT nor GOOGLE_SERVICE_ACCOUNT_FILE: the Google simulator."""
+        return not self.google_calendar_endpoint and not self.google_service_account_file
+
+    @property
+    def simulated_systems(self) -> tuple[str, ...]:
+        """The systems the sandbox must serve, of `espocrm`, `advoware`, `google`."""
+        flags = {"espocrm": self.espocrm_simulated, "advoware": self.advoware_simulated,
+                 "google": self.google_simulated}
+        return tuple(name for name, simulated in flags.items() if simulated)
+
     @property
     def uses_sandbox(self) -> bool:
-        """True when no real EspoCRM/Advoware is configured: run against the simulators."""
-        return not self.espocrm_base_url and not self.advoware_base_url
+        """True when at least one system is simulated (then `bitbylaw run` starts the sandbox)."""
+        return bool(self.simulated_systems)
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -130,7 +157,7 @@ class Settings:
 
 
 SECRET_FIELDS = {
-    "espocrm_api_key", "advoware_api_key", "advoware_password", "webhook_token",
+    "espocrm_api_key", "espocrm_admin_password", "advoware_api_key", "advoware_password", "webhook_token",
     "flower_basic_auth", "sentry_dsn",
 }
 
@@ -172,6 +199,9 @@ _VARS: list[tuple[str, str, str]] = [
     ("ESPOCRM_MAX_REQUESTS_PER_MINUTE", "espocrm_max_requests_per_minute", "int"),
     ("WEBHOOK_SECRETS", "webhook_secrets", "mapping"),
     ("WEBHOOK_TOKEN", "webhook_token", "str"),
+    ("WEB_PUBLIC_URL", "web_public_url", "http_url"),
+    ("ESPOCRM_ADMIN_USER", "espocrm_admin_user", "str"),
+    ("ESPOCRM_ADMIN_PASSWORD", "espocrm_admin_password", "str"),
     ("ADVOWARE_BASE_URL", "advoware_base_url", "http_url"),
     ("ADVOWARE_TOKEN_URL", "advoware_token_url", "http_url"),
     ("ADVOWARE_API_KEY", "advoware_api_key", "str"),
@@ -202,10 +232,10 @@ _VARS: list[tuple[str, str, str]] = [
 
 # Settings that must be present together: when the first is set, all others are required.
 _REQUIRED_WITH = {
-    "ESPOCRM_BASE_URL": ["ESPOCRM_API_KEY", "ADVOWARE_BASE_URL"],
+    "ESPOCRM_BASE_URL": ["ESPOCRM_API_KEY"],
     "ADVOWARE_BASE_URL": [
         "ADVOWARE_API_KEY", "ADVOWARE_APP_ID", "ADVOWARE_PRODUCT_ID", "ADVOWARE_KANZLEI",
-        "ADVOWARE_DATABASE", "ADVOWARE_USER", "ADVOWARE_PASSWORD", "ESPOCRM_BASE_URL",
+        "ADVOWARE_DATABASE", "ADVOWARE_USER", "ADVOWARE_PASSWORD",
     ],
 }
 
@@ -284,10 +314,13 @@ def _parse(name: str, kind: str, raw: str):
     raise AssertionError(kind)
 
 
-def load_settings(environ_map: dict | None = None, env_file: str | Path | None = None) -> Settings:
+def load_settings(environ_map: dict | None = None, env_file: str | Path | None = None, *,
+                  require_complete: bool = True) -> Settings:
     """Build `Settings` from a mapping (default: the process environment) and an optional .env file.
 
     Values already in the environment win over the .env file (django-environ's rule).
+    `require_complete=False` skips the "set together" rule (`bitbylaw espocrm setup` runs before
+    the integration user's API key exists; it creates it).
     """
     source = dict(os.environ if environ_map is None else environ_map)
 
@@ -309,7 +342,7 @@ def load_settings(environ_map: dict | None = None, env_file: str | Path | None =
             continue
         values[attr] = _parse(name, kind, raw)
     for trigger, needed in _REQUIRED_WITH.items():
-        if source.get(trigger, "").strip():
+        if require_complete and source.get(trigger, "").strip():
             for name in needed:
                 if not source.get(name, "").strip():
                     raise SettingsError(f"{name}: required when {trigger} is set")
@@ -321,7 +354,7 @@ def load_settings(environ_map: dict | None = None, env_file: str | Path | None =
     return settings
 
 
-@functools.lru_cache(maxsize=1)
-def get_settings() -> Settings:
+@functools.lru_cache(maxsize=2)
+def get_settings(*, require_complete: bool = True) -> Settings:
     """The process-wide settings (environment + `.env` in the working directory)."""
-    return load_settings(env_file=os.environ.get("BITBYLAW_ENV_FILE", ".env"))
+    return load_settings(env_file=os.environ.get("BITBYLAW_ENV_FILE", ".env"), require_complete=require_complete)

@@ -257,15 +257,23 @@ class EspoCrmClient:
         else:
             raise ValueError("paging must be 'keyset' or 'offset'")
 
+    def current_user(self) -> dict:
+        """The user this client authenticates as (`GET App/user` -> `user`)."""
+        return self._call("current_user", "GET", "App/user")["user"]
+
     # ------------------------------------------------------------ stream, webhooks
     def post_note(self, parent_id: str, text: str, parent_type: str = ENTITY) -> dict:
         """A stream post on the record (followers and `@username` mentions are notified)."""
         data = {"type": "Post", "parentType": parent_type, "parentId": parent_id, "post": text}
         return self._call("post_note", "POST", "Note", json=data)
 
-    def subscribe_webhook(self, event: str, url: str) -> tuple[str, str]:
-        """Subscribe `url` to `event` (e.g. `CBeteiligte.update`); returns (webhook id, secret key)."""
-        body = self._call("subscribe_webhook", "POST", "Webhook", json={"event": event, "url": url})
+    def subscribe_webhook(self, event: str, url: str, *, skip_own: bool = True) -> tuple[str, str]:
+        """Subscribe `url` to `event` (e.g. `CBeteiligte.update`); returns (webhook id, secret key).
+
+        `skip_own` (EspoCRM's `skipOwn`): events caused by this user's own writes are not sent, so
+        the integration user's write-backs do not come back as webhooks (the loop prevention)."""
+        body = self._call("subscribe_webhook", "POST", "Webhook",
+                          json={"event": event, "url": url, "skipOwn": skip_own})
         return body["id"], body["secretKey"]
 
     def list_webhooks(self) -> list[dict]:

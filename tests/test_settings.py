@@ -18,8 +18,28 @@ def test_defaults_use_four_redis_databases_and_the_sandbox():
 
 
 def test_real_systems_configured_completely():
-    s = load_settings(REAL)
-    assert not s.uses_sandbox and s.advoware_kanzlei == "K"
+    s = load_settings({**REAL, "GOOGLE_SERVICE_ACCOUNT_FILE": "/etc/bitbylaw/google.json"})
+    assert not s.uses_sandbox and s.simulated_systems == () and s.advoware_kanzlei == "K"
+
+
+@pytest.mark.parametrize("configured,simulated", [
+    ({}, ("espocrm", "advoware", "google")),
+    ({"ESPOCRM_BASE_URL": "http://crm.test", "ESPOCRM_API_KEY": "k"}, ("advoware", "google")),
+    ({k: v for k, v in REAL.items() if not k.startswith("ESPOCRM")}, ("espocrm", "google")),
+    ({"GOOGLE_CALENDAR_ENDPOINT": "http://g.test/calendar/v3/"}, ("espocrm", "advoware")),
+    ({"GOOGLE_SERVICE_ACCOUNT_FILE": "/x.json"}, ("espocrm", "advoware")),
+])
+def test_each_system_is_real_or_simulated_on_its_own(configured, simulated):
+    s = load_settings(configured)
+    assert s.simulated_systems == simulated
+    assert (s.espocrm_simulated, s.advoware_simulated, s.google_simulated) == tuple(
+        name in simulated for name in ("espocrm", "advoware", "google"))
+
+
+def test_a_partial_load_skips_the_set_together_rule_for_espocrm_setup():
+    with pytest.raises(SettingsError):
+        load_settings({"ESPOCRM_BASE_URL": "http://crm.test"})
+    assert load_settings({"ESPOCRM_BASE_URL": "http://crm.test"}, require_complete=False).espocrm_api_key == ""
 
 
 @pytest.mark.parametrize("missing", [k for k in REAL if k not in ("ESPOCRM_BASE_URL", "ADVOWARE_BASE_URL")])

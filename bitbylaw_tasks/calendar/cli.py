@@ -86,7 +86,7 @@ def cmd_delete_calendars(args, settings: Settings) -> int:
     from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
     from integrations.google_calendar import calendar_properties
 
-    sandbox = settings.uses_sandbox or bool(settings.google_calendar_endpoint)
+    sandbox = settings.google_simulated or bool(settings.google_calendar_endpoint)
     if not sandbox and not args.yes:
         print("refusing: this deletes the employees' calendars in the real Google; add --yes to confirm")
         return 2

@@ -37,7 +37,7 @@ class EmployeeWithoutEmail(Exception):
 
 def _subject(settings, advoware, state: CalendarState) -> str | None:
     """The employee's e-mail for Google's delegation (not needed by the sandbox's single user)."""
-    if settings.google_calendar_endpoint or settings.uses_sandbox:
+    if settings.google_calendar_endpoint or settings.google_simulated:
         return None
     subject = state.meta().subject
     if subject is None:

@@ -26,16 +26,21 @@ class Sandbox:
     google_port: int = 0
     webhook_interval: float = 2.0
     advoware_latency_ms: int = 0
+    systems: tuple[str, ...] = tuple(STATE_KEYS)  # which simulators to serve (a real system needs none)
     servers: dict[str, ServerThread] = field(default_factory=dict)
 
     def start(self) -> "Sandbox":
-        apps = {
-            "espocrm": (create_espocrm_app(webhook_interval=self.webhook_interval), self.espocrm_port),
-            "advoware": (create_advoware_app(latency_ms=self.advoware_latency_ms), self.advoware_port),
-            "google": (create_google_calendar_app(), self.google_port),
+        unknown = set(self.systems) - set(STATE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown simulator(s): {', '.join(sorted(unknown))}")
+        factories = {
+            "espocrm": (lambda: create_espocrm_app(webhook_interval=self.webhook_interval), self.espocrm_port),
+            "advoware": (lambda: create_advoware_app(latency_ms=self.advoware_latency_ms), self.advoware_port),
+            "google": (create_google_calendar_app, self.google_port),
         }
-        for name, (app, port) in apps.items():
-            self.servers[name] = ServerThread(app, self.host, port).start()
+        for name in self.systems:
+            factory, port = factories[name]
+            self.servers[name] = ServerThread(factory(), self.host, port).start()
         return self
 
     def url(self, name: str) -> str:
@@ -54,11 +59,11 @@ class Sandbox:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
-        if self.servers:
+        if "espocrm" in self.servers:
             self.state("espocrm").close()  # stops the webhook delivery thread
 
     def save_state(self, path: str | Path) -> None:
-        data = {name: self.state(name).dump_state() for name in STATE_KEYS}
+        data = {name: self.state(name).dump_state() for name in self.servers}
         Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False))
 
     def load_state(self, path: str | Path) -> bool:
@@ -66,7 +71,7 @@ class Sandbox:
         if not path.is_file():
             return False
         data = json.loads(path.read_text())
-        for name in STATE_KEYS:
+        for name in self.servers:
             if name in data:
                 self.state(name).load_state(data[name])
         return True
