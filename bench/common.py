@@ -226,7 +226,7 @@ class BenchEnv:
         lock = self.redis_client(LOCK_DB)
         for action in ("create", "update", "delete"):
             hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{server.url}/vmh/webhook/beteiligte/{action}",
-                                        espo.integration_user)
+                                        espo.integration_user, skip_own=True)  # as `espocrm setup` does
             register_secret(lock, hook["id"], hook["secretKey"])
         return server
 

@@ -30,7 +30,8 @@ class EspoCrmAdminClient:
         return f"EspoCrmAdminClient({self.api!r})"
 
     def _call(self, method: str, path: str, **kwargs):
-        return send(SYSTEM, self.session, method, f"{self.api}/{path}", timeouts=self.timeouts, **kwargs).json()
+        response = send(SYSTEM, self.session, method, f"{self.api}/{path}", timeouts=self.timeouts, **kwargs)
+        return response.json() if response.content else None  # Metadata answers an empty body for no such key
 
     def whoami(self) -> dict:
         """The authenticated user (`GET App/user` -> `user`)."""

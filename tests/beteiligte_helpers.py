@@ -46,7 +46,7 @@ def start_shim(sandbox, lock_redis) -> ServerThread:
     espo = sandbox.state("espocrm")
     for action in ("create", "update", "delete"):
         hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{server.url}/vmh/webhook/beteiligte/{action}",
-                                    espo.integration_user)
+                                    espo.integration_user, skip_own=True)
         register_secret(lock_redis, hook["id"], hook["secretKey"])
     return server
 

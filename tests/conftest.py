@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from bitbylaw_tasks.devredis import PrivateRedis
+from real_espocrm import HOW_TO_ENABLE, REQUIRED, RealEspoCrm, prerequisites
 
 # DB layout inside the private server (the product's defaults are 0/1/2/3).
 BROKER_DB, LOCK_DB, CALENDAR_DB, RESULT_DB, SCRATCH_DB = 0, 1, 2, 3, 9
@@ -166,3 +167,42 @@ def google_state(google_server):
     """That simulator reset, as its state object (`insert_event`, `human_update`, …)."""
     google_server.app.extensions["sandbox"].reset()
     return google_server.app.extensions["google_calendar"]
+
+
+# ------------------------------------------------------------ the real EspoCRM tier
+_REAL_REASON = prerequisites()
+_REAL_DESELECTED: list = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_espocrm: runs against a real EspoCRM server (tests/real_espocrm.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without PHP/MariaDB/the archive the real tier cannot run: deselect it and say so (never silently);
+    with BITBYLAW_REAL_ESPOCRM=require (CI) keep it, so a missing prerequisite fails."""
+    if _REAL_REASON is None or REQUIRED:
+        return
+    _REAL_DESELECTED.extend(item for item in items if item.get_closest_marker("real_espocrm"))
+    if _REAL_DESELECTED:
+        config.hook.pytest_deselected(items=list(_REAL_DESELECTED))
+        items[:] = [item for item in items if not item.get_closest_marker("real_espocrm")]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REAL_DESELECTED:
+        terminalreporter.write_line(f"real EspoCRM tier: {len(_REAL_DESELECTED)} tests NOT run here "
+                                    f"({_REAL_REASON}); to run them: {HOW_TO_ENABLE}", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def real_espocrm():
+    """A real EspoCRM with the product's extension installed and `bitbylaw espocrm setup` run (session-wide)."""
+    if _REAL_REASON is not None:
+        pytest.fail(f"the real EspoCRM tier is required (BITBYLAW_REAL_ESPOCRM=require) but {_REAL_REASON}")
+    server = RealEspoCrm()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

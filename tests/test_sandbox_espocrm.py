@@ -76,10 +76,11 @@ def advance_clock(sim, seconds=5):
     requests.post(sim.url + "/_sandbox/clock", json={"advance_s": seconds}).raise_for_status()
 
 
-def subscribe(sim, sink, *events):
+def subscribe(sim, sink, *events, skip_own=True):
+    """Subscribe as the integration user, by default with `skipOwn` (as the product's setup does)."""
     hooks = {}
     for event in events:
-        body = api(sim, "POST", "Webhook", json={"event": event, "url": sink.url}).json()
+        body = api(sim, "POST", "Webhook", json={"event": event, "url": sink.url, "skipOwn": skip_own}).json()
         hooks[event] = body
     return hooks
 
@@ -243,7 +244,8 @@ def test_betnr_is_unique(sim):
 def test_missing_records_and_unknown_entities_are_404(sim):
     assert api(sim, "GET", "CBeteiligte/0123456789abcdef0").status_code == 404
     rid = create(sim, lastName="Weg")["id"]
-    deleted = api(sim, "DELETE", f"CBeteiligte/{rid}")
+    assert api(sim, "DELETE", f"CBeteiligte/{rid}").status_code == 403  # the integration role: no delete
+    deleted = api(sim, "DELETE", f"CBeteiligte/{rid}", key=ALICE)
     assert deleted.status_code == 200 and deleted.json() is True
     assert api(sim, "GET", f"CBeteiligte/{rid}").status_code == 404
     assert api(sim, "PUT", f"CBeteiligte/{rid}", json={"lastName": "x"}).status_code == 404
@@ -436,24 +438,33 @@ def test_subscription_returns_id_and_secret_and_validates(sim):
     assert api(sim, "DELETE", f"Webhook/{body['id']}").json() is True
 
 
-def test_user_writes_fire_webhooks_integration_writes_do_not(sim, sink):
+def test_webhooks_with_skip_own_leave_out_their_users_writes_others_get_every_write(sim, sink):
+    """As the real EspoCRM (`Webhook.skipOwn`): every save queues an event, the integration user's too; a
+    webhook with skipOwn leaves out its own user's events — the product's loop prevention."""
     subscribe(sim, sink, "CBeteiligte.create", "CBeteiligte.update", "CBeteiligte.delete")
     mine = create(sim, lastName="Integration")
     api(sim, "PUT", f"CBeteiligte/{mine['id']}", json={"lastName": "Still mine"})
-    api(sim, "DELETE", f"CBeteiligte/{mine['id']}")
     assert flush(sim) == [] and sink.requests == []
     theirs = create(sim, key=ALICE, lastName="Alice", firstName="A")
-    api(sim, "PUT", f"CBeteiligte/{theirs['id']}", json={"syncStatus": "clean"})  # integration: silent
+    api(sim, "PUT", f"CBeteiligte/{theirs['id']}", json={"syncStatus": "clean"})  # the integration user's own
     api(sim, "PUT", f"CBeteiligte/{theirs['id']}", key=ALICE, json={"firstName": "B"})
     api(sim, "DELETE", f"CBeteiligte/{theirs['id']}", key=ALICE)
     delivered = flush(sim)
     assert [d["event"] for d in delivered] == ["CBeteiligte.create", "CBeteiligte.update", "CBeteiligte.delete"]
     create_item, update_item, delete_item = (json.loads(r.body)[0] for r in sink.requests)
     assert set(create_item) == set(FIELDS) and create_item["lastName"] == "Alice"
-    assert update_item == {"name": "B Alice", "firstName": "B", "syncStatus": "dirty", "versionNumber": 3,
-                           "id": theirs["id"]}
+    # the changed attributes and the id last; never modifiedAt or versionNumber (EspoCRM skips them)
+    assert update_item == {"name": "B Alice", "firstName": "B", "syncStatus": "dirty", "id": theirs["id"]}
     assert list(update_item)[-1] == "id"
     assert delete_item == {"id": theirs["id"]}
+
+
+def test_webhooks_without_skip_own_echo_the_integration_users_writes(sim, sink):
+    subscribe(sim, sink, "CBeteiligte.update", skip_own=False)
+    mine = create(sim, lastName="Integration")
+    api(sim, "PUT", f"CBeteiligte/{mine['id']}", json={"lastName": "Echo"})
+    assert [json.loads(r.body) for r in sink.requests] == [] and len(flush(sim)) == 1
+    assert json.loads(sink.requests[0].body) == [{"name": "Echo", "lastName": "Echo", "id": mine["id"]}]
 
 
 def test_body_is_php_json_encode_and_signature_covers_the_exact_bytes(sim, sink):

@@ -118,6 +118,14 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         return {name: getattr(hooks, name) for name in ("interval", "retry_interval", "batch_size",
                                                         "event_portion_size", "max_attempts", "timeout")}
 
+    @app.post("/_sandbox/espocrm-settings")
+    def espocrm_settings():
+        """EspoCRM's own settings the simulator can switch (until reset): `phoneNumberInternational`."""
+        data = request.get_json(force=True, silent=True) or {}
+        if "phoneNumberInternational" in data:
+            state.phone_number_international = bool(data["phoneNumberInternational"])
+        return jsonify({"phoneNumberInternational": state.phone_number_international})
+
     @app.errorhandler(EspoError)
     def _espo_error(exc: EspoError):
         return _error(exc.status, exc.reason, exc.body)
@@ -203,7 +211,8 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         if not isinstance(data, dict):
             raise EspoError(400, "Bad request: body must be a JSON object")
         try:
-            return jsonify(state.hooks.subscribe(data.get("event"), data.get("url"), g.espo_user))
+            return jsonify(state.hooks.subscribe(data.get("event"), data.get("url"), g.espo_user,
+                                                 skip_own=bool(data.get("skipOwn"))))
         except ValueError as exc:
             raise EspoError(400, str(exc)) from None
 

@@ -55,17 +55,30 @@ def validation_error(field: str, kind: str) -> EspoError:
 
 
 def display_name(record: dict) -> str | None:
-    if record.get("firmenname"):
-        return record["firmenname"]
+    """The Person template's `name`: first and last name only (a company, with both empty, has none)."""
     parts = [record.get("firstName"), record.get("lastName")]
     return " ".join(p for p in parts if p) or None
 
 
-def sanitize_value(name: str, kind: str, value):
+def e164(number: str) -> str | None:
+    """EspoCRM's `phoneNumberInternational` reading of a number: its E.164 form, or None when it has no
+    country code or is not a possible number (then the save is a validation failure)."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def sanitize_value(name: str, kind: str, value, *, phone_international: bool = False):
     if kind == "email":
         return _emails(value)
     if kind == "phone":
-        return _phones(value)
+        return _phones(value, phone_international)
     if value is None:
         if name == "syncStatus":
             raise validation_error(name, "valid")
@@ -138,7 +151,7 @@ def _emails(value) -> list[dict]:
     return _mark_primary(result)
 
 
-def _phones(value) -> list[dict]:
+def _phones(value, international: bool = False) -> list[dict]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -151,6 +164,10 @@ def _phones(value) -> list[dict]:
         kind = entry.get("type") or "Mobile"
         if not number or kind not in PHONE_TYPES:
             raise validation_error("phoneNumber", "valid")
+        if international:
+            number = e164(number)
+            if number is None:
+                raise validation_error("phoneNumber", "valid")
         if number in seen:
             continue
         seen.add(number)

@@ -97,5 +97,5 @@ def seed_records(state, count: int, *, status: str = "pending_sync", seed: int |
                 fields["betnr"] = next_betnr
                 taken.add(next_betnr)
                 next_betnr += 1
-            created.append(state.save(None, fields, integration))
+            created.append(state.save(None, fields, integration, silent=True))
     return created

@@ -65,6 +65,10 @@ class EspoState:
             self.auth_failures: dict[str, list[float]] = {}
             self.random = random.Random(self.seed)
             self._last_stamp = 0
+            # EspoCRM's `phoneNumberInternational` (a new install's default is true): numbers are stored in
+            # E.164 and a number without a country code is refused. Off here until the Kommunikation sync
+            # writes E.164 (docs/sandbox-espocrm.md, "real EspoCRM 9.2.7").
+            self.phone_number_international = False
             self.hooks.clear()
 
     def close(self) -> None:
@@ -110,8 +114,10 @@ class EspoState:
             return copy.deepcopy(list(self.records.values()))
 
     # ------------------------------------------------------------ writes
-    def save(self, record_id: str | None, data: dict, user: dict, *, version_number: int | None = None) -> dict:
-        """Create (record_id None) or partially update a record as `user`; returns the full record."""
+    def save(self, record_id: str | None, data: dict, user: dict, *, version_number: int | None = None,
+             silent: bool = False) -> dict:
+        """Create (record_id None) or partially update a record as `user`; returns the full record.
+        `silent` is EspoCRM's SaveOption::SILENT (an import): no webhook event."""
         if not isinstance(data, dict):
             raise EspoError(400, "Bad request: body must be a JSON object")
         clean = self._sanitize(data)
@@ -131,10 +137,11 @@ class EspoState:
             if "name" not in clean and ({"firstName", "lastName", "firmenname"} & clean.keys() or creating):
                 new["name"] = display_name(new)
             self._apply_hooks(new, stored, clean, user, creating)
-            if new.get("betnr") is not None and any(
-                    r["betnr"] == new["betnr"] and r["id"] != stored.get("id") for r in self.records.values()):
-                raise EspoError(409, "Duplicate betnr", {"messageTranslation": {
-                    "label": "notUnique", "scope": ENTITY, "data": {"field": "betnr"}}})
+            holder = next((r["id"] for r in self.records.values()
+                           if new.get("betnr") is not None and r["betnr"] == new["betnr"]
+                           and r["id"] != stored.get("id")), None)
+            if holder is not None:  # the extension's BetnrUnique hook
+                raise EspoError(409, f"betnr {new['betnr']} already belongs to {ENTITY} {holder}")
             changed = [name for name in FIELDS if new.get(name) != stored.get(name)]
             now = self.now_string()
             if creating:
@@ -146,22 +153,23 @@ class EspoState:
             for name in changed:
                 self.field_versions[new["id"]][name] = new["versionNumber"]
             self.records[new["id"]] = new
-            if not user["integration"]:
-                self._emit(creating, new, stored, changed)
+            if not silent:
+                self._emit(creating, new, stored, changed, user)
             return copy.deepcopy(new)
 
     def delete(self, record_id: str, user: dict | str | None = None) -> None:
-        """Delete as `user` (a user dict or user name; None = the integration user, which fires no webhook)."""
-        if user is None:
-            user = self.integration_user
-        elif isinstance(user, str):
+        """Delete as `user` (a user dict or user name). None deletes silently (an admin's cleanup: no
+        webhook); the integration user may not delete (its role has no delete access: 403)."""
+        if isinstance(user, str):
             user = self.user_by_name(user)
+        if user is not None and user["integration"]:
+            raise EspoError(403, "No delete access.")
         with self.lock:
             if self.records.pop(record_id, None) is None:
                 raise EspoError(404, "Not Found")
             self.field_versions.pop(record_id, None)
-            if not user["integration"]:
-                self.hooks.emit(f"{ENTITY}.delete", record_id, {"id": record_id})
+            if user is not None:
+                self.hooks.emit(f"{ENTITY}.delete", record_id, {"id": record_id}, user["id"])
 
     def human_update(self, record_id: str, fields: dict, user: str = "alice") -> dict:
         return self.save(record_id, fields, self.user_by_name(user))
@@ -204,17 +212,17 @@ class EspoState:
         if touched and new.get("syncStatus") == "clean":
             new["syncStatus"] = "dirty"
 
-    def _emit(self, creating: bool, new: dict, stored: dict, changed: list[str]) -> None:
+    def _emit(self, creating: bool, new: dict, stored: dict, changed: list[str], user: dict) -> None:
+        """Queue the webhook event of a save by `user` (every user's, the integration user's too: a webhook
+        with `skipOwn` leaves out its own user's events when the job runs)."""
         if creating:
-            self.hooks.emit(f"{ENTITY}.create", new["id"], new)
+            self.hooks.emit(f"{ENTITY}.create", new["id"], new, user["id"])
             return
         data = {name: new[name] for name in changed if name not in ("modifiedAt", "versionNumber")}
         if not data:
             return  # a save that changed nothing fires no update event
-        if self.optimistic_concurrency:
-            data["versionNumber"] = new["versionNumber"]
         data["id"] = new["id"]
-        self.hooks.emit(f"{ENTITY}.update", new["id"], data)
+        self.hooks.emit(f"{ENTITY}.update", new["id"], data, user["id"])
 
     # ------------------------------------------------------------ input
     def _sanitize(self, data: dict) -> dict:
@@ -223,7 +231,7 @@ class EspoState:
             kind = FIELDS.get(name)
             if kind is None or name in READ_ONLY:
                 continue  # unknown and read-only attributes are silently ignored, as in EspoCRM
-            clean[name] = sanitize_value(name, kind, value)
+            clean[name] = sanitize_value(name, kind, value, phone_international=self.phone_number_international)
         return clean
 
     # ------------------------------------------------------------ notes

@@ -81,7 +81,7 @@ class WebhookHub:
             self.deliveries: collections.deque = collections.deque(maxlen=5000)
             self._number = 0
 
-    def subscribe(self, event: str, url: str, user: dict) -> dict:
+    def subscribe(self, event: str, url: str, user: dict, *, skip_own: bool = False) -> dict:
         """Validate and store a subscription; raises ValueError with a reason for a 400."""
         if not isinstance(event, str) or not isinstance(url, str) or not url:
             raise ValueError("event and url are required")
@@ -95,7 +95,7 @@ class WebhookHub:
         webhook = {"id": self.new_id(), "event": event, "url": url, "isActive": True, "userId": user["id"],
                    "userName": user["name"], "entityType": parts[0], "type": parts[1],
                    "field": parts[2] if len(parts) == 3 else None, "secretKey": self.new_secret(),
-                   "createdAt": now, "modifiedAt": now}
+                   "skipOwn": bool(skip_own), "createdAt": now, "modifiedAt": now}
         with self.lock:
             self.webhooks[webhook["id"]] = webhook
         self.ensure_worker()
@@ -113,14 +113,14 @@ class WebhookHub:
             return [dict(w) for w in self.webhooks.values()]
 
     # ------------------------------------------------------------ events
-    def emit(self, event: str, target_id: str, data: dict) -> None:
-        """Queue an event if (and only if) an active webhook listens for it right now."""
+    def emit(self, event: str, target_id: str, data: dict, user_id: str | None = None) -> None:
+        """Queue an event (caused by `user_id`) if (and only if) an active webhook listens for it right now."""
         with self.lock:
             if not any(w["event"] == event and w["isActive"] for w in self.webhooks.values()):
                 return
             self._number += 1
             self.events.append({"number": self._number, "event": event, "targetId": target_id,
-                                "data": json.loads(json.dumps(data))})
+                                "userId": user_id, "data": json.loads(json.dumps(data))})
 
     def pending(self) -> dict:
         with self.lock:
@@ -159,7 +159,8 @@ class WebhookHub:
             for _ in range(min(self.event_portion_size, len(self.events))):
                 event = self.events.popleft()
                 for webhook in sorted(self.webhooks.values(), key=lambda w: w["createdAt"]):
-                    if webhook["event"] == event["event"] and webhook["isActive"]:
+                    own = webhook.get("skipOwn") and event.get("userId") == webhook["userId"]
+                    if webhook["event"] == event["event"] and webhook["isActive"] and not own:
                         self.items.append({"number": event["number"], "webhookId": webhook["id"],
                                            "event": event["event"], "targetId": event["targetId"],
                                            "data": event["data"], "status": "Pending", "attempts": 0,
