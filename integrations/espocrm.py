@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import requests
 from urllib3.util.retry import Retry
 
-from integrations.http import RateGate, RateLimited, Timeouts, make_session, send
+from integrations.http import Conflict, RateGate, RateLimited, Timeouts, make_session, send
 
 SYSTEM = "espocrm"
 ENTITY = "CBeteiligte"
@@ -145,6 +145,12 @@ def encode_where(items: list[dict] | dict | None, prefix: str = "where") -> list
 
     walk(prefix, list(items))
     return pairs
+
+
+def is_version_conflict(exc: Conflict) -> bool:
+    """A 409 from a stale `X-Version-Number` (payload `{"values", "versionNumber"}`), as opposed to any other
+    409, such as the extension's duplicate-betnr refusal, which re-reading cannot cure."""
+    return isinstance(exc.payload, dict) and "versionNumber" in exc.payload
 
 
 def _without_429_retries(session: requests.Session) -> requests.Session:

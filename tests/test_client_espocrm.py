@@ -233,3 +233,11 @@ def test_webhook_signature_verifies_over_the_received_raw_bytes(sim, client):
         assert client.delete_webhook(hook_id) is True and client.list_webhooks() == []
     finally:
         sink.stop()
+
+
+def test_only_a_stale_version_409_is_a_version_conflict():
+    from integrations.espocrm import is_version_conflict
+
+    assert is_version_conflict(Conflict("x", payload={"values": {"titel": "Dr."}, "versionNumber": 4}))
+    assert not is_version_conflict(Conflict("x", payload=None, reason="betnr 7 already belongs to CBeteiligte a"))
+    assert not is_version_conflict(Conflict("x", payload={"messageTranslation": {}}))

@@ -24,7 +24,7 @@ from bitbylaw_tasks.kommunikation import service as kommunikation
 from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
-from integrations.espocrm import EspoCrmClient
+from integrations.espocrm import EspoCrmClient, is_version_conflict
 from integrations.http import ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ def _write_espocrm(ctx: SyncContext, espo: dict, data: dict) -> dict:
     try:
         return ctx.espocrm.update_beteiligte(espo["id"], data, version_number=espo.get("versionNumber"))
     except Conflict as exc:
+        if not is_version_conflict(exc):  # e.g. this betnr already belongs to another record
+            raise SyncFailed(f"EspoCRM refused the write: {exc.reason or exc}") from exc
         raise VersionConflict(str(exc)) from exc
 
 

@@ -16,6 +16,7 @@ from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommStatus, StatusFormatError,
                                                  kommunikation_hash)
 from bitbylaw_tasks.errors import SyncFailed
+from integrations.espocrm import is_version_conflict
 from integrations.http import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_
         plan = plan_for(espo, advo, direction=direction, force_espo_wins=force_espo_wins)
         try:
             return _apply(ctx, espo, betnr, advo, plan, carried)
-        except Conflict:
+        except Conflict as exc:
+            if not is_version_conflict(exc):
+                raise KommunikationFailed(f"EspoCRM refused the write: {exc.reason or exc}") from exc
             log.info("beteiligte %s: EspoCRM changed during the Kommunikation sync, re-planning", entity_id)
     raise KommunikationFailed(f"EspoCRM record changed {MAX_VERSION_ROUNDS} times during the sync")
 
