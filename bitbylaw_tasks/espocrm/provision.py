@@ -150,15 +150,25 @@ def _explain(exc: ApiError, base_url: str, who: str) -> SetupError:
     return SetupError(f"EspoCRM at {base_url}: {exc}")
 
 
+def extension_problem(scope: dict | None, fields: dict | None) -> str | None:
+    """What is missing of the extension, given a server's `scopes.CBeteiligte` and its field defs; None if
+    nothing is."""
+    if not scope:
+        return "the entity CBeteiligte"
+    missing = missing_fields(fields)
+    if missing:
+        return f"the fields {', '.join(missing)}"
+    if scope.get("module") != extension.MODULE:
+        return f"CBeteiligte from the module {extension.MODULE} (this one was made by hand)"
+    return None
+
+
 def check_extension(admin) -> None:
     """Raise `SetupError` naming what is missing when the extension is not installed."""
-    scope = admin.metadata(f"scopes.{extension.ENTITY}")
-    fields = admin.metadata(f"entityDefs.{extension.ENTITY}.fields")
-    missing = missing_fields(fields)
-    if not scope or scope.get("module") != extension.MODULE or missing:
-        what = "the entity CBeteiligte" if not scope else (
-            f"fields {', '.join(missing)}" if missing else f"CBeteiligte from module {extension.MODULE}")
-        raise SetupError(f"the bitbylaw EspoCRM extension is not installed (missing {what}): run "
+    problem = extension_problem(admin.metadata(f"scopes.{extension.ENTITY}"),
+                                admin.metadata(f"entityDefs.{extension.ENTITY}.fields"))
+    if problem:
+        raise SetupError(f"the bitbylaw EspoCRM extension is not installed (missing {problem}): run "
                          f"`bitbylaw espocrm build-extension` and install the zip in EspoCRM")
 
 
