@@ -19,6 +19,7 @@ from celery.exceptions import Retry
 
 import celeryconfig
 from bitbylaw_tasks.beteiligte import service
+from bitbylaw_tasks.beteiligte.status import failure_prefix
 from bitbylaw_tasks.locks import LockLost
 from bitbylaw_tasks.settings import Settings
 from integrations.http import ApiError, RateLimited
@@ -39,7 +40,7 @@ def transient_countdown(retries: int, exc: ApiError, cap: float) -> float:
 def run_guarded(task, settings: Settings, ctx: service.SyncContext, entity_id: str, work: Callable[[], T],
                 *, domain: str) -> T:
     """`work()` with the exception policy above; `domain` prefixes recorded messages ("Kommunikation: …")."""
-    prefix = "" if domain == "beteiligte" else f"{domain.capitalize()}: "
+    prefix = failure_prefix(domain)
     try:
         return work()
     except service.SyncFailed as exc:

@@ -107,7 +107,7 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
     if result.advoware_put is not None:
         ctx.before_write()
         advo_after = ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put)
-    write = cmp.sync_write(result, advo_after, now)
+    write = status.success_for(espo, status.DOMAIN, cmp.sync_write(result, advo_after, now))
     wrote_espo = False
     if cmp.changes_in(write, espo) or _last_sync_stale(espo, now):
         _write_espocrm(ctx, espo, write)

@@ -95,6 +95,44 @@ def after_success(now: datetime) -> dict:
     }
 
 
+# The record's failure bookkeeping is shared by the domains that sync it (Beteiligte, Kommunikation). A
+# failure belongs to the domain that recorded it (its message prefix); only that domain's success may
+# clear it. Otherwise the Beteiligte sync's success reset `syncRetryCount` to 0 before each failing
+# Kommunikation sync set it to 1, and a failing entity retried every minute forever, never
+# `permanently_failed`, nobody told (issue "Real EspoCRM", §0).
+FAILURE_FIELDS = ("syncStatus", "syncRetryCount", "syncErrorMessage")
+DOMAIN = "beteiligte"
+
+
+def failure_prefix(domain: str) -> str:
+    """How a domain's recorded messages start: "" for Beteiligte, "Kommunikation: " for Kommunikation."""
+    return "" if domain == DOMAIN else f"{domain.capitalize()}: "
+
+
+def failure_owner(record: dict, domains: tuple[str, ...] = ("kommunikation",)) -> str | None:
+    """The domain whose failure the record shows (`failed`/`permanently_failed`), or None when it shows none."""
+    if record.get("syncStatus") not in (FAILED, PERMANENTLY_FAILED):
+        return None
+    message = record.get("syncErrorMessage") or ""
+    return next((d for d in domains if message.startswith(failure_prefix(d))), DOMAIN)
+
+
+def success_for(record: dict, domain: str, write: dict) -> dict:
+    """`write` (a successful sync's EspoCRM write) without the failure fields when the record shows a
+    failure another domain recorded: that failure stands until its own domain succeeds."""
+    owner = failure_owner(record)
+    if owner is None or owner == domain:
+        return write
+    return {k: v for k, v in write.items() if k not in FAILURE_FIELDS}
+
+
+def clear_own_failure(record: dict, domain: str, now: datetime) -> dict:
+    """The fields that end a failure `domain` recorded, after that domain's sync succeeded ({} if none)."""
+    if failure_owner(record) != domain:
+        return {}
+    return {k: v for k, v in after_success(now).items() if k in FAILURE_FIELDS}
+
+
 def auto_reset(now: datetime) -> dict:
     """A `permanently_failed` record whose reset time has come: back to `failed`, due at once."""
     return {"syncStatus": FAILED, "syncRetryCount": 0, "syncNextRetry": format_espo_datetime(now)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from bitbylaw_tasks.beteiligte.status import clear_own_failure
 from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, Plan
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommStatus, StatusFormatError,
@@ -21,6 +22,7 @@ from integrations.http import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
+DOMAIN = "kommunikation"  # the prefix of the failures this domain records (beteiligte.status)
 MAX_VERSION_ROUNDS = 3
 NOTE_PREFIX = "Kommunikation sync: "
 
@@ -142,6 +144,7 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
     new_hash = kommunikation_hash(entries)
     if new_hash != (espo.get(HASH_FIELD) or ""):
         write[HASH_FIELD] = new_hash
+    write.update(clear_own_failure(espo, DOMAIN, ctx.clock()))  # a failure this domain recorded is over
     if write:
         ctx.before_write()
         ctx.espocrm.update_beteiligte(entity_id, write, version_number=espo.get("versionNumber"))
