@@ -180,6 +180,7 @@ class EspoCrmClient:
         self.session = session or _without_429_retries(make_session())
         self.session.headers.update({"X-Api-Key": api_key, "Accept": "application/json"})
         self.calls: collections.Counter = collections.Counter()
+        self._phone_international: bool | None = None
 
     def __repr__(self) -> str:
         return f"EspoCrmClient({self.api!r})"
@@ -262,6 +263,13 @@ class EspoCrmClient:
                     return
         else:
             raise ValueError("paging must be 'keyset' or 'offset'")
+
+    def phone_numbers_international(self) -> bool:
+        """EspoCRM's `phoneNumberInternational` (numbers stored in E.164): read once per client, on first need."""
+        if self._phone_international is None:
+            settings = self._call("get_settings", "GET", "Settings")
+            self._phone_international = bool(settings.get("phoneNumberInternational"))
+        return self._phone_international
 
     def current_user(self) -> dict:
         """The user this client authenticates as (`GET App/user` -> `user`)."""

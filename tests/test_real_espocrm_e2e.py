@@ -183,3 +183,34 @@ def test_calls_per_path_against_the_real_espocrm_stay_within_the_budget(real_sys
     _user_update(real, record["id"], {"titel": "Dr. h.c."})
     assert measured() == ("conflict", 4)
     assert measured() == ("no_change", 2)
+
+
+def test_a_national_number_from_advoware_is_stored_in_e164_and_advoware_keeps_its_format(real_system, sandbox):
+    """Issue: a fax `0221 987654` added in Advoware got `400 phoneNumber valid` from the real EspoCRM and the
+    party retried forever. Now EspoCRM gets its own form, and the rendering is never mistaken for an edit."""
+    real, _ = real_system
+    record = _created(real, {"firstName": "Fax", "lastName": unique("Muster")})
+    advo = sandbox.state("advoware")
+    advo.human_add_kommunikation(record["betnr"], 2, "0221 987654", bemerkung="nur vormittags")
+    run_sync(record["id"])
+    after = _espo(real, record["id"])
+    assert [(p["phoneNumber"], p["type"]) for p in after["phoneNumberData"]] == [("+49221987654", "Fax")]
+    assert after["syncStatus"] == "clean" and not after.get("syncErrorMessage")
+    sandbox.kit("advoware").reset_calls()
+    assert run_sync(record["id"])["path"] == "no_change"
+    assert not any(k.startswith(("PUT", "POST /api/v1/advonet")) for k in sandbox.kit("advoware").calls())
+    entry = [k for k in advoware_record(sandbox, record["betnr"])["kommunikation"] if k["kommKz"] == 2][0]
+    assert entry["tlf"] == "0221 987654" and entry["bemerkung"].endswith("nur vormittags")
+
+
+def test_a_number_espocrm_cannot_store_ends_as_a_clear_failure_not_an_endless_retry(real_system, sandbox):
+    real, _ = real_system
+    record = _created(real, {"firstName": "Kaputt", "lastName": unique("Muster")})
+    sandbox.state("advoware").human_add_kommunikation(record["betnr"], 1, "kein Anschluss")
+    counts = []
+    for _ in range(5):
+        run_sync(record["id"], "check", "retry")
+        counts.append(_espo(real, record["id"])["syncRetryCount"])
+    after = _espo(real, record["id"])
+    assert counts == [1, 2, 3, 4, 5] and after["syncStatus"] == "permanently_failed"
+    assert after["syncErrorMessage"].startswith("Kommunikation: ") and "international form" in after["syncErrorMessage"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from bitbylaw_tasks.beteiligte.status import clear_own_failure
 from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, Plan
+from bitbylaw_tasks.kommunikation.espo_phones import recognise_phones, render_phones
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommStatus, StatusFormatError,
                                                  kommunikation_hash)
@@ -55,9 +56,28 @@ def advoware_entries(advo: dict) -> list[dict]:
 
 
 def plan_for(espo: dict, advo: dict, *, direction: str = "both", force_espo_wins: bool = False) -> Plan:
-    return plan_kommunikation_sync(advoware_entries(advo), espo.get("emailAddressData") or [],
-                                   espo.get("phoneNumberData") or [], load_status(espo),
+    status = load_status(espo)
+    entries = advoware_entries(advo)
+    known = [e.value for e in (status.entries if status else ())] + [str(e.get("tlf") or "") for e in entries]
+    phones = recognise_phones(espo.get("phoneNumberData") or [], known)  # EspoCRM's E.164 of a known value
+    return plan_kommunikation_sync(entries, espo.get("emailAddressData") or [], phones, status,
                                    direction=direction, force_espo_wins=force_espo_wins)
+
+
+def espo_write_arrays(ctx, plan: Plan) -> dict:
+    """The plan's arrays as this EspoCRM stores them (E.164 phones when `phoneNumberInternational` is on).
+    Raises `KommunikationFailed` before anything is written when a number has no such form."""
+    arrays = dict(plan.espo_arrays())
+    if "phoneNumberData" not in arrays or not ctx.espocrm.phone_numbers_international():
+        return arrays
+    rendered = render_phones(arrays["phoneNumberData"])
+    if rendered.refused:
+        raise KommunikationFailed(
+            f"EspoCRM stores phone numbers in international form and {len(rendered.refused)} number(s) from "
+            f"Advoware have none ({', '.join(rendered.refused)}): correct them in Advoware (with country code, "
+            f"or complete the number); nothing was written")
+    arrays["phoneNumberData"] = rendered.phone_number_data
+    return arrays
 
 
 def needs_sync(espo: dict, advo: dict | None) -> bool:
@@ -123,6 +143,7 @@ def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_
 def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]) -> KommOutcome:
     """Apply one plan; `notes` holds the notes of earlier rounds whose Advoware writes were done."""
     entity_id = espo["id"]
+    arrays = espo_write_arrays(ctx, plan)  # before any write: a number EspoCRM would refuse stops the run here
     created: dict[int, int] = {}
     answers: list[dict] = []
     for action in plan.actions:
@@ -137,7 +158,7 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
     entries = entries_after_writes(advoware_entries(advo), answers)
     if entries is None:
         entries = advoware_entries(ctx.advoware.get_beteiligte(betnr))
-    write = dict(plan.espo_arrays())
+    write = arrays
     new_status = plan.resolve_status(created).to_json()
     if new_status != (espo.get(STATUS_FIELD) or ""):
         write[STATUS_FIELD] = new_status

@@ -260,6 +260,12 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         return jsonify({"user": {"id": me["id"], "userName": me["userName"], "name": me["name"],
                                  "type": "api" if me["integration"] else "regular"}})
 
+    @app.get(f"{API}/Settings")
+    def settings():
+        """The part of EspoCRM's settings any user reads (the real answer has ~150 more)."""
+        return jsonify({"phoneNumberInternational": state.phone_number_international, "phoneNumberExtensions": False,
+                        "phoneNumberMaxCount": 10, "emailAddressMaxCount": 10, "timeZone": "UTC"})
+
     @app.route(f"{API}/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest):
         raise EspoError(404, "Not Found")
