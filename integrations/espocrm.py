@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import requests
 from urllib3.util.retry import Retry
 
-from integrations.http import Conflict, RateGate, RateLimited, Timeouts, make_session, send
+from integrations.http import BadRequest, Conflict, RateGate, RateLimited, Timeouts, make_session, send
 
 SYSTEM = "espocrm"
 ENTITY = "CBeteiligte"
@@ -153,6 +153,21 @@ def is_version_conflict(exc: Conflict) -> bool:
     return isinstance(exc.payload, dict) and "versionNumber" in exc.payload
 
 
+class MissingFields(BadRequest):
+    """EspoCRM saved the record but does not know some written attributes (it ignores unknown ones
+    silently): the entity lacks fields the product relies on (the extension is missing or outdated)."""
+
+
+def _all_stored(data: dict, record: dict) -> dict:
+    """`record` (the save's answer: the full record); raises `MissingFields` when a written attribute is
+    not in it, so the product's state never vanishes silently into an EspoCRM that lacks the field."""
+    missing = sorted(k for k in data if k not in record)
+    if missing:
+        raise MissingFields(f"{SYSTEM}: {ENTITY} has no attribute(s) {', '.join(missing)}: is the bitbylaw EspoCRM "
+                            f"extension installed and current? (`bitbylaw espocrm setup` checks)", system=SYSTEM)
+    return record
+
+
 def _without_429_retries(session: requests.Session) -> requests.Session:
     """Stop urllib3 from sleeping through a 429's `Retry-After` inside the call (it does so for GET when
     `respect_retry_after_header` is on): the caller must see `RateLimited` so the shared gate can pause
@@ -206,13 +221,14 @@ class EspoCrmClient:
         return self._call("get_beteiligte", "GET", f"{ENTITY}/{record_id}")
 
     def create_beteiligte(self, data: dict) -> dict:
-        return self._call("create_beteiligte", "POST", ENTITY, json=data)
+        return _all_stored(data, self._call("create_beteiligte", "POST", ENTITY, json=data))
 
     def update_beteiligte(self, record_id: str, data: dict, *, version_number: int | None = None) -> dict:
         """Partial update; returns the full record. With `version_number` a stale write raises `Conflict`
         whose `payload` is `{"values": {attr: stored}, "versionNumber": n}`."""
         headers = {"X-Version-Number": str(version_number)} if version_number is not None else None
-        return self._call("update_beteiligte", "PUT", f"{ENTITY}/{record_id}", json=data, headers=headers)
+        return _all_stored(data, self._call("update_beteiligte", "PUT", f"{ENTITY}/{record_id}", json=data,
+                                            headers=headers))
 
     def delete_beteiligte(self, record_id: str) -> bool:
         return bool(self._call("delete_beteiligte", "DELETE", f"{ENTITY}/{record_id}"))

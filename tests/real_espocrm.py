@@ -99,6 +99,16 @@ class RealEspoCrm:
         self.integration_user_id = result.user_id
         return result.webhook_secrets
 
+    def stop_server(self) -> None:
+        """Stop the web server only (the database and files stay): EspoCRM is down."""
+        subprocess.run(["bash", str(self.dir / "stop.sh")], capture_output=True)
+
+    def start_server(self) -> None:
+        """Start the installed EspoCRM again (setup.sh only restarts an installed folder)."""
+        env = {**os.environ, "SKIP_APT": "1", "DB_HOST": DB_HOST, "DB_PORT": str(DB_PORT),
+               "ADMIN_USER": ADMIN[0], "ADMIN_PASS": ADMIN[1], "SERVER_WORKERS": "4"}
+        self._run(["bash", str(SETUP_SH), str(DIST), str(self.port), self.db, str(self.dir)], env=env)
+
     def stop(self) -> None:
         stop = self.dir / "stop.sh"
         if stop.is_file():

@@ -338,3 +338,16 @@ def test_a_delete_fires_an_id_only_item(backend, sink):
     finally:
         for hook_id in secrets:
             backend.client.delete_webhook(hook_id)
+
+
+def test_an_unknown_attribute_is_ignored_by_espocrm_and_the_client_refuses_to_pretend_it_was_stored(backend):
+    """Both servers drop unknown attributes silently (an EspoCRM without the extension would swallow the
+    product's snapshot); the client sees the attribute missing from the answer and raises."""
+    from integrations.espocrm import MissingFields
+
+    record = backend.client.create_beteiligte(_person())
+    stored = backend.raw("PUT", f"CBeteiligte/{record['id']}", json={"titel": "Dr.", "noSuchField": "x"})
+    assert stored.status_code == 200 and "noSuchField" not in stored.json() and stored.json()["titel"] == "Dr."
+    with pytest.raises(MissingFields) as err:
+        backend.client.update_beteiligte(record["id"], {"titel": "Prof.", "noSuchField": "x"})
+    assert "noSuchField" in str(err.value) and "extension" in str(err.value)
