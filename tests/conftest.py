@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from bitbylaw_tasks.devredis import PrivateRedis
-from real_espocrm import HOW_TO_ENABLE, REQUIRED, RealEspoCrm, prerequisites
+from bitbylaw_tasks.espocrm.devserver import HOW_TO_ENABLE, REQUIRED, RealEspoCrm, prerequisites
 
 # DB layout inside the private server (the product's defaults are 0/1/2/3).
 BROKER_DB, LOCK_DB, CALENDAR_DB, RESULT_DB, SCRATCH_DB = 0, 1, 2, 3, 9
@@ -175,7 +175,7 @@ _REAL_DESELECTED: list = []
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "real_espocrm: runs against a real EspoCRM server (tests/real_espocrm.py)")
+    config.addinivalue_line("markers", "real_espocrm: runs against a real EspoCRM server (bitbylaw_tasks/espocrm/devserver.py)")
 
 
 def pytest_collection_modifyitems(config, items):

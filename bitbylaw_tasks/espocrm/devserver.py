@@ -1,4 +1,4 @@
-"""A real EspoCRM 9.2.7 for the test tier: installed from the offline archive, with the product's extension.
+"""A real EspoCRM 9.2.7 for tests and benchmarks: installed from the offline archive, with the product's extension.
 
 `RealEspoCrm().start()` unpacks the archive (`ESPOCRM_DIST`, default
 `../shared/espocrm/espocrm-9.2.7-php82.tar.gz`) into a temporary folder, installs
@@ -28,7 +28,7 @@ from bitbylaw_tasks.espocrm.provision import run_setup
 from integrations.espocrm import EspoCrmClient
 from integrations.espocrm_admin import EspoCrmAdminClient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIST = REPO.parent / "shared" / "espocrm" / "espocrm-9.2.7-php82.tar.gz"
 DIST = Path(os.environ.get("ESPOCRM_DIST") or DEFAULT_DIST)
 SETUP_SH = DIST.parent / "setup.sh"
@@ -165,12 +165,14 @@ class RealEspoCrm:
         return user["id"]
 
     def _sql(self, statement: str, database: str = "") -> str:
+        """Run one SQL statement (read from stdin: a bulk insert is larger than an argument may be); prints
+        each result row's values tab-separated."""
         code = ("$pdo = new PDO('mysql:host=' . getenv('H') . ';port=' . getenv('P') . (getenv('D') ? ';dbname=' "
                 ". getenv('D') : ''), 'root', '', [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);"
-                "$s = $pdo->query(getenv('Q')); if ($s && $s->columnCount()) { foreach ($s as $r) "
-                "{ echo implode(\"\\t\", array_values(array_filter($r, 'is_string', ARRAY_FILTER_USE_KEY))), \"\\n\"; } }")
-        env = {**os.environ, "H": DB_HOST, "P": str(DB_PORT), "D": database, "Q": statement}
-        return self._run(["php", "-r", code], env=env)
+                "$s = $pdo->query(stream_get_contents(STDIN)); if ($s && $s->columnCount()) { "
+                "foreach ($s->fetchAll(PDO::FETCH_NUM) as $r) { echo implode(\"\\t\", $r), \"\\n\"; } }")
+        env = {**os.environ, "H": DB_HOST, "P": str(DB_PORT), "D": database}
+        return self._run(["php", "-r", code], env=env, input=statement)
 
     @staticmethod
     def _run(argv: list[str], **kwargs) -> str:
