@@ -252,3 +252,91 @@ def test_a_wrong_api_key_fails_the_task_with_a_message_naming_the_cause(real_sys
         app.conf.bitbylaw_settings = settings
     assert "401" in str(err.value) and "wrong-key-0000" not in str(err.value)
     assert _espo(real, record["id"])["syncStatus"] == "clean"  # nothing was written with half a state
+
+
+# ------------------------------------------------------------------ Kommunikation against the real EspoCRM
+def _phones(real, record_id) -> list[tuple[str, str, bool]]:
+    return [(p["phoneNumber"], p["type"], p["primary"]) for p in _espo(real, record_id)["phoneNumberData"]]
+
+
+def _emails(real, record_id) -> list[str]:
+    return [e["emailAddress"] for e in _espo(real, record_id)["emailAddressData"]]
+
+
+def _advo_live(sandbox, betnr) -> dict[int, str]:
+    return {k["kommKz"]: k["tlf"] for k in advoware_record(sandbox, betnr)["kommunikation"] if k["tlf"]}
+
+
+def _kommunikation_synced(real, record_id):
+    """Run the user's edit through the real webhook path until the record (and its hand-off) are clean."""
+    return _settle(real, record_id, lambda r: r["syncStatus"] == "clean", "clean after the edit")
+
+
+def test_kommunikation_variants_converge_against_the_real_espocrm(real_system, sandbox):
+    """SPEC §5.3 V1–V6 in sequence on one party, each a person's edit on one side, then a sync."""
+    real, _ = real_system
+    advo = sandbox.state("advoware")
+    record = _created(real, {"firstName": "Komm", "lastName": unique("Muster"),
+                             "emailAddressData": [{"emailAddress": "komm@kanzlei.example", "primary": True}]})
+    betnr = record["betnr"]
+    assert _advo_live(sandbox, betnr) == {4: "komm@kanzlei.example"}  # created with the party (I2)
+    # V1: new in EspoCRM -> created in Advoware
+    _user_update(real, record["id"], {"phoneNumberData": [{"phoneNumber": "+49 171 2345678", "type": "Mobile",
+                                                           "primary": True}]})
+    _kommunikation_synced(real, record["id"])
+    assert _advo_live(sandbox, betnr)[3] == "+491712345678"
+    # V4: new in Advoware (national) -> added to EspoCRM in E.164 (its type as SPEC §5.4 can tell: the
+    # simulated Advoware may report kommKz 0 for a new entry without a marker)
+    advo.human_add_kommunikation(betnr, 2, "0221 987654", bemerkung="Sekretariat")
+    run_sync(record["id"])
+    assert "+49221987654" in [p for p, _, _ in _phones(real, record["id"])]
+    # V6: changed in Advoware -> EspoCRM; Advoware keeps its formatting and the person's text
+    fax = [k for k in advoware_record(sandbox, betnr)["kommunikation"] if k["kommKz"] == 2][0]
+    advo.human_update_kommunikation(betnr, fax["id"], tlf="0221 555666")
+    run_sync(record["id"])
+    assert "+49221555666" in [p for p, _, _ in _phones(real, record["id"])]
+    fax = [k for k in advoware_record(sandbox, betnr)["kommunikation"] if k["kommKz"] == 2][0]
+    assert fax["tlf"] == "0221 555666" and fax["bemerkung"].endswith("Sekretariat")
+    # V5: changed in EspoCRM (the e-mail address) -> Advoware
+    _user_update(real, record["id"], {"emailAddressData": [{"emailAddress": "neu@kanzlei.example", "primary": True}]})
+    _kommunikation_synced(real, record["id"])
+    assert _advo_live(sandbox, betnr)[4] == "neu@kanzlei.example"
+    # V2: deleted in EspoCRM -> the Advoware entry becomes an empty slot (no DELETE)
+    phones = [{"phoneNumber": p, "type": t, "primary": pr} for p, t, pr in _phones(real, record["id"])
+              if p != "+491712345678"]
+    _user_update(real, record["id"], {"phoneNumberData": phones})
+    _kommunikation_synced(real, record["id"])
+    assert 3 not in _advo_live(sandbox, betnr)
+    assert not any(k.startswith("DELETE") for k in sandbox.kit("advoware").calls())
+    # V3: deleted (blanked) in Advoware -> removed from EspoCRM
+    fax = [k for k in advoware_record(sandbox, betnr)["kommunikation"] if k["kommKz"] == 2][0]
+    advo.human_update_kommunikation(betnr, fax["id"], tlf="")
+    run_sync(record["id"])
+    assert [p for p, _, _ in _phones(real, record["id"])] == []
+    assert _emails(real, record["id"]) == ["neu@kanzlei.example"]
+    # settled: one more sync writes nothing on either side
+    sandbox.kit("advoware").reset_calls()
+    assert run_sync(record["id"])["path"] == "no_change"
+    assert not any(k.startswith(("PUT", "POST /api/v1/advonet")) for k in sandbox.kit("advoware").calls())
+
+
+def test_initial_kommunikation_sync_matches_equal_values_across_formats(real_system, sandbox):
+    """I4/I5 on the real server: an existing pair whose numbers differ only by EspoCRM's E.164 form are
+    matched (markers only), one-sided values are created on the other side, nothing is duplicated."""
+    real, _ = real_system
+    advo = sandbox.state("advoware")
+    made = advo.create_beteiligte({"name": unique("Initial"), "vorname": "Ina"})
+    betnr = made["betNr"]
+    advo.human_add_kommunikation(betnr, 1, "030 1234567")
+    advo.human_add_kommunikation(betnr, 4, "ina@kanzlei.example")
+    record = real.client().create_beteiligte({
+        "firstName": "Ina", "lastName": made["name"], "betnr": betnr, "syncStatus": "clean",
+        "phoneNumberData": [{"phoneNumber": "+49 30 1234567", "type": "Office", "primary": True},
+                            {"phoneNumber": "+49 171 7654321", "type": "Mobile", "primary": False}]})
+    run_sync(record["id"], "update", "manual")
+    entries = [k for k in advoware_record(sandbox, betnr)["kommunikation"] if k["tlf"]]
+    assert sorted(k["tlf"] for k in entries) == ["+491717654321", "030 1234567", "ina@kanzlei.example"]
+    assert all(k["bemerkung"].startswith("[ESPOCRM:") for k in entries)
+    assert sorted(p for p, _, _ in _phones(real, record["id"])) == ["+491717654321", "+49301234567"]
+    assert _emails(real, record["id"]) == ["ina@kanzlei.example"]
+    assert run_sync(record["id"])["path"] == "no_change"
