@@ -499,8 +499,11 @@ def test_one_bad_termin_among_many_does_not_stop_the_employees_sync(world, lock_
     good = [world.termin(offset=o) for o in range(2, 8)]
     bad = world.termin(offset=9, text="kaputt")
     _raw_termin(world, bad["frNr"], uhrzeitVon="25:00:00")
-    result = sync()
+    with caplog.at_level("WARNING", logger="bitbylaw_tasks.calendar.service"):
+        result = sync()
     assert result["actions"] == {"insert_event": 6} and result["rejected"] == {str(bad["frNr"]): ANY_TIME_ERROR}
+    assert f"calendar AB: frNr {bad['frNr']} skipped: {ANY_TIME_ERROR}" in caplog.text
+    assert "kaputt" not in caplog.text  # the line names the field, never a text
     assert sorted(m.event_frnr(e) for e in world.events()) == [t["frNr"] for t in good]
     assert lock_redis.hget(SKIPPED_KEY, "calendar") == b"1"
     assert _cli(["calendar", "status"]) == 0
@@ -559,3 +562,17 @@ def test_event_at_the_second_0230_on_the_autumn_day_keeps_its_instant_when_stamp
     assert (event["summary"], event["start"]["dateTime"]) == ("nur der Text", f"{autumn}T02:30:00+01:00")
     world.assert_in_sync()
     assert sync()["path"] == "no_change"
+
+
+def test_a_write_refused_with_400_is_reported_and_the_other_writes_go_through(world):
+    termine = [world.termin(offset=o) for o in range(2, 5)]
+    sync()
+    for t in termine:
+        world.google.human_update(world.calendar(), m.event_id_for(t["frNr"]), {"location": "Saal 9"})
+    world.sandbox.kit("advoware").add_fault(status=400, method="PUT", path="/api/v1/advonet/Termine", times=1)
+    result = sync()
+    assert result["actions"] == {"update_termin": 2}
+    (refused,) = result["rejected"]
+    assert result["rejected"][refused] == "update_termin refused (advoware 400)"
+    assert sorted(t["ort"] for t in world.termine()) == ["Kanzlei", "Saal 9", "Saal 9"]
+    assert CalendarState(world.redis, "AB").rejected() == result["rejected"]

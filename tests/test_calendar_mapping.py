@@ -271,3 +271,26 @@ def test_event_ending_in_the_repeated_hour_before_its_start_wall_time_keeps_its_
     assert m.to_event(appt, 1)["end"]["dateTime"] == "2024-10-27T02:10:00+01:00"
     assert m.from_termin(m.to_termin(appt, "AB")) == appt
     assert m.to_event(m.from_termin(m.to_termin(appt, "AB")), 1)["end"] == m.to_event(appt, 1)["end"]
+
+
+clock = st.tuples(st.integers(0, 24), st.integers(0, 59)).map(
+    lambda hm: "24:00" if hm[0] == 24 else f"{hm[0]:02d}:{hm[1]:02d}")
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.integers(0, 1100), st.integers(0, 2), clock, st.one_of(st.none(), clock))
+def test_any_clock_times_read_without_loss_and_round_trip(offset, length, von, bis):
+    """Every HH:MM from 00:00 to 24:00, either order, DST days included: never an error, never an end before
+    the start, and the write-back (Advoware and Google) means the same instants."""
+    first = date(2024, 1, 1) + timedelta(days=offset)
+    raw = termin(datum=first.isoformat(), datumBis=(first + timedelta(days=length)).isoformat(),
+                 uhrzeitVon=von, uhrzeitBis=bis)
+    appt = m.from_termin(raw)
+    start = datetime.combine(appt.start_date, appt.start_time, tzinfo=m.TZ).astimezone(m.timezone.utc)
+    end = datetime.combine(appt.end_date, appt.end_time, tzinfo=m.TZ).astimezone(m.timezone.utc)
+    assert end >= start
+    again = m.from_termin(m.to_termin(appt, "AB"))
+    assert again == appt and m.to_event(again, 1) == m.to_event(appt, 1)
+    event = m.to_event(appt, 1)
+    assert datetime.fromisoformat(event["end"]["dateTime"]) == end
+    assert datetime.fromisoformat(event["start"]["dateTime"]) == start

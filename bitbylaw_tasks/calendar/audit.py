@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 from datetime import date, datetime
 
-from bitbylaw_tasks.calendar.mapping import TZ, event_frnr, from_event, from_termin, syncable
+from bitbylaw_tasks.calendar.mapping import TZ, event_frnr, from_event, from_termin, syncable, unreadable
 from bitbylaw_tasks.calendar.service import Policy, find_calendar, window
 from bitbylaw_tasks.calendar.state import CalendarState
 from integrations.advoware import AdvowareClient
@@ -28,11 +28,11 @@ def audit(advoware: AdvowareClient, google: GoogleCalendarClient, state: Calenda
     calendar_id = meta.calendar_id or (find_calendar(google, kuerzel) or {}).get("id")
     termine = {}
     for termin in advoware.list_termine(kuerzel, first, last):
-        try:
-            from_termin(termin)
+        why = unreadable(termin)  # the sync skips these too
+        if why is None:
             termine[int(termin["frNr"])] = termin
-        except ValueError as exc:
-            rejected[int(termin["frNr"])] = str(exc)  # the sync skips it too
+        else:
+            rejected[int(termin["frNr"])] = why
     report["advoware"] = len(termine) + len(rejected)
     report["rejected"] = {str(frnr): why for frnr, why in sorted(rejected.items())}
     if calendar_id is None:

@@ -5,9 +5,13 @@ appointment in Europe/Berlin wall time: all-day or timed, first and last day
 (inclusive), start and end time, `art`, `text`, `ort`, `notiz`. Rules:
 
 - Advoware: `ganztaegig`, or a Termin without `uhrzeitVon`, is all-day. A
-  timed Termin without `uhrzeitBis` ends when it starts (no invented length).
-  Times are normalised through UTC, so a wall time that does not exist on the
-  spring-forward day (02:30) becomes the time Google shows for it (03:30).
+  timed Termin without `uhrzeitBis` ends when it starts (no invented length);
+  an `uhrzeitBis` before `uhrzeitVon` on one day ends on the next day, and
+  `24:00` is the end of the day. Times are normalised through UTC, so a wall
+  time that does not exist on the spring-forward day (02:30) becomes the time
+  Google shows for it (03:30); an ambiguous one is its first occurrence, unless
+  the event already has the other (`keep_instants`). An unreadable Termin
+  raises ValueError naming the field (never the value).
 - Google: `date` edges are all-day with an **exclusive** end date;
   `dateTime` edges (with an offset, or local time plus `timeZone`) are
   converted to Europe/Berlin. Events are written with the offset of their
@@ -15,7 +19,8 @@ appointment in Europe/Berlin wall time: all-day or timed, first and last day
 - `art` is visible in the title: `Frist: <text>`, `Wiedervorlage: <text>`;
   a Termin's title is its text. `art` and `frNr` travel in
   `extendedProperties.private` (users cannot edit those in Google's UI), so
-  `art` is never changed from Google and the mapping can be rebuilt.
+  `art` is never changed from Google and the mapping can be rebuilt. A title
+  without its label is incomplete, like a missing stamp (`is_complete`).
 - Texts: None and "" are the same, CRLF becomes LF, outer blanks are dropped.
 """
 from __future__ import annotations
@@ -149,6 +154,15 @@ def from_termin(termin: dict) -> Appointment:
     if end.astimezone(timezone.utc) < start.astimezone(timezone.utc):
         end = start  # 02:30-03:00 on the spring switch day: 02:30 does not exist and becomes 03:30
     return Appointment(art, False, start.date(), end.date(), start.time(), end.time(), **texts)
+
+
+def unreadable(termin: dict) -> str | None:
+    """Why the mapping cannot read this Termin (the field, never its value), or None when it can."""
+    try:
+        from_termin(termin)
+        return None
+    except (ValueError, TypeError) as exc:
+        return str(exc)
 
 
 def termin_hash(termin: dict) -> str:

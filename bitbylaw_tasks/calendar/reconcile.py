@@ -16,6 +16,8 @@ Policies (SPEC §6):
 - gone from Google: a `Frist` or `Wiedervorlage` is re-created (PUT restores
   the same event id); a `Termin` too, unless `delete_termine` allows deleting
   it in Advoware; a change made in Advoware meanwhile always re-creates;
+- a Termin the mapping cannot read is left alone and listed in
+  `Plan.rejected` (the caller reports it): one bad Termin never stops the rest;
 - empty side: a side that reports nothing while the state knows at least
   `guard_min` appointments in the window stops the sync (`Plan.guard`)
   instead of deleting everything on the other side.
@@ -32,7 +34,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from bitbylaw_tasks.calendar.mapping import (Appointment, event_frnr, event_hash, event_id_for, from_event,
-                                             from_termin, is_complete, keep_instants, syncable, termin_hash)
+                                             from_termin, is_complete, keep_instants, syncable, termin_hash,
+                                             unreadable)
 
 INSERT_EVENT, UPDATE_EVENT, DELETE_EVENT = "insert_event", "update_event", "delete_event"
 CREATE_TERMIN, UPDATE_TERMIN, DELETE_TERMIN = "create_termin", "update_termin", "delete_termin"
@@ -157,12 +160,10 @@ class _Decider:
     def readable(self, termin: dict) -> bool:
         """False (and the frNr recorded in `plan.rejected`) for a Termin the mapping cannot read: it is left
         alone -- no event written or deleted, its status kept -- so one bad Termin never stops the others."""
-        try:
-            from_termin(termin)
-            return True
-        except (ValueError, TypeError) as exc:
-            self.plan.rejected[int(termin["frNr"])] = str(exc)
-            return False
+        why = unreadable(termin)
+        if why is not None:
+            self.plan.rejected[int(termin["frNr"])] = why
+        return why is None
 
     def probe(self, frnr: int):
         """(known, Termin-or-None); unknown probes are collected for the caller. An unreadable Termin

@@ -220,7 +220,8 @@ def _round(ctx: CalendarContext, result: SyncResult, totals: collections.Counter
         try:
             APPLY[action.kind](ctx, calendar_id, action)
         except BadRequest as exc:  # this one write is refused as invalid: skip it, never the whole employee
-            rejected[action.frnr] = f"{action.kind} refused ({exc.system} {exc.status})"
+            key = action.frnr if action.frnr is not None else f"event {action.event_id}"  # a Termin not made yet
+            rejected[key] = f"{action.kind} refused ({exc.system} {exc.status})"
             continue
         totals[action.kind] += 1
         if action.kind in rc.WRITES:
