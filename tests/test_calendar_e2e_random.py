@@ -416,10 +416,6 @@ def assert_expected(world: World, h: History, r: Round) -> None:
         assert text not in texts, "a recurring Google event became a Termin"
 
 
-def writes(world: World) -> dict:
-    return {k: v for k, v in world.writes().items()}
-
-
 @pytest.mark.parametrize("seed", _seeds())
 def test_random_histories_on_both_sides_meet_the_oracle(world, seed, monkeypatch):
     rnd = random.Random(seed)
@@ -453,4 +449,4 @@ def test_random_histories_on_both_sides_meet_the_oracle(world, seed, monkeypatch
         world.reset_calls()
         for kuerzel in EMPLOYEES:  # idempotence: a second sync writes nothing
             assert sync(kuerzel)["path"] == "no_change", f"round {round_no}: {kuerzel} wrote again"
-        assert writes(world) == {}
+        assert world.writes() == {}
