@@ -13,6 +13,7 @@ import redis
 SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
 DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
+SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -35,6 +36,14 @@ def record_sync(client: redis.Redis, domain: str, path: str, result: str, durati
 def record_api_call(client: redis.Redis, system: str) -> None:
     try:
         client.hincrby(API_CALLS_KEY, system, 1)
+    except redis.RedisError:
+        pass
+
+
+def record_skipped(client: redis.Redis, domain: str, count: int) -> None:
+    """Records one sync run skipped (and reported) instead of failing on them."""
+    try:
+        client.hincrby(SKIPPED_KEY, domain, count)
     except redis.RedisError:
         pass
 
@@ -64,6 +73,10 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
     lines += ["# HELP bitbylaw_api_calls_total Calls to external systems.", "# TYPE bitbylaw_api_calls_total counter"]
     for system, value in sorted(_fields(client, API_CALLS_KEY).items()):
         lines.append(f'bitbylaw_api_calls_total{{system="{system}"}} {value:g}')
+    lines += ["# HELP bitbylaw_skipped_records_total Records a sync skipped instead of failing (see its log).",
+              "# TYPE bitbylaw_skipped_records_total counter"]
+    for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
+        lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

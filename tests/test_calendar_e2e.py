@@ -482,3 +482,97 @@ def test_frist_whose_deleted_event_was_purged_comes_back_as_a_new_event(world):
     assert result["full"] and result["actions"] == {"update_event": 1}
     assert world.event(f["frNr"])["id"] == event_id
     world.assert_in_sync()
+
+
+# --- issue 19 ---
+def _raw_termin(world: World, frnr: int, **fields) -> None:
+    """Give a stored Termin values the simulator's API refuses but a real Advoware might send."""
+    with world.advo.lock:
+        world.advo.termine[frnr].update(fields)
+
+
+def test_one_bad_termin_among_many_does_not_stop_the_employees_sync(world, lock_redis, capsys, caplog):
+    import json
+
+    from bitbylaw_tasks.metrics import SKIPPED_KEY
+
+    good = [world.termin(offset=o) for o in range(2, 8)]
+    bad = world.termin(offset=9, text="kaputt")
+    _raw_termin(world, bad["frNr"], uhrzeitVon="25:00:00")
+    with caplog.at_level("WARNING", logger="bitbylaw_tasks.calendar.service"):
+        result = sync()
+    assert result["actions"] == {"insert_event": 6} and result["rejected"] == {str(bad["frNr"]): ANY_TIME_ERROR}
+    assert f"calendar AB: frNr {bad['frNr']} skipped: {ANY_TIME_ERROR}" in caplog.text
+    assert "kaputt" not in caplog.text  # the line names the field, never a text
+    assert sorted(m.event_frnr(e) for e in world.events()) == [t["frNr"] for t in good]
+    assert lock_redis.hget(SKIPPED_KEY, "calendar") == b"1"
+    assert _cli(["calendar", "status"]) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    assert status["rejected"] == {str(bad["frNr"]): ANY_TIME_ERROR}
+    assert _cli(["calendar", "audit", "AB"]) == 1
+    assert json.loads(capsys.readouterr().out)["rejected"] == {str(bad["frNr"]): ANY_TIME_ERROR}
+    # fixed in Advoware: synced on the next run, and the report is empty again
+    _raw_termin(world, bad["frNr"], uhrzeitVon="10:00:00", rowId="fixed")
+    result = sync()
+    assert result["actions"] == {"insert_event": 1} and result["rejected"] == {}
+    assert CalendarState(world.redis, "AB").rejected() == {}
+    world.assert_in_sync()
+
+
+ANY_TIME_ERROR = "uhrzeitVon: not a time (HH:MM[:SS], 00:00-24:00)"
+
+
+def test_termin_ending_past_midnight_or_at_24_00_keeps_its_end_through_a_google_edit(world):
+    late = world.termin(offset=5, text="Nachtsitzung")
+    _raw_termin(world, late["frNr"], uhrzeitVon="22:00:00", uhrzeitBis="01:00:00")  # same datum, as sent
+    whole = world.termin(offset=6, text="bis Mitternacht")
+    _raw_termin(world, whole["frNr"], uhrzeitBis="24:00:00")
+    result = sync()
+    assert result["actions"] == {"insert_event": 2} and result["rejected"] == {}
+    event = world.event(late["frNr"])
+    assert event["start"]["dateTime"].startswith(f"{day(5)}T22:00:00")
+    assert event["end"]["dateTime"].startswith(f"{day(6)}T01:00:00")
+    assert world.event(whole["frNr"])["end"]["dateTime"].startswith(f"{day(7)}T00:00:00")
+    for t in (late, whole):
+        world.google.human_update(world.calendar(), m.event_id_for(t["frNr"]), {"location": "Saal 2"})
+    assert sync()["actions"] == {"update_termin": 2}
+    after = world.advo.get_termin(late["frNr"])
+    assert (after["datum"][:10], after["uhrzeitVon"], after["datumBis"][:10], after["uhrzeitBis"]) == (
+        day(5), "22:00:00", day(6), "01:00:00")
+    after = world.advo.get_termin(whole["frNr"])
+    assert (after["datumBis"][:10], after["uhrzeitBis"], after["ort"]) == (day(7), "00:00:00", "Saal 2")
+    world.assert_in_sync()
+    assert sync()["path"] == "no_change"
+
+
+def test_event_at_the_second_0230_on_the_autumn_day_keeps_its_instant_when_stamped(world):
+    autumn = next(d for d in _dst_days() if d[5:7] != "03")
+    sync()
+    made = world.google.human_insert(world.calendar(), {
+        "summary": "zweites 02:30", "start": {"dateTime": f"{autumn}T02:30:00+01:00"},
+        "end": {"dateTime": f"{autumn}T03:30:00+01:00"}})
+    assert sync()["actions"] == {"create_termin": 1}
+    event = world.google.get_event(world.calendar(), made["id"])
+    assert m.event_frnr(event) is not None
+    assert (event["start"]["dateTime"], event["end"]["dateTime"]) == (f"{autumn}T02:30:00+01:00",
+                                                                      f"{autumn}T03:30:00+01:00")
+    world.advo.human_update_termin(m.event_frnr(event), text="nur der Text")  # Advoware's write keeps it too
+    assert sync()["actions"] == {"update_event": 1}
+    event = world.google.get_event(world.calendar(), made["id"])
+    assert (event["summary"], event["start"]["dateTime"]) == ("nur der Text", f"{autumn}T02:30:00+01:00")
+    world.assert_in_sync()
+    assert sync()["path"] == "no_change"
+
+
+def test_a_write_refused_with_400_is_reported_and_the_other_writes_go_through(world):
+    termine = [world.termin(offset=o) for o in range(2, 5)]
+    sync()
+    for t in termine:
+        world.google.human_update(world.calendar(), m.event_id_for(t["frNr"]), {"location": "Saal 9"})
+    world.sandbox.kit("advoware").add_fault(status=400, method="PUT", path="/api/v1/advonet/Termine", times=1)
+    result = sync()
+    assert result["actions"] == {"update_termin": 2}
+    (refused,) = result["rejected"]
+    assert result["rejected"][refused] == "update_termin refused (advoware 400)"
+    assert sorted(t["ort"] for t in world.termine()) == ["Kanzlei", "Saal 9", "Saal 9"]
+    assert CalendarState(world.redis, "AB").rejected() == result["rejected"]

@@ -200,3 +200,97 @@ def test_round_trips_through_google_and_advoware(appt, frnr):
 @given(appointments(), appointments())
 def test_hash_equal_exactly_when_canonical_equal(a, b):
     assert (a.content_hash() == b.content_hash()) == (a == b)
+
+
+# --- issue 19: times Advoware may send, and instants Google already carries ---
+def test_end_before_start_on_the_same_day_ends_the_next_day():
+    appt = m.from_termin(termin(uhrzeitVon="22:00", uhrzeitBis="01:00"))
+    assert (appt.start_date, appt.start_time) == (date(2024, 5, 10), time(22, 0))
+    assert (appt.end_date, appt.end_time) == (date(2024, 5, 11), time(1, 0))
+    body = m.to_termin(appt, "AB")
+    assert (body["datumBis"], body["uhrzeitBis"]) == ("2024-05-11", "01:00:00")  # nothing lost on a write-back
+    assert m.from_termin(body) == appt
+    assert m.to_event(appt, 1)["end"]["dateTime"] == "2024-05-11T01:00:00+02:00"
+
+
+@pytest.mark.parametrize("field", ["uhrzeitBis", "uhrzeitVon"])
+def test_uhrzeit_24_00_is_the_end_of_the_day(field):
+    appt = m.from_termin(termin(**{field: "24:00:00", "uhrzeitVon": "09:00" if field == "uhrzeitBis" else "24:00"}))
+    moment = (appt.end_date, appt.end_time) if field == "uhrzeitBis" else (appt.start_date, appt.start_time)
+    assert moment == (date(2024, 5, 11), time(0, 0))
+    assert m.from_termin(m.to_termin(appt, "AB")) == appt
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"uhrzeitVon": "25:00"}, "uhrzeitVon"), ({"uhrzeitBis": "10"}, "uhrzeitBis"),
+    ({"uhrzeitBis": "24:30"}, "uhrzeitBis"), ({"datum": "10.05.2024"}, "datum"), ({"datum": None}, "datum"),
+])
+def test_unreadable_termin_raises_value_error_naming_only_the_field(changes, field):
+    with pytest.raises(ValueError) as caught:
+        m.from_termin(termin(**changes))
+    assert str(caught.value).startswith(field) and "10.05" not in str(caught.value)
+
+
+def test_keep_instants_takes_the_events_second_0230_on_the_autumn_day():
+    event = {"summary": "x", "start": {"dateTime": "2024-10-27T02:30:00+01:00"},
+             "end": {"dateTime": "2024-10-27T03:30:00+01:00"}}
+    from_google = m.from_event(event)
+    wall = m.from_termin(termin(datum="2024-10-27", datumBis="2024-10-27", uhrzeitVon="02:30", uhrzeitBis="03:30"))
+    assert wall.comparable()[1:6] == from_google.comparable()[1:6]  # the same wall times: nothing to sync
+    kept = m.keep_instants(wall, from_google)
+    assert m.to_event(kept, 1)["start"]["dateTime"] == "2024-10-27T02:30:00+01:00"
+    assert m.to_event(kept, 1)["end"]["dateTime"] == "2024-10-27T03:30:00+01:00"
+    moved = m.from_termin(termin(datum="2024-10-27", datumBis="2024-10-27", uhrzeitVon="02:45", uhrzeitBis="03:30"))
+    assert m.to_event(m.keep_instants(moved, from_google), 1)["start"]["dateTime"] == "2024-10-27T02:45:00+02:00"
+    assert m.keep_instants(wall, None) == wall
+
+
+@pytest.mark.parametrize("summary,art,ok", [
+    ("Frist: Klage", "Frist", True), ("Frist:Klage", "Frist", True), ("Frist", "Frist", True),
+    ("Klage", "Frist", False), ("", "Wiedervorlage", False), ("Wiedervorlage: x", "Wiedervorlage", True),
+    ("Klage", "Termin", True), (None, "Termin", True),
+])
+def test_has_label(summary, art, ok):
+    assert m.has_label({"summary": summary}, art) is ok
+
+
+def test_keep_instants_never_makes_an_event_end_before_it_starts():
+    current = m.from_event({"start": {"dateTime": "2024-10-27T02:30:00+01:00"},
+                            "end": {"dateTime": "2024-10-27T02:40:00+01:00"}})
+    shorter = m.from_termin(termin(datum="2024-10-27", datumBis="2024-10-27", uhrzeitVon="02:30",
+                                   uhrzeitBis="02:50"))
+    event = m.to_event(m.keep_instants(shorter, current), 1)
+    assert event["start"]["dateTime"] <= event["end"]["dateTime"]
+    assert event["start"]["dateTime"] == "2024-10-27T02:30:00+02:00"
+
+
+def test_event_ending_in_the_repeated_hour_before_its_start_wall_time_keeps_its_end():
+    event = {"start": {"dateTime": "2024-10-27T02:30:00+02:00"}, "end": {"dateTime": "2024-10-27T02:10:00+01:00"}}
+    appt = m.from_event(event)
+    assert (appt.start_time, appt.end_time) == (time(2, 30), time(2, 10))  # 40 minutes, not zero
+    assert m.to_event(appt, 1)["end"]["dateTime"] == "2024-10-27T02:10:00+01:00"
+    assert m.from_termin(m.to_termin(appt, "AB")) == appt
+    assert m.to_event(m.from_termin(m.to_termin(appt, "AB")), 1)["end"] == m.to_event(appt, 1)["end"]
+
+
+clock = st.tuples(st.integers(0, 24), st.integers(0, 59)).map(
+    lambda hm: "24:00" if hm[0] == 24 else f"{hm[0]:02d}:{hm[1]:02d}")
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.integers(0, 1100), st.integers(0, 2), clock, st.one_of(st.none(), clock))
+def test_any_clock_times_read_without_loss_and_round_trip(offset, length, von, bis):
+    """Every HH:MM from 00:00 to 24:00, either order, DST days included: never an error, never an end before
+    the start, and the write-back (Advoware and Google) means the same instants."""
+    first = date(2024, 1, 1) + timedelta(days=offset)
+    raw = termin(datum=first.isoformat(), datumBis=(first + timedelta(days=length)).isoformat(),
+                 uhrzeitVon=von, uhrzeitBis=bis)
+    appt = m.from_termin(raw)
+    start = datetime.combine(appt.start_date, appt.start_time, tzinfo=m.TZ).astimezone(m.timezone.utc)
+    end = datetime.combine(appt.end_date, appt.end_time, tzinfo=m.TZ).astimezone(m.timezone.utc)
+    assert end >= start
+    again = m.from_termin(m.to_termin(appt, "AB"))
+    assert again == appt and m.to_event(again, 1) == m.to_event(appt, 1)
+    event = m.to_event(appt, 1)
+    assert datetime.fromisoformat(event["end"]["dateTime"]) == end
+    assert datetime.fromisoformat(event["start"]["dateTime"]) == start

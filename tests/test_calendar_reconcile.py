@@ -412,3 +412,72 @@ def test_random_edits_on_both_sides_converge(rounds, delete_termine):
     for frnr, t in w.advo.items():
         ev = live[w.state[frnr].event_id]
         assert m.from_event(ev).with_art(t["art"]) == m.from_termin(t) and m.event_frnr(ev) == frnr
+
+
+# --- issue 19 ---
+@pytest.mark.parametrize("art", ["Frist", "Wiedervorlage"])
+def test_frist_renamed_in_google_without_its_prefix_gets_the_prefix_back(art):
+    t = termin(1, art=art, text="Klage")
+    state, events = synced(t)
+    renamed = {**events[1], "etag": '"r1"', "summary": "Klageerwiderung"}
+    p = plan([t], [renamed], state)
+    assert kinds(p) == [rc.UPDATE_TERMIN] and p.actions[0].appt.text == "Klageerwiderung"
+    assert p.actions[0].stamp  # the event is written back, with `Frist: ` in front
+    # only the prefix removed (same text): the title is restored
+    bare = {**events[1], "etag": '"r2"', "summary": "Klage"}
+    assert kinds(plan([t], [bare], state)) == [rc.UPDATE_EVENT]
+    # state lost: an event without its prefix is not adopted as it is
+    assert kinds(plan([t], [bare], {}, full=True)) == [rc.UPDATE_EVENT]
+
+
+def test_state_lost_and_stamped_event_made_recurring_is_adopted_not_duplicated():
+    t = termin(1)
+    _, events = synced(t)
+    recurring = {**events[1], "id": "userevent7", "etag": '"r9"', "recurrence": ["RRULE:FREQ=WEEKLY"]}
+    p = plan([t], [recurring], {}, full=True)
+    assert kinds(p) == [rc.UPDATE_EVENT] and p.actions[0].event_id == "userevent7"
+
+
+def test_state_lost_and_recurring_stamped_event_whose_termin_is_gone_is_deleted():
+    t = termin(1)
+    _, events = synced(t)
+    recurring = {**events[1], "etag": '"r9"', "recurrence": ["RRULE:FREQ=WEEKLY"]}
+    assert plan([], [recurring], {}, full=True).missing_probes == {1}
+    p = plan([], [recurring], {}, full=True, probes={1: None})
+    assert kinds(p) == [rc.DELETE_EVENT] and p.actions[0].event_id == recurring["id"]
+
+
+def test_state_lost_and_stamped_event_moved_outside_the_window_is_adopted_not_duplicated():
+    t = termin(1)
+    _, events = synced(t)
+    far = {**events[1], "id": "userevent8", "etag": '"r9"', "start": {"date": "2027-01-01"},
+           "end": {"date": "2027-01-02"}}
+    p = plan([t], [far], {}, full=True)
+    assert kinds(p) == [rc.UPDATE_EVENT] and p.actions[0].event_id == "userevent8"
+
+
+def test_one_unreadable_termin_is_skipped_and_reported_while_the_others_sync():
+    bad = termin(2, uhrzeitVon="25:00")
+    good = [termin(1), termin(3)]
+    p = plan([good[0], bad, good[1]], [], {})
+    assert kinds(p) == [rc.INSERT_EVENT, rc.INSERT_EVENT] and [a.frnr for a in p.actions] == [1, 3]
+    assert list(p.rejected) == [2] and p.rejected[2].startswith("uhrzeitVon")
+    # a known pair whose Termin became unreadable: left alone (no delete, no write), status kept
+    state, events = synced(termin(2))
+    p = plan([bad], [events[2]], state, full=True)
+    assert p.actions == [] and list(p.rejected) == [2]
+    # and when the probe answers with an unreadable Termin
+    p = plan([], [], state, probes={2: bad})
+    assert p.actions == [] and list(p.rejected) == [2]
+
+
+def test_update_event_keeps_the_events_instant_at_the_second_0230():
+    t = termin(1, datum="2024-10-27", datumBis="2024-10-27", uhrzeitVon="02:30", uhrzeitBis="03:30")
+    state, events = synced(t)
+    second = {**events[1], "etag": '"r5"', "start": {"dateTime": "2024-10-27T02:30:00+01:00"}}
+    state = {1: rc.item_for(second["id"], m.from_termin(t), t, second)}
+    changed = {**t, "text": "neu", "rowId": "r-new"}
+    (action,) = plan([changed], [], state).actions  # incremental: the event is not in the listing
+    assert action.kind == rc.UPDATE_EVENT
+    p = plan([changed], [second], {**state, 1: replace(state[1], g_etag='"old"')})
+    assert m.to_event(p.actions[0].appt, 1)["start"]["dateTime"] == "2024-10-27T02:30:00+01:00"

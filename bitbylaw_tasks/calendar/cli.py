@@ -20,13 +20,14 @@ def _print(doc) -> None:
 
 def cmd_audit(args, settings: Settings) -> int:
     """Read-only: what differs between the employee's Termine and calendar (exit 1 when anything does)."""
+    from bitbylaw_tasks.calendar.audit import audit
     from bitbylaw_tasks.calendar.tasks import context_for
 
     ctx = context_for(settings, args.kuerzel)
-    report = service.audit(ctx.advoware, ctx.google, ctx.state, ctx.policy)
+    report = audit(ctx.advoware, ctx.google, ctx.state, ctx.policy)
     _print(report)
     dirty = any(report.get(k) for k in ("differ", "only_advoware", "only_google_unstamped",
-                                        "stamped_without_termin", "duplicates"))
+                                        "stamped_without_termin", "duplicates", "rejected"))
     return 1 if dirty or report["calendar"] is None else 0
 
 

@@ -5,9 +5,13 @@ appointment in Europe/Berlin wall time: all-day or timed, first and last day
 (inclusive), start and end time, `art`, `text`, `ort`, `notiz`. Rules:
 
 - Advoware: `ganztaegig`, or a Termin without `uhrzeitVon`, is all-day. A
-  timed Termin without `uhrzeitBis` ends when it starts (no invented length).
-  Times are normalised through UTC, so a wall time that does not exist on the
-  spring-forward day (02:30) becomes the time Google shows for it (03:30).
+  timed Termin without `uhrzeitBis` ends when it starts (no invented length);
+  an `uhrzeitBis` before `uhrzeitVon` on one day ends on the next day, and
+  `24:00` is the end of the day. Times are normalised through UTC, so a wall
+  time that does not exist on the spring-forward day (02:30) becomes the time
+  Google shows for it (03:30); an ambiguous one is its first occurrence, unless
+  the event already has the other (`keep_instants`). An unreadable Termin
+  raises ValueError naming the field (never the value).
 - Google: `date` edges are all-day with an **exclusive** end date;
   `dateTime` edges (with an offset, or local time plus `timeZone`) are
   converted to Europe/Berlin. Events are written with the offset of their
@@ -15,7 +19,8 @@ appointment in Europe/Berlin wall time: all-day or timed, first and last day
 - `art` is visible in the title: `Frist: <text>`, `Wiedervorlage: <text>`;
   a Termin's title is its text. `art` and `frNr` travel in
   `extendedProperties.private` (users cannot edit those in Google's UI), so
-  `art` is never changed from Google and the mapping can be rebuilt.
+  `art` is never changed from Google and the mapping can be rebuilt. A title
+  without its label is incomplete, like a missing stamp (`is_complete`).
 - Texts: None and "" are the same, CRLF becomes LF, outer blanks are dropped.
 """
 from __future__ import annotations
@@ -76,24 +81,36 @@ def clean_text(value) -> str:
     return str(value).replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
-def _parse_day(value) -> date | None:
+def _parse_day(value, name: str) -> date | None:
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
-    return date.fromisoformat(str(value)[:10])
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{name}: not a date") from None  # the message names the field, never the value
 
 
-def _parse_time(value) -> time | None:
+def _parse_wall(day: date, value, name: str) -> datetime | None:
+    """A Termin's wall time on `day` (naive); `24:00` is the end of the day, i.e. 00:00 of the next one."""
     if value in (None, ""):
         return None
     text = str(value)
     if "T" in text:
         text = text.split("T", 1)[1]
     parts = text.split(":")
-    return time(int(parts[0]), int(parts[1]), int(parts[2][:2]) if len(parts) > 2 else 0)
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        hour, minute, second = int(parts[0]), int(parts[1]), int(parts[2][:2]) if len(parts) > 2 else 0
+        if (hour, minute, second) == (24, 0, 0):
+            return datetime.combine(day + timedelta(days=1), time())
+        return datetime.combine(day, time(hour, minute, second))
+    except ValueError:
+        raise ValueError(f"{name}: not a time (HH:MM[:SS], 00:00-24:00)") from None
 
 
 def normalise_wall_time(day: date, moment: time) -> datetime:
@@ -103,22 +120,49 @@ def normalise_wall_time(day: date, moment: time) -> datetime:
     return local.astimezone(timezone.utc).astimezone(TZ)
 
 
+def _utc(day: date, moment: time) -> datetime:
+    """The instant of a Berlin wall time (its `fold` picks the occurrence). Compare instants in UTC: two
+    datetimes in the same zone compare by wall time, and the autumn 02:30s would look equal."""
+    return datetime.combine(day, moment, tzinfo=TZ).astimezone(timezone.utc)
+
+
 # --- Advoware ---
 def from_termin(termin: dict) -> Appointment:
-    start_date = _parse_day(termin.get("datum"))
+    """The canonical form of a Termin. Raises ValueError (naming the field, not its value) when unreadable."""
+    start_date = _parse_day(termin.get("datum"), "datum")
     if start_date is None:
-        raise ValueError("Termin without datum")
-    end_date = max(_parse_day(termin.get("datumBis")) or start_date, start_date)
-    von = _parse_time(termin.get("uhrzeitVon"))
+        raise ValueError("datum: missing")
+    end_date = max(_parse_day(termin.get("datumBis"), "datumBis") or start_date, start_date)
     art = termin.get("art") if termin.get("art") in ARTEN else "Termin"
     texts = dict(text=clean_text(termin.get("text")), ort=clean_text(termin.get("ort")),
                  notiz=clean_text(termin.get("notiz")))
-    if termin.get("ganztaegig") or von is None:
+    von = None if termin.get("ganztaegig") else _parse_wall(start_date, termin.get("uhrzeitVon"), "uhrzeitVon")
+    if von is None:
         return Appointment(art, True, start_date, end_date, **texts)
-    bis = _parse_time(termin.get("uhrzeitBis")) or von
-    start = normalise_wall_time(start_date, von)
-    end = max(normalise_wall_time(end_date, bis), start)
+    bis = _parse_wall(end_date, termin.get("uhrzeitBis"), "uhrzeitBis")
+    start = normalise_wall_time(von.date(), von.time())
+    if bis is None:
+        end = start  # no end time: it ends when it starts
+    elif bis >= von:
+        end = normalise_wall_time(bis.date(), bis.time())
+    else:
+        # 22:00-01:00 on one day: the end is past midnight, on the next day -- unless the end is in the
+        # hour repeated on the autumn switch day (02:30-02:10 = 40 minutes, as Google may send it)
+        end = normalise_wall_time(bis.date(), bis.time().replace(fold=1))
+        if end.astimezone(timezone.utc) < start.astimezone(timezone.utc):
+            end = normalise_wall_time(bis.date() + timedelta(days=1), bis.time())
+    if end.astimezone(timezone.utc) < start.astimezone(timezone.utc):
+        end = start  # 02:30-03:00 on the spring switch day: 02:30 does not exist and becomes 03:30
     return Appointment(art, False, start.date(), end.date(), start.time(), end.time(), **texts)
+
+
+def unreadable(termin: dict) -> str | None:
+    """Why the mapping cannot read this Termin (the field, never its value), or None when it can."""
+    try:
+        from_termin(termin)
+        return None
+    except (ValueError, TypeError) as exc:
+        return str(exc)
 
 
 def termin_hash(termin: dict) -> str:
@@ -164,6 +208,32 @@ def text_from_summary(summary, art: str) -> str:
     return text
 
 
+def has_label(event: dict, art: str) -> bool:
+    """Whether the event's title shows its art (`Frist: ...`); a Termin has no label, so always True."""
+    label = LABELS.get(art)
+    if not label:
+        return True
+    text = clean_text(event.get("summary"))
+    return text == label or text.startswith(label + ":")
+
+
+def keep_instants(appt: Appointment, current: Appointment | None) -> Appointment:
+    """`appt` (e.g. from a Termin's wall times), but where an edge shows the same wall time as the event's
+    current one, that event's own instant: the second 02:30 on the autumn switch day stays the second one.
+    Advoware's wall times alone are read as the first occurrence (`normalise_wall_time`)."""
+    if current is None or appt.allday or current.allday:
+        return appt
+    start_time, end_time = appt.start_time, appt.end_time
+    if (appt.start_date, appt.start_time) == (current.start_date, current.start_time):
+        start_time = current.start_time  # equal wall times; `fold` tells which occurrence
+    if (appt.end_date, appt.end_time) == (current.end_date, current.end_time):
+        end_time = current.end_time
+    kept = replace(appt, start_time=start_time, end_time=end_time)
+    if _utc(kept.end_date, end_time) < _utc(kept.start_date, start_time):
+        return appt  # one edge kept, the other moved: the mix would end before it starts
+    return kept
+
+
 def _edge(appt: Appointment, day: date, moment: time | None) -> dict:
     if appt.allday:
         return {"date": day.isoformat()}
@@ -205,6 +275,11 @@ def is_stamped(event: dict, frnr: int, art: str) -> bool:
     return event_frnr(event) == int(frnr) and event_art(event) == art
 
 
+def is_complete(event: dict, frnr: int, art: str) -> bool:
+    """The event carries what the product writes besides the content: the frNr stamp and the art's label."""
+    return is_stamped(event, frnr, art) and has_label(event, art)
+
+
 def _moment(edge: dict, default_tz: str) -> datetime:
     raw = edge["dateTime"]
     parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -234,8 +309,9 @@ def from_event(event: dict, default_tz: str = TZ_NAME) -> Appointment:
         first = date.fromisoformat(start["date"])
         last = max(date.fromisoformat(end.get("date") or start["date"]) - timedelta(days=1), first)
         return Appointment(art, True, first, last, **texts)
-    begin = _moment(start, default_tz)
-    finish = max(_moment(end, default_tz), begin)
+    begin, finish = _moment(start, default_tz), _moment(end, default_tz)
+    if finish.astimezone(timezone.utc) < begin.astimezone(timezone.utc):
+        finish = begin
     begin, finish = begin.replace(microsecond=0), finish.replace(microsecond=0)
     return Appointment(art, False, begin.date(), finish.date(), begin.time().replace(tzinfo=None),
                        finish.time().replace(tzinfo=None), **texts)

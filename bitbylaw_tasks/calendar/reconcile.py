@@ -16,6 +16,8 @@ Policies (SPEC §6):
 - gone from Google: a `Frist` or `Wiedervorlage` is re-created (PUT restores
   the same event id); a `Termin` too, unless `delete_termine` allows deleting
   it in Advoware; a change made in Advoware meanwhile always re-creates;
+- a Termin the mapping cannot read is left alone and listed in
+  `Plan.rejected` (the caller reports it): one bad Termin never stops the rest;
 - empty side: a side that reports nothing while the state knows at least
   `guard_min` appointments in the window stops the sync (`Plan.guard`)
   instead of deleting everything on the other side.
@@ -32,7 +34,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from bitbylaw_tasks.calendar.mapping import (Appointment, event_frnr, event_hash, event_id_for, from_event,
-                                             from_termin, is_stamped, syncable, termin_hash)
+                                             from_termin, is_complete, keep_instants, syncable, termin_hash,
+                                             unreadable)
 
 INSERT_EVENT, UPDATE_EVENT, DELETE_EVENT = "insert_event", "update_event", "delete_event"
 CREATE_TERMIN, UPDATE_TERMIN, DELETE_TERMIN = "create_termin", "update_termin", "delete_termin"
@@ -88,6 +91,7 @@ class Plan:
     guard: str | None = None
     skipped: collections.Counter = field(default_factory=collections.Counter)
     drop_pending: set[str] = field(default_factory=set)
+    rejected: dict[int, str] = field(default_factory=dict)  # frNr -> why its Termin cannot be read (skipped)
 
     def kinds(self) -> collections.Counter:
         return collections.Counter(a.kind for a in self.actions)
@@ -116,7 +120,10 @@ class _Decider:
         self.inp = inp
         self.plan = Plan()
         self.first, self.last = inp.window
-        self.advo = {int(t["frNr"]): t for t in inp.termine}
+        self.advo: dict[int, dict] = {}
+        for termin in inp.termine:
+            if self.readable(termin):
+                self.advo[int(termin["frNr"])] = termin
         self.live: dict[str, dict] = {}
         self.cancelled: set[str] = set()
         for ev in inp.events:
@@ -134,6 +141,9 @@ class _Decider:
         appt = kw.get("appt")
         if appt is not None and not self.in_window(appt):
             kw["keep"] = False  # written, but not followed any more: it left the window
+        current = self.live.get(kw.get("event_id"))
+        if kind == UPDATE_EVENT and current is not None:
+            kw["appt"] = keep_instants(appt, self.event_span(current))  # an exact instant Google has stays
         self.plan.actions.append(Action(kind, **kw))
 
     def in_window(self, appt: Appointment) -> bool:
@@ -147,12 +157,29 @@ class _Decider:
         except (KeyError, ValueError):
             return None
 
+    def readable(self, termin: dict) -> bool:
+        """False (and the frNr recorded in `plan.rejected`) for a Termin the mapping cannot read: it is left
+        alone -- no event written or deleted, its status kept -- so one bad Termin never stops the others."""
+        why = unreadable(termin)
+        if why is not None:
+            self.plan.rejected[int(termin["frNr"])] = why
+        return why is None
+
     def probe(self, frnr: int):
-        """(known, Termin-or-None); unknown probes are collected for the caller."""
+        """(known, Termin-or-None); unknown probes are collected for the caller. An unreadable Termin
+        counts as not known: nothing is decided for it."""
         if frnr in self.inp.probes:
-            return True, self.inp.probes[frnr]
+            found = self.inp.probes[frnr]
+            return found is None or self.readable(found), found
         self.plan.missing_probes.add(frnr)
         return False, None
+
+    def event_span(self, ev: dict) -> Appointment | None:
+        """Where an event lies, also for one we do not sync (recurring: its first occurrence)."""
+        try:
+            return from_event(ev)
+        except (KeyError, ValueError, TypeError):
+            return None
 
     def record(self, frnr: int, event_id: str, appt: Appointment, termin: dict, event: dict | None,
                old: Item | None = None) -> None:
@@ -167,7 +194,7 @@ class _Decider:
     # --- the table ---
     def run(self) -> Plan:
         self.collect_claims()
-        for frnr in sorted(set(self.inp.state) | set(self.advo) | set(self.claims)):
+        for frnr in sorted((set(self.inp.state) | set(self.advo) | set(self.claims)) - set(self.plan.rejected)):
             if frnr in self.inp.state:
                 self.known(frnr, self.inp.state[frnr])
             else:
@@ -183,8 +210,11 @@ class _Decider:
             frnr = event_frnr(ev)
             if event_id in self.mapped or frnr is None or frnr in self.inp.state:
                 continue
-            appt = self.event_appt(ev)
-            if appt is None or not self.in_window(appt):
+            # Claimed even when we do not sync it (made recurring) or it lies outside the window: its Termin is
+            # listed (Advoware's version goes back; no second event), or it is in the window (probed; an orphan
+            # is deleted). Skipping it would insert a twin, or leave it stamped for ever.
+            span = self.event_span(ev)
+            if frnr not in self.advo and (span is None or not self.in_window(span)):
                 continue
             if frnr not in self.claims or event_id == event_id_for(frnr):
                 self.claims[frnr] = event_id
@@ -215,14 +245,14 @@ class _Decider:
             if found is None or found.get("kuerzel") != self.inp.kuerzel:
                 self.act(DELETE_EVENT, frnr=frnr, event_id=event_id, etag=ev.get("etag"), keep=False,
                          reason="deleted in Advoware" if found is None else "moved to another employee")
-            elif from_termin(found) != self.event_appt(ev) or not is_stamped(ev, frnr, found.get("art")):
+            elif from_termin(found) != self.event_appt(ev) or not is_complete(ev, frnr, found.get("art")):
                 self.act(UPDATE_EVENT, frnr=frnr, event_id=event_id, appt=from_termin(found), etag=ev.get("etag"),
                          termin=found, keep=False, reason="moved outside the window in Advoware")
             return
         appt = from_termin(termin)
         if ev is None:
             self.act(INSERT_EVENT, frnr=frnr, appt=appt, termin=termin, reason="new in Advoware")
-        elif self.event_appt(ev) == appt and is_stamped(ev, frnr, appt.art):
+        elif self.event_appt(ev) == appt and is_complete(ev, frnr, appt.art):
             self.record(frnr, event_id, appt, termin, ev)
         else:
             self.act(UPDATE_EVENT, frnr=frnr, event_id=event_id, appt=appt, etag=ev.get("etag"), termin=termin,
@@ -270,7 +300,7 @@ class _Decider:
             return
         g_changed = ev is not None and ev.get("etag") != s.g_etag and event_hash(ev) != s.g_hash
         same = g_appt is not None and g_appt.with_art(appt.art) == appt
-        stamped = ev is None or is_stamped(ev, frnr, appt.art)
+        stamped = ev is None or is_complete(ev, frnr, appt.art)  # a Frist without its `Frist: ` is written back
         if a_changed and g_changed and not same:
             self.act(UPDATE_EVENT, frnr=frnr, event_id=s.event_id, appt=appt, etag=etag, termin=termin,
                      reason="conflict: Advoware wins")

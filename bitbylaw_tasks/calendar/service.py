@@ -20,13 +20,13 @@ from datetime import date, datetime, timedelta
 from typing import Callable
 
 from bitbylaw_tasks.calendar import reconcile as rc
-from bitbylaw_tasks.calendar.mapping import (TZ, event_frnr, event_id_for, from_event, from_termin, syncable,
-                                             to_event, to_termin)
+from bitbylaw_tasks.calendar.mapping import (TZ, event_id_for, from_event, from_termin, keep_instants, to_event,
+                                             to_termin)
 from bitbylaw_tasks.calendar.state import CalendarState
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
 from integrations.google_calendar import GoogleCalendarClient, calendar_properties
-from integrations.http import Conflict, Gone, NotFound, PreconditionFailed
+from integrations.http import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class SyncResult:
     rounds: int = 0
     actions: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    rejected: dict = field(default_factory=dict)  # frNr -> why it was skipped (unreadable, or a write refused)
     google_calls: int = 0
     advoware_calls: int = 0
 
@@ -214,15 +215,31 @@ def _round(ctx: CalendarContext, result: SyncResult, totals: collections.Counter
         raise EmptySideGuard(f"calendar {ctx.kuerzel}: {plan.guard}: a side reports no appointments while "
                              f"the state knows many; check, then `bitbylaw calendar sync {ctx.kuerzel} --force`")
     result.skipped = dict(plan.skipped)
+    rejected = dict(plan.rejected)
     for action in plan.actions:
-        APPLY[action.kind](ctx, calendar_id, action)
+        try:
+            APPLY[action.kind](ctx, calendar_id, action)
+        except BadRequest as exc:  # this one write is refused as invalid: skip it, never the whole employee
+            key = action.frnr if action.frnr is not None else f"event {action.event_id}"  # a Termin not made yet
+            rejected[key] = f"{action.kind} refused ({exc.system} {exc.status})"
+            continue
         totals[action.kind] += 1
         if action.kind in rc.WRITES:
             log.info("calendar %s: frNr %s event %s: %s (%s)", ctx.kuerzel, action.frnr, action.event_id,
                      action.kind, action.reason)
+    _report_rejected(ctx, result, rejected)
     ctx.state.end_create(*plan.drop_pending)
     if not ctx.state.finish(calendar_id, token, full=full):
         log.warning("calendar %s: the state was lost during the sync; the next sync rebuilds it", ctx.kuerzel)
+
+
+def _report_rejected(ctx: CalendarContext, result: SyncResult, rejected: dict) -> None:
+    """Tell the operator about skipped Termine: a log line each (frNr and field, never a value), the task
+    result, and the state (`bitbylaw calendar status`); the task counts them as a metric."""
+    for frnr, why in sorted(rejected.items(), key=lambda kv: str(kv[0])):
+        log.warning("calendar %s: frNr %s skipped: %s", ctx.kuerzel, frnr, why)
+    result.rejected = {str(frnr): why for frnr, why in rejected.items()}
+    ctx.state.set_rejected(result.rejected)
 
 
 def _probe(ctx: CalendarContext, frnr: int) -> dict | None:
@@ -282,7 +299,8 @@ def _delete_event(ctx: CalendarContext, calendar_id: str, a: rc.Action) -> None:
 
 def _stamp(ctx: CalendarContext, calendar_id: str, a: rc.Action, termin: dict) -> None:
     """Write the Termin's content and frNr stamp to the Google event it came from."""
-    frnr, appt = int(termin["frNr"]), from_termin(termin)
+    frnr = int(termin["frNr"])
+    appt = keep_instants(from_termin(termin), from_event(a.event) if a.event else None)
     ctx.before_write()
     try:
         event = ctx.google.update_event(calendar_id, a.event_id, to_event(appt, frnr), etag=a.etag)
@@ -334,54 +352,3 @@ APPLY = {
     rc.RECORD: lambda ctx, calendar_id, a: ctx.state.put(a.frnr, a.item),
     rc.FORGET: lambda ctx, calendar_id, a: ctx.state.forget(a.frnr),
 }
-
-
-# --- read-only audit (CLI) ---
-def audit(advoware: AdvowareClient, google: GoogleCalendarClient, state: CalendarState,
-          policy: Policy = Policy(), today: date | None = None) -> dict:
-    """The differences between an employee's Termine and calendar, without writing anything anywhere."""
-    kuerzel = state.kuerzel
-    first, last = window(today or datetime.now(TZ).date(), policy)
-    meta, items, _ = state.snapshot()
-    report: dict = {"kuerzel": kuerzel, "window": [first.isoformat(), last.isoformat()], "calendar": None}
-    calendar_id = meta.calendar_id or (find_calendar(google, kuerzel) or {}).get("id")
-    termine = {int(t["frNr"]): t for t in advoware.list_termine(kuerzel, first, last)}
-    report["advoware"] = len(termine)
-    if calendar_id is None:
-        report["only_advoware"] = sorted(termine)
-        return report
-    report["calendar"] = calendar_id
-    events, _ = google.list_events(calendar_id)
-    by_frnr: dict[int, list[dict]] = collections.defaultdict(list)
-    unstamped = []
-    for event in events:
-        if not syncable(event):
-            continue
-        appt = from_event(event)
-        if not appt.overlaps(first, last) and event_frnr(event) not in termine:
-            continue
-        frnr = event_frnr(event)
-        (by_frnr[frnr].append(event) if frnr is not None else unstamped.append(event["id"]))
-    report["google"] = sum(len(v) for v in by_frnr.values()) + len(unstamped)
-    differ, equal = [], 0
-    for frnr, termin in sorted(termine.items()):
-        if frnr not in by_frnr:
-            continue
-        a, g = from_termin(termin), from_event(by_frnr[frnr][0]).with_art(termin.get("art") or "Termin")
-        if a == g:
-            equal += 1
-            continue
-        fields = {name: [str(getattr(a, name)), str(getattr(g, name))]
-                  for name in vars(a) if getattr(a, name) != getattr(g, name)}
-        differ.append({"frNr": frnr, "eventId": by_frnr[frnr][0]["id"], "fields": fields})
-    report.update(
-        equal=equal, differ=differ,
-        only_advoware=sorted(set(termine) - set(by_frnr)),
-        only_google_unstamped=sorted(unstamped),
-        stamped_without_termin=sorted(f for f in by_frnr if f not in termine),
-        duplicates=sorted(f for f, evs in by_frnr.items() if len(evs) > 1),
-        state={"items": len(items), "sync_token": bool(meta.sync_token),
-               "unknown_to_state": sorted(f for f in termine if f in by_frnr and f not in items),
-               "event_id_mismatch": sorted(f for f, item in items.items()
-                                           if f in by_frnr and item.event_id not in {e["id"] for e in by_frnr[f]})})
-    return report

@@ -7,7 +7,9 @@ Keys (one employee = one `kuerzel`):
 - `calendar:{kuerzel}:items` (hash): frNr -> JSON of `reconcile.Item`
   (event id, art, first/last day, Advoware rowId + hash, Google etag + hash);
 - `calendar:{kuerzel}:pending` (hash): event id -> epoch, the journal of
-  Termin POSTs for Google-made events whose answer was not recorded yet.
+  Termin POSTs for Google-made events whose answer was not recorded yet;
+- `calendar:{kuerzel}:rejected` (hash): frNr -> why the last sync skipped it
+  (a Termin it cannot read, or a write refused as invalid), for the operator.
 
 Items are written one by one right after each write to either side, so a sync
 that dies half-way leaves a state that is true for every finished action.
@@ -63,6 +65,7 @@ class CalendarState:
         self.meta_key = f"{PREFIX}:{kuerzel}:meta"
         self.items_key = f"{PREFIX}:{kuerzel}:items"
         self.pending_key = f"{PREFIX}:{kuerzel}:pending"
+        self.rejected_key = f"{PREFIX}:{kuerzel}:rejected"
 
     # --- meta ---
     def meta(self) -> Meta:
@@ -132,14 +135,26 @@ class CalendarState:
         if event_ids:
             self.redis.hdel(self.pending_key, *event_ids)
 
+    # --- what the last sync skipped ---
+    def set_rejected(self, rejected: dict[str, str]) -> None:
+        pipe = self.redis.pipeline()
+        pipe.delete(self.rejected_key)
+        if rejected:
+            pipe.hset(self.rejected_key, mapping=rejected)
+        pipe.execute()
+
+    def rejected(self) -> dict[str, str]:
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.rejected_key).items()}
+
     # --- operators ---
     def clear(self) -> int:
-        return int(self.redis.delete(self.meta_key, self.items_key, self.pending_key))
+        return int(self.redis.delete(self.meta_key, self.items_key, self.pending_key, self.rejected_key))
 
     def summary(self) -> dict:
         meta = self.meta()
         return {"kuerzel": self.kuerzel, "calendar": bool(meta.calendar_id), "sync_token": bool(meta.sync_token),
                 "items": int(self.redis.hlen(self.items_key)), "pending": int(self.redis.hlen(self.pending_key)),
+                "rejected": self.rejected(),
                 "full_at": meta.full_at, "synced_at": meta.synced_at}
 
 

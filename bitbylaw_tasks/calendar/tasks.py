@@ -5,6 +5,7 @@
 once more afterwards), builds the clients and calls the service. Transient API
 errors are retried through Celery with back-off and jitter; the empty-side
 guard and anything else a human must see end as a failed task in Flower.
+Termine the sync skipped (unreadable) are counted in the `skipped` metric.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from bitbylaw_tasks.clients import clients_for, google_calendar_client
 from bitbylaw_tasks.enqueue import EntityTask, coalesce_key, enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY, run_exclusive
 from bitbylaw_tasks.locks import EntityLock
+from bitbylaw_tasks.metrics import record_skipped
 from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
 from bitbylaw_tasks.outcomes import transient_countdown as retry_countdown
 
@@ -66,7 +68,10 @@ def sync_employee(self, kuerzel: str, force: bool = False) -> dict:
         try:
             ctx = context_for(settings, kuerzel, force=force)
             ctx.lock = lock
-            return dataclasses.asdict(service.sync_employee(ctx))
+            result = service.sync_employee(ctx)
+            if result.rejected:
+                record_skipped(client, "calendar", len(result.rejected))
+            return dataclasses.asdict(result)
         except Exception as exc:  # transient: ApiError.transient (timeouts, 5xx, 429) and StillChanging
             if getattr(exc, "transient", False) and self.request.retries < settings.transient_retries:
                 countdown = retry_countdown(self.request.retries, exc, celeryconfig.max_countdown(settings))
