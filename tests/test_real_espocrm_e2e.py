@@ -9,6 +9,7 @@ created), the webhooks were registered by that setup with `skipOwn`, and the ext
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -340,3 +341,25 @@ def test_initial_kommunikation_sync_matches_equal_values_across_formats(real_sys
     assert sorted(p for p, _, _ in _phones(real, record["id"])) == ["+491717654321", "+49301234567"]
     assert _emails(real, record["id"]) == ["ina@kanzlei.example"]
     assert run_sync(record["id"])["path"] == "no_change"
+
+
+# ------------------------------------------------------------------ the sweep against the real EspoCRM
+def test_the_sweep_finds_an_advoware_only_change_and_auto_resets_a_permanent_failure(real_system, sandbox):
+    """The `beteiligte.sweep` task queries the real EspoCRM (both `where` rules and keyset paging in real
+    SQL): the rolling check picks up a change made only in Advoware; a `permanently_failed` record whose
+    reset time passed is reset and synced."""
+    from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
+
+    real, _ = real_system
+    changed = _created(real, {"firstName": "Rolling", "lastName": unique("Muster")})
+    paused = _created(real, {"firstName": "Paused", "lastName": unique("Muster")})
+    sandbox.state("advoware").human_update_beteiligte(changed["betnr"], vorname="Rollo")
+    past = format_espo_datetime(datetime.now(timezone.utc) - timedelta(minutes=5))
+    real.client().update_beteiligte(paused["id"], {"syncStatus": "permanently_failed", "syncRetryCount": 5,
+                                                    "syncAutoResetAt": past, "syncErrorMessage": "Unavailable: 503"})
+    result = app.send_task("beteiligte.sweep").get(timeout=60)
+    wait_idle()
+    assert result["by_rule"].get("auto_reset") == 1 and result["rolling"] >= 1
+    assert _espo(real, changed["id"])["firstName"] == "Rollo"
+    after = _espo(real, paused["id"])
+    assert (after["syncStatus"], after["syncRetryCount"], after["syncErrorMessage"] or "") == ("clean", 0, "")
