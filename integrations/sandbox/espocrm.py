@@ -120,11 +120,15 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
 
     @app.post("/_sandbox/espocrm-settings")
     def espocrm_settings():
-        """EspoCRM's own settings the simulator can switch (until reset): `phoneNumberInternational`."""
+        """EspoCRM's own settings the simulator can switch (until reset): `phoneNumberInternational`, and
+        `sharedPhoneNumberTypes` (a number's type shared by every record, as the real EspoCRM stores it)."""
         data = request.get_json(force=True, silent=True) or {}
         if "phoneNumberInternational" in data:
             state.phone_number_international = bool(data["phoneNumberInternational"])
-        return jsonify({"phoneNumberInternational": state.phone_number_international})
+        if "sharedPhoneNumberTypes" in data:  # not an EspoCRM setting: how the real one always behaves
+            state.shared_phone_types = bool(data["sharedPhoneNumberTypes"])
+        return jsonify({"phoneNumberInternational": state.phone_number_international,
+                        "sharedPhoneNumberTypes": state.shared_phone_types})
 
     @app.errorhandler(EspoError)
     def _espo_error(exc: EspoError):

@@ -69,6 +69,11 @@ class EspoState:
             # E.164 and a number without a country code is refused. Off here until the Kommunikation sync
             # writes E.164 (docs/sandbox-espocrm.md, "real EspoCRM 9.2.7").
             self.phone_number_international = False
+            # A real EspoCRM keeps a number's type on the number (one `phone_number` row shared by every
+            # record): a record saving a number with another type changes it for all. Off here until the
+            # Kommunikation planner tells a shared number's type change from a user's edit.
+            self.shared_phone_types = False
+            self.phone_types: dict[str, str] = {}
             self.hooks.clear()
 
     def close(self) -> None:
@@ -107,11 +112,18 @@ class EspoState:
             record = self.records.get(record_id)
             if record is None:
                 raise EspoError(404, "Not Found")
-            return copy.deepcopy(record)
+            return self._phone_types_of(copy.deepcopy(record))
 
     def all_records(self) -> list[dict]:
         with self.lock:
-            return copy.deepcopy(list(self.records.values()))
+            return [self._phone_types_of(r) for r in copy.deepcopy(list(self.records.values()))]
+
+    def _phone_types_of(self, record: dict) -> dict:
+        """`record` with each number's shared type (when `shared_phone_types` is on)."""
+        if self.shared_phone_types:
+            for item in record.get("phoneNumberData") or []:
+                item["type"] = self.phone_types.get(item["phoneNumber"], item["type"])
+        return record
 
     # ------------------------------------------------------------ writes
     def save(self, record_id: str | None, data: dict, user: dict, *, version_number: int | None = None,
@@ -153,6 +165,9 @@ class EspoState:
             for name in changed:
                 self.field_versions[new["id"]][name] = new["versionNumber"]
             self.records[new["id"]] = new
+            for item in clean.get("phoneNumberData") or []:
+                self.phone_types[item["phoneNumber"]] = item["type"]
+            new = self._phone_types_of(copy.deepcopy(new))
             if not silent:
                 self._emit(creating, new, stored, changed, user)
             return copy.deepcopy(new)
