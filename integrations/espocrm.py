@@ -9,6 +9,7 @@ bracket parameters (`where[0][type]=equals&where[0][attribute]=...`).
 from __future__ import annotations
 
 import collections
+import time
 from typing import Any, Iterator
 
 import requests
@@ -19,6 +20,7 @@ from integrations.http import BadRequest, Conflict, RateGate, RateLimited, Timeo
 SYSTEM = "espocrm"
 ENTITY = "CBeteiligte"
 MAX_SIZE = 200
+SETTINGS_TTL = 600.0  # seconds a read of EspoCRM's settings (phone number format) is trusted
 
 
 class W:
@@ -195,7 +197,7 @@ class EspoCrmClient:
         self.session = session or _without_429_retries(make_session())
         self.session.headers.update({"X-Api-Key": api_key, "Accept": "application/json"})
         self.calls: collections.Counter = collections.Counter()
-        self._phone_international: bool | None = None
+        self._phone_international: tuple[bool, float] | None = None  # (value, when read)
 
     def __repr__(self) -> str:
         return f"EspoCrmClient({self.api!r})"
@@ -227,8 +229,13 @@ class EspoCrmClient:
         """Partial update; returns the full record. With `version_number` a stale write raises `Conflict`
         whose `payload` is `{"values": {attr: stored}, "versionNumber": n}`."""
         headers = {"X-Version-Number": str(version_number)} if version_number is not None else None
-        return _all_stored(data, self._call("update_beteiligte", "PUT", f"{ENTITY}/{record_id}", json=data,
-                                            headers=headers))
+        try:
+            record = self._call("update_beteiligte", "PUT", f"{ENTITY}/{record_id}", json=data, headers=headers)
+        except BadRequest:
+            if "phoneNumberData" in data:  # refused numbers: the phone format setting may have changed
+                self.forget_server_settings()
+            raise
+        return _all_stored(data, record)
 
     def delete_beteiligte(self, record_id: str) -> bool:
         return bool(self._call("delete_beteiligte", "DELETE", f"{ENTITY}/{record_id}"))
@@ -281,11 +288,16 @@ class EspoCrmClient:
             raise ValueError("paging must be 'keyset' or 'offset'")
 
     def phone_numbers_international(self) -> bool:
-        """EspoCRM's `phoneNumberInternational` (numbers stored in E.164): read once per client, on first need."""
-        if self._phone_international is None:
+        """EspoCRM's `phoneNumberInternational` (numbers stored in E.164): read on first need, then again after
+        `SETTINGS_TTL` seconds or after EspoCRM refused phone numbers (an admin may have switched it)."""
+        if self._phone_international is None or time.monotonic() - self._phone_international[1] > SETTINGS_TTL:
             settings = self._call("get_settings", "GET", "Settings")
-            self._phone_international = bool(settings.get("phoneNumberInternational"))
-        return self._phone_international
+            self._phone_international = (bool(settings.get("phoneNumberInternational")), time.monotonic())
+        return self._phone_international[0]
+
+    def forget_server_settings(self) -> None:
+        """Read EspoCRM's settings again on next need."""
+        self._phone_international = None
 
     def current_user(self) -> dict:
         """The user this client authenticates as (`GET App/user` -> `user`)."""

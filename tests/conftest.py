@@ -14,6 +14,7 @@ import time
 
 import pytest
 import redis
+import requests
 
 from bitbylaw_tasks.devredis import PrivateRedis
 from bitbylaw_tasks.espocrm.devserver import HOW_TO_ENABLE, REQUIRED, RealEspoCrm, prerequisites
@@ -147,6 +148,25 @@ def sandbox(sandbox_session, redis_server) -> Sandbox:
     for name in ("espocrm", "advoware", "google"):
         sandbox_session.kit(name).reset()
     return sandbox_session
+
+
+def switch_international(sandbox, on: bool) -> None:
+    """EspoCRM's `phoneNumberInternational` in the simulator (off there by default; on in a new real install)."""
+    requests.post(f"{sandbox.url('espocrm')}/_sandbox/espocrm-settings", json={"phoneNumberInternational": on},
+                  timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def espocrm_international(sandbox):
+    """The EspoCRM simulator as a new real install (phone numbers in E.164); the worker's client reads the
+    server's settings again, as it would after `SETTINGS_TTL` (and again afterwards, for the next test)."""
+    from bitbylaw_tasks.celery_app import app, settings_of
+    from bitbylaw_tasks.clients import clients_for
+
+    switch_international(sandbox, True)
+    clients_for(settings_of(app)).espocrm.forget_server_settings()
+    yield sandbox
+    clients_for(settings_of(app)).espocrm.forget_server_settings()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import requests
 
 from beteiligte_helpers import PERSON, espo_record, run_sync
 from bitbylaw_tasks.beteiligte import status
@@ -59,27 +58,21 @@ def test_alternating_beteiligte_success_and_kommunikation_failure_reaches_perman
     assert record["syncStatus"] == status.PERMANENTLY_FAILED and outcome.permanent
 
 
-@pytest.fixture
-def international(sandbox):
-    """The EspoCRM simulator with the real default `phoneNumberInternational` on."""
-    requests.post(f"{sandbox.url('espocrm')}/_sandbox/espocrm-settings", json={"phoneNumberInternational": True})
-    return sandbox
-
-
-def test_a_number_espocrm_refuses_ends_permanently_failed_with_a_note(international, lock_redis, celery_worker):
+def test_a_number_espocrm_refuses_ends_permanently_failed_with_a_note(espocrm_international, lock_redis,
+                                                                      celery_worker):
     """End to end on the simulator: Advoware holds a number EspoCRM refuses (too short to be a possible
     number even in international form); each retry round is a Beteiligte success and a Kommunikation
     failure; the fifth is `permanently_failed`, and the person assigned hears of it."""
-    espo, advo = international.state("espocrm"), international.state("advoware")
+    espo, advo = espocrm_international.state("espocrm"), espocrm_international.state("advoware")
     record = espo.human_create({**PERSON, "assignedUserId": espo.user_by_name("alice")["id"]})
     assert run_sync(record["id"], "create", "webhook")["path"] == "create"
-    betnr = espo_record(international, record["id"])["betnr"]
+    betnr = espo_record(espocrm_international, record["id"])["betnr"]
     advo.human_add_kommunikation(betnr, 2, "+49 2")
     counts = []
     for _ in range(status.MAX_FAILURES):
         run_sync(record["id"], "check", "retry")
-        counts.append(espo_record(international, record["id"])["syncRetryCount"])
-    after = espo_record(international, record["id"])
+        counts.append(espo_record(espocrm_international, record["id"])["syncRetryCount"])
+    after = espo_record(espocrm_international, record["id"])
     assert counts == [1, 2, 3, 4, 5]
     assert after["syncStatus"] == status.PERMANENTLY_FAILED
     assert after["syncErrorMessage"].startswith("Kommunikation: ")

@@ -3,10 +3,10 @@ Kommunikation sync against an EspoCRM (simulator) with `phoneNumberInternational
 from __future__ import annotations
 
 import pytest
-import requests
 from hypothesis import given, strategies as st
 
 from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync
+from conftest import switch_international
 from bitbylaw_tasks.kommunikation.espo_phones import e164, recognise_phones, render_phones
 
 
@@ -58,44 +58,61 @@ def test_a_rendered_number_is_recognised_as_the_value_it_came_from(national):
     assert e164(form) == form  # idempotent: EspoCRM keeps what it was given
 
 
-@pytest.fixture
-def international(sandbox):
-    requests.post(f"{sandbox.url('espocrm')}/_sandbox/espocrm-settings", json={"phoneNumberInternational": True})
-    return sandbox
-
-
 def test_advoware_numbers_reach_an_international_espocrm_and_keep_their_format_in_advoware(
-        international, lock_redis, celery_worker):
-    espo, advo = international.state("espocrm"), international.state("advoware")
+        espocrm_international, lock_redis, celery_worker):
+    espo, advo = espocrm_international.state("espocrm"), espocrm_international.state("advoware")
     record = espo.human_create(PERSON)
     run_sync(record["id"], "create", "webhook")
-    betnr = espo_record(international, record["id"])["betnr"]
+    betnr = espo_record(espocrm_international, record["id"])["betnr"]
     advo.human_add_kommunikation(betnr, 2, "0221 987654", bemerkung="nur vormittags")
     run_sync(record["id"])
-    after = espo_record(international, record["id"])
+    after = espo_record(espocrm_international, record["id"])
     assert [(p["phoneNumber"], p["type"]) for p in after["phoneNumberData"]] == [("+49221987654", "Fax")]
     assert after["syncStatus"] == "clean"
-    entry = [k for k in advoware_record(international, betnr)["kommunikation"] if k["kommKz"] == 2][0]
+    entry = [k for k in advoware_record(espocrm_international, betnr)["kommunikation"] if k["kommKz"] == 2][0]
     assert entry["tlf"] == "0221 987654" and entry["bemerkung"].endswith("nur vormittags")
-    international.kit("advoware").reset_calls()
+    espocrm_international.kit("advoware").reset_calls()
     assert run_sync(record["id"])["path"] == "no_change"  # the rendering is no user edit
-    assert not any(k.startswith(("PUT", "POST")) for k in international.kit("advoware").calls())
+    assert not any(k.startswith(("PUT", "POST")) for k in espocrm_international.kit("advoware").calls())
     espo.human_update(record["id"], {"phoneNumberData": [{"phoneNumber": "+49 221 111222", "type": "Fax"}]})
     run_sync(record["id"], "update", "webhook")
-    entry = [k for k in advoware_record(international, betnr)["kommunikation"] if k["kommKz"] == 2][0]
+    entry = [k for k in advoware_record(espocrm_international, betnr)["kommunikation"] if k["kommKz"] == 2][0]
     assert entry["tlf"] == "+49221111222" and entry["bemerkung"].endswith("nur vormittags")
 
 
-def test_a_number_without_an_international_form_fails_clearly_before_any_write(international, lock_redis,
-                                                                              celery_worker):
-    espo, advo = international.state("espocrm"), international.state("advoware")
+def test_a_number_without_an_international_form_fails_clearly_before_any_write(
+        espocrm_international, lock_redis, celery_worker):
+    espo, advo = espocrm_international.state("espocrm"), espocrm_international.state("advoware")
     record = espo.human_create(PERSON)
     run_sync(record["id"], "create", "webhook")
-    betnr = espo_record(international, record["id"])["betnr"]
+    betnr = espo_record(espocrm_international, record["id"])["betnr"]
     advo.human_add_kommunikation(betnr, 1, "kein Anschluss")
-    international.kit("advoware").reset_calls()
+    espocrm_international.kit("advoware").reset_calls()
     run_sync(record["id"])
-    after = espo_record(international, record["id"])
+    after = espo_record(espocrm_international, record["id"])
     assert after["syncStatus"] == "failed"
     assert "international form" in after["syncErrorMessage"] and "Anschluss" not in after["syncErrorMessage"]
-    assert not any(k.startswith(("PUT", "POST /api/v1/advonet")) for k in international.kit("advoware").calls())
+    advoware_calls = espocrm_international.kit("advoware").calls()
+    assert not any(k.startswith(("PUT", "POST /api/v1/advonet")) for k in advoware_calls)
+
+
+def test_an_admin_switching_the_phone_format_costs_one_failed_round_not_more(sandbox, lock_redis, celery_worker):
+    """The worker read `phoneNumberInternational` off; an admin switches it on: the next write of phones is
+    refused once, the refusal makes the client read the settings again, and the following sync succeeds."""
+    from bitbylaw_tasks.celery_app import app, settings_of
+    from bitbylaw_tasks.clients import clients_for
+
+    espo, advo = sandbox.state("espocrm"), sandbox.state("advoware")
+    record = espo.human_create(PERSON)
+    run_sync(record["id"], "create", "webhook")
+    client = clients_for(settings_of(app)).espocrm
+    client.forget_server_settings()
+    assert client.phone_numbers_international() is False
+    switch_international(sandbox, True)
+    advo.human_add_kommunikation(espo_record(sandbox, record["id"])["betnr"], 1, "030 1234567")
+    run_sync(record["id"])
+    assert espo_record(sandbox, record["id"])["syncStatus"] == "failed"
+    run_sync(record["id"], "check", "retry")
+    after = espo_record(sandbox, record["id"])
+    assert after["syncStatus"] == "clean" and [p["phoneNumber"] for p in after["phoneNumberData"]] == ["+49301234567"]
+    client.forget_server_settings()
