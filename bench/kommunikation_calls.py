@@ -4,7 +4,7 @@ Each row is one `kommunikation.sync(id, "both", False)` through the real queue
 and a worker subprocess, on a Beteiligter linked in both simulators and
 (except the initial syncs) synced once before; the simulators' per-endpoint
 counters are reset right before the sync, after the human edits of the
-scenario. Token fetches are counted apart. Exits 1 if the no-change run
+scenario. Token fetches and EspoCRM settings reads (the phone number format, cached per worker) are counted apart. Exits 1 if the no-change run
 writes anything or Advoware ever receives a DELETE.
 
     .venv/bin/python -m bench.kommunikation_calls [--latency-ms 0]
@@ -69,6 +69,9 @@ class Bench:
         advo = self.env.sandbox.kit("advoware").calls()
         token = sum(n for k, n in advo.items() if "/Token" in k)
         advo = {k: n for k, n in advo.items() if "/Token" not in k}
+        # EspoCRM's phone-format setting: read once per worker process and 10 minutes, not per sync
+        settings_reads = sum(n for k, n in espo.items() if k.endswith(" /api/v1/Settings"))
+        espo = {k: n for k, n in espo.items() if not k.endswith(" /api/v1/Settings")}
 
         def count(calls, method, komm=None):
             return sum(n for k, n in calls.items() if k.startswith(method + " ")
@@ -79,7 +82,7 @@ class Bench:
                "A GET": count(advo, "GET"), "A PUT": count(advo, "PUT", True), "A POST": count(advo, "POST", True)}
         writes = row["E PUT"] + row["A PUT"] + row["A POST"]
         total = sum(espo.values()) + sum(advo.values()) - notes
-        self.rows.append([label, *row.values(), total, writes, token, f"{elapsed * 1000:.0f} ms",
+        self.rows.append([label, *row.values(), total, writes, token, settings_reads, f"{elapsed * 1000:.0f} ms",
                           outcome.get("path", "?")])
         self.details.append((label, {**{f"EspoCRM {k}": n for k, n in espo.items()},
                                      **{f"Advoware {k}": n for k, n in advo.items()}}))
@@ -146,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(env)
         run(bench)
         print(table(["run", "E GET", "E PUT", "E notes", "A GET", "A PUT", "A POST", "total", "writes", "token",
-                     "wall", "path"], bench.rows,
+                     "E settings", "wall", "path"], bench.rows,
                     title=f"Kommunikation sync: API calls per run (EspoCRM E, Advoware A; latency {args.latency_ms} "
-                          "ms; total = API calls without notes and token fetches; writes = E PUT + A PUT + A POST)"))
+                          "ms; total = API calls without notes, token fetches and EspoCRM settings reads (once "
+                          "per worker and 10 minutes); writes = E PUT + A PUT + A POST)"))
         print()
         for label, endpoints in bench.details:
             print(f"- {label}: " + ", ".join(f"{k} x{v}" for k, v in sorted(endpoints.items())))
