@@ -272,7 +272,7 @@ def _merge(e, a, snapshot, espo_changed, advo_changed, kind, policy):
             ec, ac = differ and espo_changed, differ and advo_changed
             raw[f] = {CONFLICT: winner, ADVOWARE_NEWER: a}.get(kind, e)[f]
         flags[f] = (ec, ac)
-    merged = canonicalise(raw)
+    merged = _coherent(raw, flags, e, a, policy)
     person = kind_of(merged) == PERSON
     decisions, overrides = [], []
     for f in FIELDS:
@@ -287,6 +287,21 @@ def _merge(e, a, snapshot, espo_changed, advo_changed, kind, policy):
         if advo_lost or espo_lost:
             overrides.append(Override(f, GROUP_OF[f], advo_lost, espo_lost, a[f], e[f], value))
     return tuple(decisions), tuple(overrides), merged
+
+
+def _coherent(raw, flags, e, a, policy) -> dict:
+    """`raw` made a valid record (`canonicalise`). When that would drop a change of a group's policy
+    winner (Advoware turned the person into a company while EspoCRM renamed her), the group takes the
+    winner's values as a whole: the policy, not the person/company rule, decides a group changed on
+    both sides, and the loser's values become overrides (issue 18 B)."""
+    merged = canonicalise(raw)
+    person = kind_of(merged) == PERSON
+    for group, fields in GROUPS.items():
+        side = 0 if policy[group] == ESPOCRM else 1
+        winner = (e, a)[side]
+        if any(flags[f][side] and merged[f] != winner[f] and not (f == "rechtsform" and person) for f in fields):
+            raw = {**raw, **{f: winner[f] for f in fields}}
+    return canonicalise(raw)
 
 
 def _espocrm_update(espo, e, merged, report) -> dict:
