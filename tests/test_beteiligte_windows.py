@@ -64,3 +64,41 @@ def test_espocrm_edit_during_the_create_reaches_advoware(world):
     after, advo = _settled(world, record["id"])
     assert after["titel"] == advo["titel"] == "Prof."
     assert after["syncStatus"] == "clean"
+
+
+# ---------------------------------------------------------------- A: the conflict note after a failed write-back
+def _conflict_on_titel(world) -> dict:
+    """Advoware sets titel "Dr.", EspoCRM "Mitte-E1": EspoCRM wins, Advoware's "Dr." must be noted."""
+    record = _linked(world)
+    world.state("advoware").human_update_beteiligte(record["betnr"], titel="Dr. Advo")
+    world.state("espocrm").human_update(record["id"], {"titel": "Mitte-E1"}, user="bob")
+    return record
+
+
+@pytest.mark.parametrize("system, fault", [
+    ("advoware", {"path": ADVO_ONE, "method": "PUT", "status": 500, "after": True}),   # PUT done, answer lost
+    ("espocrm", {"path": "/api/v1/CBeteiligte/*", "method": "PUT", "status": 500}),    # write-back refused
+], ids=["advoware-put-answer-lost", "espocrm-write-back-500"])
+def test_conflict_note_survives_a_failed_write_back(world, system, fault):
+    record = _conflict_on_titel(world)
+    world.kit(system).add_fault(times=1, **fault)
+    run_sync(record["id"], timeout=60)
+    after, advo = _settled(world, record["id"])
+    assert after["titel"] == advo["titel"] == "Mitte-E1"
+    notes = _notes(world, record["id"])
+    assert len(notes) == 1 and "Advoware: Dr. Advo" in notes[0], notes
+
+
+def test_conflict_note_after_a_mid_sync_edit_names_advowares_value_not_the_syncs_own(world):
+    """The write-back meets a 409 (the user edited titel again while the PUT was in flight): the re-decided
+    sync must still name Advoware's "Dr. Advo", and never its own PUT value "Mitte-E1" as Advoware's."""
+    record = _conflict_on_titel(world)
+    espo = world.state("espocrm")
+    world.kit("advoware").add_fault(path=ADVO_ONE, method="PUT", latency_ms=500, times=1)
+    edit = _during(0.25, lambda: espo.human_update(record["id"], {"titel": "Mitte-E2"}, user="bob"))
+    run_sync(record["id"])
+    edit.join()
+    after, advo = _settled(world, record["id"])
+    assert after["titel"] == advo["titel"] == "Mitte-E2"
+    notes = "\n".join(_notes(world, record["id"]))
+    assert "Advoware: Dr. Advo" in notes and "Advoware: Mitte-E1" not in notes, notes

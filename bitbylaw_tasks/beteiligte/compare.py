@@ -15,6 +15,7 @@ docs/beteiligte-sync.md explains the choices.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ DEFAULT_POLICY: dict[str, str] = {group: ESPOCRM for group in GROUPS}
 BY_ROW_ID = "rowId"
 BY_TIMESTAMPS = "timestamps"
 FIRST_SYNC = "first_sync"
+RESUMED = "resumed"  # after the sync's own PUT whose EspoCRM write-back did not land (put_journal.py)
 
 SNAPSHOT_FIELD = "advowareSyncSnapshot"
 SNAPSHOT_VERSION = 1
@@ -106,6 +108,42 @@ class CompareResult:
         }
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A sync resumed after its own Advoware PUT whose EspoCRM write-back did not land (issue 18 A).
+
+    Advoware held `merged` at `row_id` after that PUT, so `merged` is the base of both
+    sides: EspoCRM's fields count as changed only where they differ from what EspoCRM
+    held at that decision (`espocrm`), i.e. where a user edited since.
+    """
+
+    espocrm: dict = field(repr=False)
+    merged: dict = field(repr=False)
+    row_id: str | None = None
+
+
+def resume_from(pending, espo: dict, advo: dict) -> tuple[Resume | None, tuple[Override, ...]]:
+    """What a journal entry of an earlier PUT (`put_journal.PendingPut`, or None) means for this sync:
+    the `Resume` to compare with (None: compare as usual) and the overrides whose note is still owed.
+
+    - PUT answered, and EspoCRM holds its rowId: the write-back landed; only the note may be owed.
+    - PUT answered, EspoCRM does not: resume from the PUT.
+    - PUT unanswered (its answer was lost): if Advoware holds exactly what was sent under a rowId
+      EspoCRM does not know, the PUT landed: resume from it. Otherwise it did not land (or a person
+      changed Advoware since): forget it; this sync decides, and notes, afresh.
+    """
+    if pending is None:
+        return None, ()
+    stored, current = normalise(espo.get("advowareRowId")), normalise(advo.get("rowId"))
+    if pending.row_id:
+        if pending.row_id == stored:
+            return None, pending.overrides
+        return Resume(pending.espocrm, pending.merged, pending.row_id), pending.overrides
+    if current and current != stored and snapshot_of_advoware(advo) == pending.merged:
+        return Resume(pending.espocrm, pending.merged, current), pending.overrides
+    return None, ()
+
+
 def conflict_policy(policy: Mapping[str, str] | None = None) -> dict[str, str]:
     """The full per-group policy: DEFAULT_POLICY (EspoCRM wins) updated by `policy`; ValueError if invalid."""
     out = dict(DEFAULT_POLICY)
@@ -144,22 +182,30 @@ def load_snapshot(text, report: list[str] | None = None) -> dict[str, str] | Non
     return {f: normalise(fields[f]) for f in FIELDS if isinstance(fields.get(f), str)}
 
 
-def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, str] | None = None) -> CompareResult:
+def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, str] | None = None,
+            resume: Resume | None = None) -> CompareResult:
     """Decide one sync of a linked pair (SPEC §4.3).
 
     `snapshot`: the canonical dict of the last sync, None for "none", or omitted
     to read it from `espo[SNAPSHOT_FIELD]`. `policy`: {group: "espocrm"|"advoware"}
     for fields changed on both sides (default: EspoCRM wins everywhere).
+    `resume`: the sync's own earlier PUT whose write-back did not land (`resume_from`).
     """
     report: list[str] = []
     policy = conflict_policy(policy)
     if snapshot is _FROM_RECORD:
         snapshot = load_snapshot(espo.get(SNAPSHOT_FIELD), report)
-    e = mapped_snapshot(espo, report)
+    e = e_now = mapped_snapshot(espo, report)
     a = snapshot_of_advoware(advo, report)
 
     last_sync = parse_espo_datetime(espo.get("advowareLastSync"))
-    if last_sync is None:
+    if resume is not None:
+        snapshot, detection = dict(resume.merged), RESUMED
+        e = canonicalise({f: e_now[f] if e_now[f] != resume.espocrm.get(f) else snapshot[f] for f in FIELDS})
+        current = normalise(advo.get("rowId"))
+        espo_changed = e != snapshot
+        advo_changed = current != resume.row_id if current and resume.row_id else a != snapshot
+    elif last_sync is None:
         if normalise(espo.get("advowareLastSync")):
             report.append("advowareLastSync unreadable: treated as a first sync")
         # First sync of an existing pair: EspoCRM is the master, and an old snapshot means nothing.
@@ -171,7 +217,7 @@ def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, 
 
     decisions, overrides, merged = _merge(e, a, snapshot, espo_changed, advo_changed, kind, policy)
     advoware_put = None if merged == a else merge_into_advoware(advo, espo_to_advoware(merged))
-    espocrm_update = _espocrm_update(espo, e, merged, report)
+    espocrm_update = _espocrm_update(espo, e_now, merged, report)
     return CompareResult(
         kind=kind, detection=detection, espocrm_changed=espo_changed, advoware_changed=advo_changed,
         decisions=decisions, overridden=overrides, warnings=tuple(report), had_snapshot=snapshot is not None,
@@ -226,12 +272,22 @@ def changes_in(write: Mapping, espo: Mapping) -> dict:
     return {k: v for k, v in write.items() if k != "advowareLastSync" and not same(v, espo.get(k))}
 
 
-def override_note(result: CompareResult, mention: str = "") -> str | None:
-    """The stream-note text telling the assigned user which changes the merge overrode, or None."""
-    if not result.overridden:
+def notes_due(result: CompareResult, owed: tuple[Override, ...] = ()) -> tuple[Override, ...]:
+    """The overrides the stream note must name: those an earlier PUT of this sync still owes (their
+    `now` brought up to date) followed by this decision's own."""
+    earlier = tuple(dataclasses.replace(o, value=result.merged.get(o.field, o.value)) for o in owed)
+    return earlier + result.overridden
+
+
+def override_note(result: CompareResult | tuple[Override, ...], mention: str = "") -> str | None:
+    """The stream-note text telling the assigned user which changes the merge overrode, or None.
+
+    Takes a result (its own overrides) or the overrides themselves (`notes_due`)."""
+    overridden = result.overridden if isinstance(result, CompareResult) else result
+    if not overridden:
         return None
     lines = [f"@{mention}" if mention else "", "Sync conflict between EspoCRM and Advoware, resolved per field:"]
-    for o in result.overridden:
+    for o in overridden:
         lost = " and ".join(s for s, flag in (("Advoware", o.advoware_lost), ("EspoCRM", o.espocrm_lost)) if flag)
         lines.append(f"- {o.field}: {lost} value overridden (Advoware: {o.advoware or '(empty)'}; "
                      f"EspoCRM: {o.espocrm or '(empty)'}; now: {o.value or '(empty)'})")

@@ -19,6 +19,7 @@ import redis
 from bitbylaw_tasks.beteiligte import compare as cmp
 from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
+from bitbylaw_tasks.beteiligte.put_journal import PutJournal
 from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
                                                parse_espo_datetime, snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
@@ -107,21 +108,28 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
         advo = ctx.advoware.get_beteiligte(int(espo["betnr"]))
     except NotFound:
         return _deleted_in_advoware(ctx, espo, now)
-    result = cmp.compare(espo, advo, policy=ctx.policy)
+    journal = PutJournal(ctx.redis, entity_id)
+    pending = journal.get()
+    resume, owed = cmp.resume_from(pending, espo, advo)
+    result = cmp.compare(espo, advo, policy=ctx.policy, resume=resume)
+    due = cmp.notes_due(result, owed)
     advo_after = advo
     if result.advoware_put is not None:
         ctx.before_write()
+        pending = journal.putting(mapped_snapshot(espo), result.merged, due)  # before: its answer may be lost
         advo_after = ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put)
+        journal.put(pending, advo_after.get("rowId"))
     write = cmp.sync_write(result, advo_after, now)
     wrote_espo = False
     if cmp.changes_in(write, espo) or _last_sync_stale(espo, now):
         _write_espocrm(ctx, espo, write)
         wrote_espo = True
     notes = 0
-    text = cmp.override_note(result)
-    if text and result.advoware_overridden:
-        ctx.espocrm.post_note(entity_id, text)
+    if any(o.advoware_lost for o in due):
+        ctx.espocrm.post_note(entity_id, cmp.override_note(due))
         notes = 1
+    if pending is not None:
+        journal.clear()
     return SyncOutcome(entity_id, result.kind, wrote_espo, result.advoware_put is not None, notes,
                        detail=result.summary(), kommunikation_due=kommunikation.needs_sync(espo, advo))
 
