@@ -102,3 +102,34 @@ def test_conflict_note_after_a_mid_sync_edit_names_advowares_value_not_the_syncs
     assert after["titel"] == advo["titel"] == "Mitte-E2"
     notes = "\n".join(_notes(world, record["id"]))
     assert "Advoware: Dr. Advo" in notes and "Advoware: Mitte-E1" not in notes, notes
+
+
+# ---------------------------------------------------------------- the GET->PUT window
+def test_advoware_edit_while_a_slow_get_is_answered_is_caught_by_the_recheck(world):
+    """Advoware read the record, then its answer took 1.3 s (> RECHECK_AFTER); a person edited meanwhile:
+    the sync GETs again before its PUT, sees the new rowId, re-decides, and keeps the person's edit."""
+    record = _linked(world)
+    world.state("espocrm").human_update(record["id"], {"titel": "Prof."}, user="bob")
+    world.kit("advoware").add_fault(path=ADVO_ONE, method="GET", latency_ms=1300, after=True, times=1)
+    advo_state = world.state("advoware")
+    edit = _during(0.4, lambda: advo_state.human_update_beteiligte(record["betnr"], vorname="Moritz"))
+    outcome = run_sync(record["id"])
+    edit.join()
+    assert outcome["detail"]["rechecks"] == 1 and outcome["path"] == "conflict"
+    after, advo = _settled(world, record["id"])
+    assert after["firstName"] == advo["vorname"] == "Moritz" and after["titel"] == advo["titel"] == "Prof."
+
+
+def test_get_put_window_residual_an_advoware_edit_while_the_put_is_in_flight_is_lost(world):
+    """The documented residual: Advoware's PUT has no precondition, so a person's save that lands while
+    the sync's PUT is on its way is replaced by the PUT (the simulator reproduces it with a slow PUT)."""
+    record = _linked(world)
+    world.state("espocrm").human_update(record["id"], {"titel": "Prof."}, user="bob")
+    world.kit("advoware").add_fault(path=ADVO_ONE, method="PUT", latency_ms=500, times=1)
+    advo_state = world.state("advoware")
+    edit = _during(0.25, lambda: advo_state.human_update_beteiligte(record["betnr"], vorname="Moritz"))
+    outcome = run_sync(record["id"])
+    edit.join()
+    assert outcome["detail"]["rechecks"] == 0
+    after, advo = _settled(world, record["id"])
+    assert after["firstName"] == advo["vorname"] == "Max" and advo["titel"] == "Prof."

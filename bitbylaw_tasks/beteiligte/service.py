@@ -32,6 +32,11 @@ from integrations.http import ApiError, Conflict, NotFound
 log = logging.getLogger(__name__)
 
 MAX_VERSION_ROUNDS = 4  # 409 on the EspoCRM write, or a create that found EspoCRM changed: re-read, re-decide
+# Advoware's PUT has no precondition and replaces every field with what the sync's GET saw, so an
+# Advoware edit between the GET and the PUT is lost. When the GET was sent longer ago than this, the
+# sync GETs again and re-decides if the rowId moved (docs/beteiligte-sync.md, "The GET->PUT window").
+RECHECK_AFTER = 1.0
+MAX_RECHECKS = 2
 RETRY_SCHEDULE_KEY = "beteiligte:retry_due"  # sorted set: entity id -> due epoch (drained by beat)
 ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"  # hash: entity id -> when (for operators)
 
@@ -48,6 +53,7 @@ class SyncContext:
     lock: EntityLock | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     policy: dict = field(default_factory=dict)  # {field group: "espocrm"|"advoware"}
+    recheck_after: float = RECHECK_AFTER          # seconds: an older Advoware GET is re-checked before a PUT
 
     def before_write(self) -> None:
         """Fencing: raises LockLost when our lease expired; extends it otherwise."""
@@ -104,20 +110,36 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
         espo = {**espo, "betnr": None, "advowareRowId": None}  # a manual re-sync re-creates it (SPEC §4.4)
     if espo.get("betnr") in (None, ""):
         return _create(ctx, espo, now)
-    try:
-        advo = ctx.advoware.get_beteiligte(int(espo["betnr"]))
-    except NotFound:
-        return _deleted_in_advoware(ctx, espo, now)
+    return _update(ctx, espo, now)
+
+
+def _update(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
+    """A linked record: GET Advoware, decide (resuming an earlier PUT of ours), PUT, write back, note."""
+    entity_id, betnr = espo["id"], int(espo["betnr"])
     journal = PutJournal(ctx.redis, entity_id)
     pending = journal.get()
-    resume, owed = cmp.resume_from(pending, espo, advo)
-    result = cmp.compare(espo, advo, policy=ctx.policy, resume=resume)
+    fetched = _fetch(ctx, betnr)
+    rechecks = 0
+    while True:
+        if fetched is None:
+            return _deleted_in_advoware(ctx, espo, now)
+        advo, fetched_at = fetched
+        resume, owed = cmp.resume_from(pending, espo, advo)
+        result = cmp.compare(espo, advo, policy=ctx.policy, resume=resume)
+        # The PUT replaces every field with what this GET saw: re-check a GET grown old (issue 18).
+        if result.advoware_put is None or time.monotonic() - fetched_at <= ctx.recheck_after \
+                or rechecks >= MAX_RECHECKS:
+            break
+        rechecks += 1
+        fetched = _fetch(ctx, betnr)
+        if fetched is not None and fetched[0].get("rowId") == advo.get("rowId"):
+            break  # unchanged: the decision stands
     due = cmp.notes_due(result, owed)
     advo_after = advo
     if result.advoware_put is not None:
         ctx.before_write()
         pending = journal.putting(mapped_snapshot(espo), result.merged, due)  # before: its answer may be lost
-        advo_after = ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put)
+        advo_after = ctx.advoware.update_beteiligte(betnr, result.advoware_put)
         journal.put(pending, advo_after.get("rowId"))
     write = cmp.sync_write(result, advo_after, now)
     wrote_espo = False
@@ -131,7 +153,17 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
     if pending is not None:
         journal.clear()
     return SyncOutcome(entity_id, result.kind, wrote_espo, result.advoware_put is not None, notes,
-                       detail=result.summary(), kommunikation_due=kommunikation.needs_sync(espo, advo))
+                       detail={**result.summary(), "rechecks": rechecks},
+                       kommunikation_due=kommunikation.needs_sync(espo, advo))
+
+
+def _fetch(ctx: SyncContext, betnr: int) -> tuple[dict, float] | None:
+    """Advoware's record with the monotonic time the GET was sent, or None when it is gone (404)."""
+    sent = time.monotonic()
+    try:
+        return ctx.advoware.get_beteiligte(betnr), sent
+    except NotFound:
+        return None
 
 
 def _last_sync_stale(espo: dict, now: datetime) -> bool:
