@@ -1,6 +1,7 @@
 """Helpers for the Beteiligte end-to-end tests: the shim on a real port, waiting, running a sync."""
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -43,12 +44,17 @@ def run_sync(entity_id: str, action: str = "check", source: str = "sweep", timeo
 def start_shim(sandbox, lock_redis) -> ServerThread:
     """The webhook shim on a free port, subscribed in the EspoCRM simulator for create/update/delete."""
     server = ServerThread(create_app(get_settings())).start()
+    subscribe_shim(sandbox, lock_redis, server.url)
+    return server
+
+
+def subscribe_shim(sandbox, lock_redis, url: str) -> None:
+    """Subscribe the shim at `url` in the EspoCRM simulator (again after a reset cleared the webhooks)."""
     espo = sandbox.state("espocrm")
     for action in ("create", "update", "delete"):
-        hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{server.url}/vmh/webhook/beteiligte/{action}",
+        hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{url}/vmh/webhook/beteiligte/{action}",
                                     espo.integration_user)
         register_secret(lock_redis, hook["id"], hook["secretKey"])
-    return server
 
 
 def advoware_record(sandbox, betnr: int) -> dict | None:
@@ -66,3 +72,27 @@ def calls(sandbox, name: str) -> dict[str, int]:
 def api_calls(sandbox, name: str) -> int:
     """Calls to the system's API proper (the Advoware token endpoint is counted separately)."""
     return sum(n for key, n in calls(sandbox, name).items() if "/Token" not in key)
+
+
+class OnCall(threading.Thread):
+    """Run `action` `delay` s after the simulator behind `kit` received its next `endpoint` call (which a
+    fault holds open meanwhile, so the action lands inside it); never, if no such call comes before
+    `finish()`."""
+
+    def __init__(self, kit, endpoint: str, action, delay: float = 0.1):
+        super().__init__(daemon=True)
+        self.kit, self.endpoint, self.action, self.delay = kit, endpoint, action, delay
+        self.before = kit.calls().get(endpoint, 0)
+        self.stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.005):
+            if self.kit.calls().get(self.endpoint, 0) > self.before:
+                time.sleep(self.delay)
+                self.action()
+                return
+
+    def finish(self) -> None:
+        self.stopped.set()
+        self.join()

@@ -1,4 +1,4 @@
-"""Unit tests of the resumed sync (issue 18 A): `compare.resume_from`, `compare(resume=...)`, `notes_due`.
+"""Unit tests of the resumed sync (issue 18 A): `put_journal.resume_from`, `compare(resume=...)`, `notes_due`.
 
 A sync PUT to Advoware, then its EspoCRM write-back did not land. The journal entry
 (`put_journal.PendingPut`) tells the next sync what Advoware held after that PUT and what
@@ -6,10 +6,10 @@ EspoCRM held when it was decided, so the retry neither loses the note nor mistak
 own PUT value for an Advoware edit.
 """
 from bitbylaw_tasks.beteiligte.compare import (
-    CONFLICT, ESPOCRM_NEWER, NO_CHANGE, RESUMED, Override, Resume, compare, notes_due, override_note, resume_from,
+    CONFLICT, ESPOCRM_NEWER, NO_CHANGE, RESUMED, Override, Resume, compare, notes_due, override_note,
 )
 from bitbylaw_tasks.beteiligte.mapping import mapped_snapshot
-from bitbylaw_tasks.beteiligte.put_journal import PendingPut
+from bitbylaw_tasks.beteiligte.put_journal import PendingPut, resume_from
 from test_beteiligte_compare import MAX, MAX_ADVO, SNAP, linked
 
 DR = Override("titel", "person", True, False, "Dr. Advo", "Mitte-E1", "Mitte-E1")
@@ -73,3 +73,12 @@ def test_an_advoware_edit_after_the_put_is_merged_against_the_put():
     result = compare(espo, advo, resume=resume_from(pending(), espo, advo)[0])
     assert result.kind == CONFLICT and result.merged["titel"] == "Mitte-E2"
     assert [(o.field, o.advoware) for o in result.advoware_overridden] == [("titel", "Prof.")]
+
+
+def test_a_user_edit_after_the_decision_of_a_field_the_put_took_from_advoware_is_a_conflict():
+    """EspoCRM never showed Advoware's "Moritz" (the write-back did not land) when its user changed the
+    first name: both sides changed it, EspoCRM wins, and the note names Advoware's "Moritz"."""
+    espo, advo = linked({**MAX, "firstName": "Maximilian", "titel": "Mitte-E1"}, PUT_ADVO, SNAP)
+    result = compare(espo, advo, resume=resume_from(pending(), espo, advo)[0])
+    assert result.merged["firstName"] == "Maximilian" and result.advoware_put["vorname"] == "Maximilian"
+    assert [(o.field, o.advoware) for o in result.advoware_overridden] == [("firstName", "Moritz")]

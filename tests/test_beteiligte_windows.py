@@ -10,14 +10,13 @@ open while a test thread edits as a human:
 - the GET->PUT window: an Advoware edit while the sync holds a stale GET is
   caught by the rowId re-check before the PUT.
 """
-import threading
-
 import pytest
 
-from beteiligte_helpers import PERSON, advoware_record, espo_record, run_sync
+from beteiligte_helpers import PERSON, OnCall, advoware_record, espo_record, run_sync
 from conftest import wait_idle
 
 ADVO_ONE = "/api/v1/advonet/Beteiligte/*"
+ADVO_GET, ADVO_PUT = "GET /api/v1/advonet/Beteiligte/<betnr>", "PUT /api/v1/advonet/Beteiligte/<betnr>"
 
 
 @pytest.fixture
@@ -40,12 +39,6 @@ def _notes(world, entity_id) -> list[str]:
     return [n["post"] for n in world.state("espocrm").all_notes() if n["parentId"] == entity_id]
 
 
-def _during(delay: float, action):
-    timer = threading.Timer(delay, action)
-    timer.start()
-    return timer
-
-
 def _settled(world, entity_id) -> tuple[dict, dict]:
     assert run_sync(entity_id)["path"] == "no_change"
     espo = espo_record(world, entity_id)
@@ -58,9 +51,10 @@ def test_espocrm_edit_during_the_create_reaches_advoware(world):
     record = espo.human_create(PERSON)
     espo.hooks.clear()
     world.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte", method="POST", latency_ms=500, times=1)
-    edit = _during(0.25, lambda: espo.human_update(record["id"], {"titel": "Prof."}, user="bob"))
+    edit = OnCall(world.kit("advoware"), "POST /api/v1/advonet/Beteiligte",
+                  lambda: espo.human_update(record["id"], {"titel": "Prof."}, user="bob"))
     run_sync(record["id"], "create", "webhook")
-    edit.join()
+    edit.finish()
     after, advo = _settled(world, record["id"])
     assert after["titel"] == advo["titel"] == "Prof."
     assert after["syncStatus"] == "clean"
@@ -95,9 +89,10 @@ def test_conflict_note_after_a_mid_sync_edit_names_advowares_value_not_the_syncs
     record = _conflict_on_titel(world)
     espo = world.state("espocrm")
     world.kit("advoware").add_fault(path=ADVO_ONE, method="PUT", latency_ms=500, times=1)
-    edit = _during(0.25, lambda: espo.human_update(record["id"], {"titel": "Mitte-E2"}, user="bob"))
+    edit = OnCall(world.kit("advoware"), ADVO_PUT, lambda: espo.human_update(record["id"], {"titel": "Mitte-E2"},
+                                                                           user="bob"))
     run_sync(record["id"])
-    edit.join()
+    edit.finish()
     after, advo = _settled(world, record["id"])
     assert after["titel"] == advo["titel"] == "Mitte-E2"
     notes = "\n".join(_notes(world, record["id"]))
@@ -112,9 +107,10 @@ def test_advoware_edit_while_a_slow_get_is_answered_is_caught_by_the_recheck(wor
     world.state("espocrm").human_update(record["id"], {"titel": "Prof."}, user="bob")
     world.kit("advoware").add_fault(path=ADVO_ONE, method="GET", latency_ms=1300, after=True, times=1)
     advo_state = world.state("advoware")
-    edit = _during(0.4, lambda: advo_state.human_update_beteiligte(record["betnr"], vorname="Moritz"))
+    edit = OnCall(world.kit("advoware"), ADVO_GET, lambda: advo_state.human_update_beteiligte(record["betnr"],
+                                                                                            vorname="Moritz"))
     outcome = run_sync(record["id"])
-    edit.join()
+    edit.finish()
     assert outcome["detail"]["rechecks"] == 1 and outcome["path"] == "conflict"
     after, advo = _settled(world, record["id"])
     assert after["firstName"] == advo["vorname"] == "Moritz" and after["titel"] == advo["titel"] == "Prof."
@@ -127,9 +123,10 @@ def test_get_put_window_residual_an_advoware_edit_while_the_put_is_in_flight_is_
     world.state("espocrm").human_update(record["id"], {"titel": "Prof."}, user="bob")
     world.kit("advoware").add_fault(path=ADVO_ONE, method="PUT", latency_ms=500, times=1)
     advo_state = world.state("advoware")
-    edit = _during(0.25, lambda: advo_state.human_update_beteiligte(record["betnr"], vorname="Moritz"))
+    edit = OnCall(world.kit("advoware"), ADVO_PUT, lambda: advo_state.human_update_beteiligte(record["betnr"],
+                                                                                            vorname="Moritz"))
     outcome = run_sync(record["id"])
-    edit.join()
+    edit.finish()
     assert outcome["detail"]["rechecks"] == 0
     after, advo = _settled(world, record["id"])
     assert after["firstName"] == advo["vorname"] == "Max" and advo["titel"] == "Prof."

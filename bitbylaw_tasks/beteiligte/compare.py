@@ -122,28 +122,6 @@ class Resume:
     row_id: str | None = None
 
 
-def resume_from(pending, espo: dict, advo: dict) -> tuple[Resume | None, tuple[Override, ...]]:
-    """What a journal entry of an earlier PUT (`put_journal.PendingPut`, or None) means for this sync:
-    the `Resume` to compare with (None: compare as usual) and the overrides whose note is still owed.
-
-    - PUT answered, and EspoCRM holds its rowId: the write-back landed; only the note may be owed.
-    - PUT answered, EspoCRM does not: resume from the PUT.
-    - PUT unanswered (its answer was lost): if Advoware holds exactly what was sent under a rowId
-      EspoCRM does not know, the PUT landed: resume from it. Otherwise it did not land (or a person
-      changed Advoware since): forget it; this sync decides, and notes, afresh.
-    """
-    if pending is None:
-        return None, ()
-    stored, current = normalise(espo.get("advowareRowId")), normalise(advo.get("rowId"))
-    if pending.row_id:
-        if pending.row_id == stored:
-            return None, pending.overrides
-        return Resume(pending.espocrm, pending.merged, pending.row_id), pending.overrides
-    if current and current != stored and snapshot_of_advoware(advo) == pending.merged:
-        return Resume(pending.espocrm, pending.merged, current), pending.overrides
-    return None, ()
-
-
 def conflict_policy(policy: Mapping[str, str] | None = None) -> dict[str, str]:
     """The full per-group policy: DEFAULT_POLICY (EspoCRM wins) updated by `policy`; ValueError if invalid."""
     out = dict(DEFAULT_POLICY)
@@ -189,7 +167,7 @@ def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, 
     `snapshot`: the canonical dict of the last sync, None for "none", or omitted
     to read it from `espo[SNAPSHOT_FIELD]`. `policy`: {group: "espocrm"|"advoware"}
     for fields changed on both sides (default: EspoCRM wins everywhere).
-    `resume`: the sync's own earlier PUT whose write-back did not land (`resume_from`).
+    `resume`: the sync's own earlier PUT whose write-back did not land (`put_journal.resume_from`).
     """
     report: list[str] = []
     policy = conflict_policy(policy)
@@ -200,11 +178,11 @@ def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, 
 
     last_sync = parse_espo_datetime(espo.get("advowareLastSync"))
     if resume is not None:
-        snapshot, detection = dict(resume.merged), RESUMED
-        e = canonicalise({f: e_now[f] if e_now[f] != resume.espocrm.get(f) else snapshot[f] for f in FIELDS})
-        current = normalise(advo.get("rowId"))
-        espo_changed = e != snapshot
-        advo_changed = current != resume.row_id if current and resume.row_id else a != snapshot
+        e, snapshot = _resumed(e_now, resume)
+        current, detection = normalise(advo.get("rowId")), RESUMED
+        espo_changed = any(e[f] != snapshot[f] for f in FIELDS)
+        advo_changed = (current != resume.row_id if current and resume.row_id else False) or \
+            any(a[f] != snapshot[f] for f in FIELDS)
     elif last_sync is None:
         if normalise(espo.get("advowareLastSync")):
             report.append("advowareLastSync unreadable: treated as a first sync")
@@ -298,6 +276,22 @@ _KIND = {
     (True, True): CONFLICT, (True, False): ESPOCRM_NEWER,
     (False, True): ADVOWARE_NEWER, (False, False): NO_CHANGE,
 }
+
+
+def _resumed(e_now: dict, resume: Resume) -> tuple[dict, dict]:
+    """EspoCRM's side and the per-field base of a resumed sync.
+
+    EspoCRM holds what it held at the decision plus the user's edits since (`e_now` where it
+    differs from `resume.espocrm`); the PUT's values stand in for the rest. The base is what
+    Advoware got from the PUT, except where the user since edited a field whose PUT value came
+    from Advoware (EspoCRM never showed it): there the user edited against the old value, so
+    both sides changed the field and the policy decides (and the note names Advoware's value).
+    """
+    since = {f for f in FIELDS if e_now[f] != resume.espocrm.get(f)}
+    e = canonicalise({f: e_now[f] if f in since else resume.merged[f] for f in FIELDS})
+    base = {f: resume.espocrm[f] if f in since and resume.merged[f] != resume.espocrm.get(f)
+            else resume.merged[f] for f in FIELDS}
+    return e, base
 
 
 def _espocrm_changed(espo, e, snapshot, last_sync, report) -> bool:

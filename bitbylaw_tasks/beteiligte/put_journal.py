@@ -13,7 +13,7 @@ the decision is kept in Redis DB 1 (`advoware_put:{espo id}`):
 - the PUT's answer adds Advoware's new rowId;
 - the entry is deleted once the EspoCRM write-back and the note landed.
 
-`compare.resume_from()` decides, purely, what a later sync makes of an entry.
+`resume_from()` decides, purely, what a later sync makes of an entry.
 Values are personal data: never logged.
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import redis
 
-from .compare import Override
+from .compare import Override, Resume
+from .mapping import normalise, snapshot_of_advoware
 
 KEY = "advoware_put:{}"
 TTL = 30 * 24 * 3600  # far longer than any retry schedule; gone once the write-back landed
@@ -38,6 +39,28 @@ class PendingPut:
     overrides: tuple[Override, ...]  # Advoware values the decision overrode (the note owed)
     row_id: str | None = None      # Advoware's rowId after the PUT; None while its answer is unknown
     at: float = 0.0
+
+
+def resume_from(pending, espo: dict, advo: dict) -> tuple[Resume | None, tuple[Override, ...]]:
+    """What a journal entry of an earlier PUT (`put_journal.PendingPut`, or None) means for this sync:
+    the `Resume` to compare with (None: compare as usual) and the overrides whose note is still owed.
+
+    - PUT answered, and EspoCRM holds its rowId: the write-back landed; only the note may be owed.
+    - PUT answered, EspoCRM does not: resume from the PUT.
+    - PUT unanswered (its answer was lost): if Advoware holds exactly what was sent under a rowId
+      EspoCRM does not know, the PUT landed: resume from it. Otherwise it did not land (or a person
+      changed Advoware since): forget it; this sync decides, and notes, afresh.
+    """
+    if pending is None:
+        return None, ()
+    stored, current = normalise(espo.get("advowareRowId")), normalise(advo.get("rowId"))
+    if pending.row_id:
+        if pending.row_id == stored:
+            return None, pending.overrides
+        return Resume(pending.espocrm, pending.merged, pending.row_id), pending.overrides
+    if current and current != stored and snapshot_of_advoware(advo) == pending.merged:
+        return Resume(pending.espocrm, pending.merged, current), pending.overrides
+    return None, ()
 
 
 class PutJournal:

@@ -19,7 +19,7 @@ import redis
 from bitbylaw_tasks.beteiligte import compare as cmp
 from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
-from bitbylaw_tasks.beteiligte.put_journal import PutJournal
+from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
 from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
                                                parse_espo_datetime, snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
@@ -124,7 +124,7 @@ def _update(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         if fetched is None:
             return _deleted_in_advoware(ctx, espo, now)
         advo, fetched_at = fetched
-        resume, owed = cmp.resume_from(pending, espo, advo)
+        resume, owed = resume_from(pending, espo, advo)
         result = cmp.compare(espo, advo, policy=ctx.policy, resume=resume)
         # The PUT replaces every field with what this GET saw: re-check a GET grown old (issue 18).
         if result.advoware_put is None or time.monotonic() - fetched_at <= ctx.recheck_after \
