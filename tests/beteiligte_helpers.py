@@ -57,6 +57,17 @@ def subscribe_shim(sandbox, lock_redis, url: str) -> None:
         register_secret(lock_redis, hook["id"], hook["secretKey"])
 
 
+def linked_record(sandbox, fields: dict = PERSON) -> dict:
+    """A created, linked record, with the Kommunikation sync handed off by the create already finished
+    (webhooks cleared: the test drives every later sync itself)."""
+    espo = sandbox.state("espocrm")
+    record = espo.human_create(fields)
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")
+    wait_idle()
+    return espo_record(sandbox, record["id"])
+
+
 def advoware_record(sandbox, betnr: int) -> dict | None:
     return sandbox.state("advoware").get_beteiligte(int(betnr))
 

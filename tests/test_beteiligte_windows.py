@@ -12,8 +12,7 @@ open while a test thread edits as a human:
 """
 import pytest
 
-from beteiligte_helpers import PERSON, OnCall, advoware_record, espo_record, run_sync
-from conftest import wait_idle
+from beteiligte_helpers import PERSON, OnCall, advoware_record, espo_record, linked_record, run_sync
 
 ADVO_ONE = "/api/v1/advonet/Beteiligte/*"
 ADVO_GET, ADVO_PUT = "GET /api/v1/advonet/Beteiligte/<betnr>", "PUT /api/v1/advonet/Beteiligte/<betnr>"
@@ -24,15 +23,6 @@ def world(sandbox, lock_redis, celery_worker):
     """The simulators reset, with no webhook subscriptions: the tests drive every sync themselves."""
     sandbox.state("espocrm").hooks.clear()
     return sandbox
-
-
-def _linked(world, fields=PERSON) -> dict:
-    espo = world.state("espocrm")
-    record = espo.human_create(fields)
-    espo.hooks.clear()
-    run_sync(record["id"], "create", "webhook")
-    wait_idle()
-    return espo_record(world, record["id"])
 
 
 def _notes(world, entity_id) -> list[str]:
@@ -63,7 +53,7 @@ def test_espocrm_edit_during_the_create_reaches_advoware(world):
 # ---------------------------------------------------------------- A: the conflict note after a failed write-back
 def _conflict_on_titel(world) -> dict:
     """Advoware sets titel "Dr.", EspoCRM "Mitte-E1": EspoCRM wins, Advoware's "Dr." must be noted."""
-    record = _linked(world)
+    record = linked_record(world)
     world.state("advoware").human_update_beteiligte(record["betnr"], titel="Dr. Advo")
     world.state("espocrm").human_update(record["id"], {"titel": "Mitte-E1"}, user="bob")
     return record
@@ -103,7 +93,7 @@ def test_conflict_note_after_a_mid_sync_edit_names_advowares_value_not_the_syncs
 def test_advoware_edit_while_a_slow_get_is_answered_is_caught_by_the_recheck(world):
     """Advoware read the record, then its answer took 1.3 s (> RECHECK_AFTER); a person edited meanwhile:
     the sync GETs again before its PUT, sees the new rowId, re-decides, and keeps the person's edit."""
-    record = _linked(world)
+    record = linked_record(world)
     world.state("espocrm").human_update(record["id"], {"titel": "Prof."}, user="bob")
     world.kit("advoware").add_fault(path=ADVO_ONE, method="GET", latency_ms=1300, after=True, times=1)
     advo_state = world.state("advoware")
@@ -119,7 +109,7 @@ def test_advoware_edit_while_a_slow_get_is_answered_is_caught_by_the_recheck(wor
 def test_get_put_window_residual_an_advoware_edit_while_the_put_is_in_flight_is_lost(world):
     """The documented residual: Advoware's PUT has no precondition, so a person's save that lands while
     the sync's PUT is on its way is replaced by the PUT (the simulator reproduces it with a slow PUT)."""
-    record = _linked(world)
+    record = linked_record(world)
     world.state("espocrm").human_update(record["id"], {"titel": "Prof."}, user="bob")
     world.kit("advoware").add_fault(path=ADVO_ONE, method="PUT", latency_ms=500, times=1)
     advo_state = world.state("advoware")
