@@ -1,34 +1,23 @@
 """Beteiligte sync end to end, randomised: human edits on both sides, faults and mid-sync edits converge.
 
-Through both simulators, the shim and the session worker. Each seed creates a
-Beteiligter (through the create path, sometimes with an EspoCRM edit while
-Advoware's POST is slow, or as an existing pair whose first sync follows
-EspoCRM), then runs rounds of random human edits on both sides — names, kind
-switches person <-> company (EspoCRM: `firmenname`; Advoware: `vorname` cleared
-or set), salutations, titles, dates, `rechtsform`, clears, and Advoware's unmapped
-`briefAnrede`/`zusatz` — followed by a sync through the webhook (shim -> queue) or
-as a sweep check, sometimes with a fault (5xx before or `after` the call, a hang)
-or an edit made while the sync runs (EspoCRM during Advoware's PUT: a 409;
-Advoware while the GET's answer is slow: the rowId re-check; Advoware while the
-PUT is in flight: the documented GET->PUT residual).
+Through both simulators, the shim and the session worker. Each seed creates a Beteiligter (from
+EspoCRM, sometimes edited while Advoware's POST is held open; or an existing pair), then plays
+rounds of random human edits on both sides — names, person <-> company switches, salutations,
+titles, dates, `rechtsform`, clears, Advoware's unmapped `briefAnrede`/`zusatz` — each followed
+by a sync through the webhook or as a sweep check, with at most one fault (5xx, `after` 500, a
+hang) or edit made while the sync holds a call open (EspoCRM during the PUT: 409; Advoware during
+a slow GET answer: the rowId re-check; Advoware during the PUT: the GET->PUT residual).
 
-The oracle, after every round (`check_round`):
-- both sides hold the same canonical data (a date cleared in Advoware may stay in
-  EspoCRM: documented limitation), and EspoCRM's bookkeeping is clean;
-- every EspoCRM change survived (EspoCRM wins every group by default);
-- every Advoware change survived, or a note names exactly that value, or it was made
-  inside a GET->PUT window (classified from the simulator's request log and counted:
-  the accepted residual class `get_put_window`);
-- every note line names a value Advoware really held during the round and that is
-  not the final one (a true note), and there is no note when nothing was overridden;
-- `briefAnrede`/`zusatz` hold what the Advoware user last wrote;
-- a second sync in a row is `no_change` and writes nothing; Advoware holds exactly
-  one Beteiligter (no duplicate create).
-`BET_RANDOM_SEEDS=1,2,3` or `BET_RANDOM_SEEDS=1-500` picks seeds (default 1-8, about 40 s);
-`-s` prints the residual-window count; long runs need `--timeout=0`.
+The oracle (`check_round`; docs/beteiligte-sync.md §11): both sides agree; every EspoCRM change
+survived; every Advoware change survived, or a note names it, or it fell into a GET->PUT window
+(the one accepted class, counted); every note names a value Advoware's user wrote that round
+and EspoCRM overrode; no note when nothing was overridden; unmapped fields untouched; a second
+sync writes nothing; no duplicate create. `BET_RANDOM_SEEDS=1,2,3` or `=1-500` picks seeds
+(default 1-8, about 40 s); `-s` prints the window counts; long runs need `--timeout=0`.
 """
 from __future__ import annotations
 
+import collections
 import os
 import random
 import re
@@ -59,7 +48,7 @@ ADVO_POST = "POST /api/v1/advonet/Beteiligte"
 WRITES = (ADVO_PUT, ADVO_POST,
           "PUT /api/v1/CBeteiligte/<record_id>", "POST /api/v1/Note")
 NOTE_LINE = re.compile(r"^- (\w+): (.*?) value overridden \(Advoware: (.*?); EspoCRM: (.*?); now: (.*?)\)$")
-RESIDUAL = {"get_put_window": 0, "advoware_edits_in_flight": 0}
+RESIDUAL: collections.Counter = collections.Counter()  # Advoware edits during a sync / lost in a window, by kind
 
 
 class Values:
@@ -160,8 +149,8 @@ class World:
             r.log.append(f"espocrm {sorted(data)}")
         return data
 
-    def advo_edit(self, r: Round, *, during: bool = False) -> dict:
-        """Up to three Advoware edits in one save; `during`: made while a sync runs (times recorded)."""
+    def advo_edit(self, r: Round, *, during: str = "") -> dict:
+        """Up to three Advoware edits in one save; `during`: made while a sync runs (which call it held)."""
         v, rec, data = self.values, self.advo, {}
         person = bool(rec.get("vorname"))
         ops = ["vorname", "name", "switch", "anrede", "titel", "date", "rechtsform", "brief", "zusatz"]
@@ -192,7 +181,7 @@ class World:
         for f, value in r.advo_human.items():
             r.advo_seen.setdefault(f, set()).add(value)
         if during:
-            r.in_flight.append((t0, t1))
+            r.in_flight.append((t0, t1, during))
             r.unmapped_in_flight |= set(data) & set(self.unmapped)
         r.log.append(f"advoware{' during the sync' if during else ''} {sorted(data)}")
         return data
@@ -263,10 +252,10 @@ def inject(world: World, r: Round) -> None:
         r.timers.append(world.on_call("advoware", ADVO_PUT, lambda: world.espo_edit(r)))
     elif choice == "advo_during_get":
         kit["advoware"].add_fault(path=ADVO_ONE, method="GET", latency_ms=1200, after=True, times=1)
-        r.timers.append(world.on_call("advoware", ADVO_GET, lambda: world.advo_edit(r, during=True)))
+        r.timers.append(world.on_call("advoware", ADVO_GET, lambda: world.advo_edit(r, during="slow GET answer")))
     elif choice == "advo_during_put":
         kit["advoware"].add_fault(path=ADVO_ONE, method="PUT", latency_ms=300, times=1)
-        r.timers.append(world.on_call("advoware", ADVO_PUT, lambda: world.advo_edit(r, during=True)))
+        r.timers.append(world.on_call("advoware", ADVO_PUT, lambda: world.advo_edit(r, during="PUT in flight")))
     if choice != "none":
         r.log.append(f"inject {choice} {system if choice in ('5xx', 'hang', 'after') else ''} "
                      f"{method if choice in ('5xx', 'hang') else ''}")
@@ -305,7 +294,7 @@ def in_window(world: World, r: Round) -> bool:
             last_get = entry["start"]
         elif entry["method"] == "PUT" and last_get is not None:
             windows.append((last_get, entry["end"]))
-    return any(t1 >= start and t0 <= end for t0, t1 in r.in_flight for start, end in windows)
+    return any(t1 >= start and t0 <= end for t0, t1, _ in r.in_flight for start, end in windows)
 
 
 def check_agreement(world: World) -> dict:
@@ -359,9 +348,9 @@ def check_round(world: World, r: Round, notes_before: int) -> None:
         if advo[key] != value and key in r.unmapped_in_flight and in_window(world, r):
             world.unmapped[key], lost_in_window = advo[key], True
         assert advo[key] == world.unmapped[key], f"{key}: {advo[key]!r}, the Advoware user wrote {value!r}"
-    if lost_in_window:
-        RESIDUAL["get_put_window"] += 1
-    RESIDUAL["advoware_edits_in_flight"] += len(r.in_flight)
+    for _, _, kind in r.in_flight:
+        RESIDUAL[f"edits during {kind}"] += 1
+        RESIDUAL[f"lost during {kind}"] += lost_in_window
 
 
 def assert_second_sync_writes_nothing(world: World) -> None:
@@ -414,9 +403,9 @@ def test_random_histories_on_both_sides_converge(sandbox, lock_redis, shim):
             run_seed(sandbox, lock_redis, shim.url, seed)
         except AssertionError as exc:
             failures.append(str(exc))
-    print(f"\nbeteiligte random: {len(SEEDS)} seeds, {len(failures)} failed; Advoware edits during a sync: "
-          f"{RESIDUAL['advoware_edits_in_flight']}, lost in the GET->PUT window (accepted): "
-          f"{RESIDUAL['get_put_window']}")
+    print(f"\nbeteiligte random: {len(SEEDS)} seeds x {ROUNDS} rounds, {len(failures)} seeds failed; "
+          f"Advoware edits made during a sync, and lost in a GET->PUT window (accepted): "
+          f"{dict(sorted(RESIDUAL.items()))}")
     if failures:
         firsts = "\n".join(f.splitlines()[0][:240] for f in failures)
         raise AssertionError(f"{len(failures)} of {len(SEEDS)} seeds failed:\n{firsts}\n\n"
