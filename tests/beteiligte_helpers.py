@@ -44,17 +44,12 @@ def run_sync(entity_id: str, action: str = "check", source: str = "sweep", timeo
 def start_shim(sandbox, lock_redis) -> ServerThread:
     """The webhook shim on a free port, subscribed in the EspoCRM simulator for create/update/delete."""
     server = ServerThread(create_app(get_settings())).start()
-    subscribe_shim(sandbox, lock_redis, server.url)
-    return server
-
-
-def subscribe_shim(sandbox, lock_redis, url: str) -> None:
-    """Subscribe the shim at `url` in the EspoCRM simulator (again after a reset cleared the webhooks)."""
     espo = sandbox.state("espocrm")
     for action in ("create", "update", "delete"):
-        hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{url}/vmh/webhook/beteiligte/{action}",
+        hook = espo.hooks.subscribe(f"CBeteiligte.{action}", f"{server.url}/vmh/webhook/beteiligte/{action}",
                                     espo.integration_user)
         register_secret(lock_redis, hook["id"], hook["secretKey"])
+    return server
 
 
 def linked_record(sandbox, fields: dict = PERSON) -> dict:

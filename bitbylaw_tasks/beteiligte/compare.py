@@ -112,9 +112,9 @@ class CompareResult:
 class Resume:
     """A sync resumed after its own Advoware PUT whose EspoCRM write-back did not land (issue 18 A).
 
-    Advoware held `merged` at `row_id` after that PUT, so `merged` is the base of both
-    sides: EspoCRM's fields count as changed only where they differ from what EspoCRM
-    held at that decision (`espocrm`), i.e. where a user edited since.
+    Advoware held `merged` at `row_id` after that PUT, and EspoCRM still holds what it held
+    at that decision (`espocrm`) plus its user's edits since: `_resumed` makes the two sides
+    and the base of the merge from that.
     """
 
     espocrm: dict = field(repr=False)
@@ -181,7 +181,7 @@ def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, 
         e, snapshot = _resumed(e_now, resume)
         current, detection = normalise(advo.get("rowId")), RESUMED
         espo_changed = any(e[f] != snapshot[f] for f in FIELDS)
-        advo_changed = (current != resume.row_id if current and resume.row_id else False) or \
+        advo_changed = bool(current and resume.row_id and current != resume.row_id) or \
             any(a[f] != snapshot[f] for f in FIELDS)
     elif last_sync is None:
         if normalise(espo.get("advowareLastSync")):
