@@ -2,9 +2,10 @@
 
 Through both simulators and the session worker, with faults that hold a call
 open while a test thread edits as a human:
-- C: an EspoCRM edit made while the Advoware POST is in flight is not lost: the
-  snapshot is what was POSTed, so the edit is seen as an EspoCRM change and
-  reaches Advoware in a follow-up round of the same sync;
+- C: an EspoCRM edit made while the Advoware POST is in flight, or before a later
+  adoption of the journal's betNr, is not lost: the snapshot is what was POSTed, so
+  the edit is seen as an EspoCRM change and reaches Advoware in a follow-up round of
+  the same sync;
 - A: the conflict note survives a failed or refused EspoCRM write-back after the
   Advoware PUT, and never names the sync's own PUT value as Advoware's;
 - the GET->PUT window: an Advoware edit while the sync holds a stale GET is
@@ -13,6 +14,8 @@ open while a test thread edits as a human:
 import pytest
 
 from beteiligte_helpers import PERSON, OnCall, advoware_record, espo_record, linked_record, run_sync
+from bitbylaw_tasks.beteiligte.journal import CreateJournal
+from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, mapped_snapshot
 
 ADVO_ONE = "/api/v1/advonet/Beteiligte/*"
 ADVO_GET, ADVO_PUT = "GET /api/v1/advonet/Beteiligte/<betnr>", "PUT /api/v1/advonet/Beteiligte/<betnr>"
@@ -48,6 +51,21 @@ def test_espocrm_edit_during_the_create_reaches_advoware(world):
     after, advo = _settled(world, record["id"])
     assert after["titel"] == advo["titel"] == "Prof."
     assert after["syncStatus"] == "clean"
+
+
+def test_journal_adoption_after_a_user_edit_carries_the_edit_to_advoware(world, lock_redis):
+    """An earlier attempt POSTed (the journal says `created`) and its write-back failed; the user edited
+    the record before the retry. The retry adopts the betNr without a POST, and the edit reaches Advoware."""
+    espo = world.state("espocrm")
+    record = espo.human_create(PERSON)
+    espo.hooks.clear()
+    created = world.state("advoware").create_beteiligte(espo_to_advoware(record))
+    CreateJournal(lock_redis, record["id"]).created(created["betNr"], created["rowId"], mapped_snapshot(record))
+    espo.human_update(record["id"], {"titel": "Prof."}, user="bob")
+    assert run_sync(record["id"], "update", "retry")["detail"]["kind"] == "espocrm_newer"
+    after, advo = _settled(world, record["id"])
+    assert after["betnr"] == created["betNr"] and after["titel"] == advo["titel"] == "Prof."
+    assert world.kit("advoware").calls().get("POST /api/v1/advonet/Beteiligte", 0) == 0
 
 
 # ---------------------------------------------------------------- A: the conflict note after a failed write-back
