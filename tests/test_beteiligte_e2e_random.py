@@ -11,7 +11,7 @@ a slow GET answer: the rowId re-check; Advoware during the PUT: the GET->PUT res
 The oracle (`check_round`; docs/beteiligte-sync.md §11): both sides agree; every EspoCRM change
 survived; every Advoware change survived, or a note names it, or it fell into a GET->PUT window
 (the one accepted class, counted); every note names a value Advoware's user wrote that round
-and EspoCRM overrode; no note when nothing was overridden; unmapped fields untouched; a second
+and EspoCRM overrode; no note when nothing was overridden; unmapped and read-only fields untouched; a second
 sync writes nothing; no duplicate create. `BET_RANDOM_SEEDS=1,2,3` or `=1-500` picks seeds
 (default 1-8, about 40 s); `-s` prints the window counts; long runs need `--timeout=0`.
 """
@@ -50,6 +50,7 @@ ADVO_POST = "POST /api/v1/advonet/Beteiligte"
 WRITES = (ADVO_PUT, ADVO_POST,
           "PUT /api/v1/CBeteiligte/<record_id>", "POST /api/v1/Note")
 NOTE_LINE = re.compile(r"^- (\w+): (.*?) value overridden \(Advoware: (.*?); EspoCRM: (.*?); now: (.*?)\)$")
+READ_ONLY = ("betNr", "kurzname", "art", "angelegtAm", "geaendertAm")
 RESIDUAL: collections.Counter = collections.Counter()  # Advoware edits during a sync / lost in a window, by kind
 
 
@@ -102,6 +103,7 @@ class World:
         self.id: str = ""
         self.betnr: int = 0
         self.unmapped = {"briefAnrede": None, "zusatz": None}
+        self.read_only: dict = {}
 
     @property
     def espo(self) -> dict:
@@ -350,6 +352,8 @@ def check_round(world: World, r: Round, notes_before: int) -> None:
         if advo[key] != value and key in r.unmapped_in_flight and in_window(world, r):
             world.unmapped[key], lost_in_window = advo[key], True
         assert advo[key] == world.unmapped[key], f"{key}: {advo[key]!r}, the Advoware user wrote {value!r}"
+    # read-only fields the full-replace PUT sends back as read: never changed
+    assert {k: advo[k] for k in READ_ONLY} == world.read_only, (world.read_only, {k: advo[k] for k in READ_ONLY})
     for _, _, kind in r.in_flight:
         RESIDUAL[f"edits during {kind}"] += 1
         RESIDUAL[f"lost during {kind}"] += lost_in_window
@@ -385,6 +389,7 @@ def run_seed(sandbox, lock_redis, hooks: dict, seed: int) -> None:
     try:
         written = create(world, webhook)
         assert check_agreement(world) == written, "the created Beteiligter is not what the EspoCRM user wrote"
+        world.read_only = {k: world.advo[k] for k in READ_ONLY}
         assert_second_sync_writes_nothing(world)
         for number in range(ROUNDS):
             notes_before = len(world.notes())
