@@ -1,6 +1,7 @@
 """Helpers for the Beteiligte end-to-end tests: the shim on a real port, waiting, running a sync."""
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -51,6 +52,17 @@ def start_shim(sandbox, lock_redis) -> ServerThread:
     return server
 
 
+def linked_record(sandbox, fields: dict = PERSON) -> dict:
+    """A created, linked record, with the Kommunikation sync handed off by the create already finished
+    (webhooks cleared: the test drives every later sync itself)."""
+    espo = sandbox.state("espocrm")
+    record = espo.human_create(fields)
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")
+    wait_idle()
+    return espo_record(sandbox, record["id"])
+
+
 def advoware_record(sandbox, betnr: int) -> dict | None:
     return sandbox.state("advoware").get_beteiligte(int(betnr))
 
@@ -66,3 +78,27 @@ def calls(sandbox, name: str) -> dict[str, int]:
 def api_calls(sandbox, name: str) -> int:
     """Calls to the system's API proper (the Advoware token endpoint is counted separately)."""
     return sum(n for key, n in calls(sandbox, name).items() if "/Token" not in key)
+
+
+class OnCall(threading.Thread):
+    """Run `action` `delay` s after the simulator behind `kit` received its next `endpoint` call (which a
+    fault holds open meanwhile, so the action lands inside it); never, if no such call comes before
+    `finish()`."""
+
+    def __init__(self, kit, endpoint: str, action, delay: float = 0.1):
+        super().__init__(daemon=True)
+        self.kit, self.endpoint, self.action, self.delay = kit, endpoint, action, delay
+        self.before = kit.calls().get(endpoint, 0)
+        self.stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.005):
+            if self.kit.calls().get(self.endpoint, 0) > self.before:
+                time.sleep(self.delay)
+                self.action()
+                return
+
+    def finish(self) -> None:
+        self.stopped.set()
+        self.join()

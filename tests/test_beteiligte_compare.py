@@ -325,11 +325,24 @@ def test_row_id_comes_from_the_put_response():
 
 def test_create_write_links_the_new_record():
     espo = {"id": "e9", "firstName": "Max", "lastName": "Muster", "syncStatus": "pending_sync"}
-    write = create_write(espo, {"betNr": 123, "rowId": "row-new"}, T0)
+    write = create_write(mapped_snapshot(espo), {"betNr": 123, "rowId": "row-new"}, T0, espo)
     assert write["betnr"] == 123 and write["advowareRowId"] == "row-new" and write["syncStatus"] == "clean"
     assert load_snapshot(write[SNAPSHOT_FIELD]) == mapped_snapshot(espo)
     espo = espo_save(espo, write, T0)
     advo = {"betNr": 123, "rowId": "row-new", **espo_to_advoware(espo)}
+    assert_quiet(espo, advo, T0)
+
+
+def test_create_write_keeps_what_was_posted_as_the_snapshot_when_espocrm_changed_meanwhile():
+    """Issue 18 C: the user changed `titel` while the POST was in flight; the edit is an EspoCRM change."""
+    posted = {"id": "e9", "firstName": "Max", "lastName": "Muster", "titel": "Dr."}
+    espo = {**posted, "titel": "Prof."}
+    write = create_write(mapped_snapshot(posted), {"betNr": 123, "rowId": "row-new"}, T0, espo)
+    assert load_snapshot(write[SNAPSHOT_FIELD])["titel"] == "Dr." and write["syncStatus"] == "dirty"
+    espo = espo_save(espo, write, T0)
+    advo = {"betNr": 123, "rowId": "row-new", **espo_to_advoware(posted)}
+    espo, advo, result = run_sync(espo, advo, T0)
+    assert result.kind == ESPOCRM_NEWER and advo["titel"] == "Prof."
     assert_quiet(espo, advo, T0)
 
 
@@ -426,3 +439,28 @@ def test_per_field_merge(states, policy):
     assert all(o.advoware_lost == (winners[o.group] == ESPOCRM) for o in result.overridden)
     assert result.kind == (CONFLICT if e != base else ADVOWARE_NEWER)
     assert (result.advoware_put is None) == (result.merged == a)
+
+
+# ---------------------------------------------------------------- issue 18 B: a kind switch against a name edit
+@pytest.mark.parametrize("espo_edit", [{"lastName": "Musterfrau"}, {"firstName": "Moritz"}])
+def test_kind_switch_in_advoware_does_not_beat_an_espocrm_name_edit(espo_edit):
+    """Advoware clears `vorname` (person -> company), EspoCRM edits a name: the name group changed on
+    both sides, so EspoCRM's whole name group wins and the note names Advoware's overridden values."""
+    espo, advo = linked({**MAX, **espo_edit}, {**MAX_ADVO, "vorname": None, "rowId": "row-B"}, SNAP)
+    result = compare(espo, advo)
+    wanted = mapped_snapshot({**MAX, **espo_edit})
+    assert result.kind == CONFLICT
+    assert {f: result.merged[f] for f in GROUPS["name"]} == {f: wanted[f] for f in GROUPS["name"]}
+    assert result.espocrm_update == {}
+    assert result.advoware_put["vorname"] == wanted["firstName"] and result.advoware_put["name"] == wanted["lastName"]
+    lost = {o.field: o.advoware for o in result.advoware_overridden}
+    assert lost["firstName"] == "" and lost["firmenname"] == "Muster"
+    assert not any(o.espocrm_lost for o in result.overridden)
+    assert "Muster" in override_note(result)
+
+
+def test_kind_switch_with_the_name_group_on_advoware_policy_notes_the_lost_espocrm_edit():
+    espo, advo = linked({**MAX, "lastName": "Musterfrau"}, {**MAX_ADVO, "vorname": None, "rowId": "row-B"}, SNAP)
+    result = compare(espo, advo, policy={"name": ADVOWARE})
+    assert (result.merged["firmenname"], result.merged["firstName"]) == ("Muster", "")
+    assert ("lastName", "Musterfrau") in {(o.field, o.espocrm) for o in result.overridden if o.espocrm_lost}

@@ -79,7 +79,13 @@ def cmd_audit(args, settings: Settings) -> int:
         mark = "" if e[field] == a.get(field) else "  <- differs"
         print(f"{field:16s} {e[field][:30]:30s} {a.get(field, '')[:30]:30s}{mark}")
     print(f"rowId stored={espo.get('advowareRowId')} current={advo.get('rowId')}")
-    print(f"a sync would do: {compare(espo, advo, policy=settings.conflict_policy).summary()}")
+    from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
+    from bitbylaw_tasks.redis_clients import lock_redis
+
+    resume, owed = resume_from(PutJournal(lock_redis(settings), espo["id"]).get(), espo, advo)
+    if resume is not None or owed:
+        print(f"an earlier PUT awaits its EspoCRM write-back; notes owed for: {[o.field for o in owed]}")
+    print(f"a sync would do: {compare(espo, advo, policy=settings.conflict_policy, resume=resume).summary()}")
     return 0
 
 

@@ -15,6 +15,7 @@ docs/beteiligte-sync.md explains the choices.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ from .mapping import (
     espo_to_advoware, kind_of, mapped_snapshot, merge_into_advoware, normalise, normalise_date,
     parse_advoware_datetime, parse_espo_datetime, snapshot_of_advoware,
 )
-from .status import after_success
+from .status import DIRTY, after_success
 
 ESPOCRM_NEWER = "espocrm_newer"
 ADVOWARE_NEWER = "advoware_newer"
@@ -39,6 +40,7 @@ DEFAULT_POLICY: dict[str, str] = {group: ESPOCRM for group in GROUPS}
 BY_ROW_ID = "rowId"
 BY_TIMESTAMPS = "timestamps"
 FIRST_SYNC = "first_sync"
+RESUMED = "resumed"  # after the sync's own PUT whose EspoCRM write-back did not land (put_journal.py)
 
 SNAPSHOT_FIELD = "advowareSyncSnapshot"
 SNAPSHOT_VERSION = 1
@@ -106,6 +108,20 @@ class CompareResult:
         }
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A sync resumed after its own Advoware PUT whose EspoCRM write-back did not land (issue 18 A).
+
+    Advoware held `merged` at `row_id` after that PUT, and EspoCRM still holds what it held
+    at that decision (`espocrm`) plus its user's edits since: `_resumed` makes the two sides
+    and the base of the merge from that.
+    """
+
+    espocrm: dict = field(repr=False)
+    merged: dict = field(repr=False)
+    row_id: str | None = None
+
+
 def conflict_policy(policy: Mapping[str, str] | None = None) -> dict[str, str]:
     """The full per-group policy: DEFAULT_POLICY (EspoCRM wins) updated by `policy`; ValueError if invalid."""
     out = dict(DEFAULT_POLICY)
@@ -144,22 +160,30 @@ def load_snapshot(text, report: list[str] | None = None) -> dict[str, str] | Non
     return {f: normalise(fields[f]) for f in FIELDS if isinstance(fields.get(f), str)}
 
 
-def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, str] | None = None) -> CompareResult:
+def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, str] | None = None,
+            resume: Resume | None = None) -> CompareResult:
     """Decide one sync of a linked pair (SPEC §4.3).
 
     `snapshot`: the canonical dict of the last sync, None for "none", or omitted
     to read it from `espo[SNAPSHOT_FIELD]`. `policy`: {group: "espocrm"|"advoware"}
     for fields changed on both sides (default: EspoCRM wins everywhere).
+    `resume`: the sync's own earlier PUT whose write-back did not land (`put_journal.resume_from`).
     """
     report: list[str] = []
     policy = conflict_policy(policy)
     if snapshot is _FROM_RECORD:
         snapshot = load_snapshot(espo.get(SNAPSHOT_FIELD), report)
-    e = mapped_snapshot(espo, report)
+    e = e_now = mapped_snapshot(espo, report)
     a = snapshot_of_advoware(advo, report)
 
     last_sync = parse_espo_datetime(espo.get("advowareLastSync"))
-    if last_sync is None:
+    if resume is not None:
+        e, snapshot = _resumed(e_now, resume)
+        current, detection = normalise(advo.get("rowId")), RESUMED
+        espo_changed = any(e[f] != snapshot[f] for f in FIELDS)
+        advo_changed = bool(current and resume.row_id and current != resume.row_id) or \
+            any(a[f] != snapshot[f] for f in FIELDS)
+    elif last_sync is None:
         if normalise(espo.get("advowareLastSync")):
             report.append("advowareLastSync unreadable: treated as a first sync")
         # First sync of an existing pair: EspoCRM is the master, and an old snapshot means nothing.
@@ -171,7 +195,7 @@ def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, 
 
     decisions, overrides, merged = _merge(e, a, snapshot, espo_changed, advo_changed, kind, policy)
     advoware_put = None if merged == a else merge_into_advoware(advo, espo_to_advoware(merged))
-    espocrm_update = _espocrm_update(espo, e, merged, report)
+    espocrm_update = _espocrm_update(espo, e_now, merged, report)
     return CompareResult(
         kind=kind, detection=detection, espocrm_changed=espo_changed, advoware_changed=advo_changed,
         decisions=decisions, overridden=overrides, warnings=tuple(report), had_snapshot=snapshot is not None,
@@ -201,9 +225,18 @@ def sync_write(result: CompareResult, advoware_after: dict, now: datetime) -> di
     return {**result.espocrm_update, **bookkeeping(result.snapshot, advoware_after, now)}
 
 
-def create_write(espo: dict, created: dict, now: datetime) -> dict:
-    """The one EspoCRM write after Advoware's POST answered `created`: betnr, rowId, status, snapshot."""
-    return bookkeeping(mapped_snapshot(espo), created, now)
+def create_write(posted: Mapping[str, str], created: dict, now: datetime, espo: dict) -> dict:
+    """The one EspoCRM write after Advoware's POST answered `created`: betnr, rowId, status, snapshot.
+
+    The snapshot is `posted`, the canonical form of what the POST carried, not of the
+    record EspoCRM holds now: a user edit made while the create was in flight (`espo`
+    differs from `posted`) must count as an EspoCRM change at the next sync, so the
+    record is left `dirty` (issue 18 C) and the service runs that sync at once.
+    """
+    write = bookkeeping(posted, created, now)
+    if mapped_snapshot(espo) != dict(posted):
+        write["syncStatus"] = DIRTY
+    return write
 
 
 def changes_in(write: Mapping, espo: Mapping) -> dict:
@@ -217,12 +250,22 @@ def changes_in(write: Mapping, espo: Mapping) -> dict:
     return {k: v for k, v in write.items() if k != "advowareLastSync" and not same(v, espo.get(k))}
 
 
-def override_note(result: CompareResult, mention: str = "") -> str | None:
-    """The stream-note text telling the assigned user which changes the merge overrode, or None."""
-    if not result.overridden:
+def notes_due(result: CompareResult, owed: tuple[Override, ...] = ()) -> tuple[Override, ...]:
+    """The overrides the stream note must name: those an earlier PUT of this sync still owes (their
+    `now` brought up to date) followed by this decision's own."""
+    earlier = tuple(dataclasses.replace(o, value=result.merged.get(o.field, o.value)) for o in owed)
+    return earlier + result.overridden
+
+
+def override_note(result: CompareResult | tuple[Override, ...], mention: str = "") -> str | None:
+    """The stream-note text telling the assigned user which changes the merge overrode, or None.
+
+    Takes a result (its own overrides) or the overrides themselves (`notes_due`)."""
+    overridden = result.overridden if isinstance(result, CompareResult) else result
+    if not overridden:
         return None
     lines = [f"@{mention}" if mention else "", "Sync conflict between EspoCRM and Advoware, resolved per field:"]
-    for o in result.overridden:
+    for o in overridden:
         lost = " and ".join(s for s, flag in (("Advoware", o.advoware_lost), ("EspoCRM", o.espocrm_lost)) if flag)
         lines.append(f"- {o.field}: {lost} value overridden (Advoware: {o.advoware or '(empty)'}; "
                      f"EspoCRM: {o.espocrm or '(empty)'}; now: {o.value or '(empty)'})")
@@ -233,6 +276,22 @@ _KIND = {
     (True, True): CONFLICT, (True, False): ESPOCRM_NEWER,
     (False, True): ADVOWARE_NEWER, (False, False): NO_CHANGE,
 }
+
+
+def _resumed(e_now: dict, resume: Resume) -> tuple[dict, dict]:
+    """EspoCRM's side and the per-field base of a resumed sync.
+
+    EspoCRM holds what it held at the decision plus the user's edits since (`e_now` where it
+    differs from `resume.espocrm`); the PUT's values stand in for the rest. The base is what
+    Advoware got from the PUT, except where the user since edited a field whose PUT value came
+    from Advoware (EspoCRM never showed it): there the user edited against the old value, so
+    both sides changed the field and the policy decides (and the note names Advoware's value).
+    """
+    since = {f for f in FIELDS if e_now[f] != resume.espocrm.get(f)}
+    e = canonicalise({f: e_now[f] if f in since else resume.merged[f] for f in FIELDS})
+    base = {f: resume.espocrm[f] if f in since and resume.merged[f] != resume.espocrm.get(f)
+            else resume.merged[f] for f in FIELDS}
+    return e, base
 
 
 def _espocrm_changed(espo, e, snapshot, last_sync, report) -> bool:
@@ -272,7 +331,7 @@ def _merge(e, a, snapshot, espo_changed, advo_changed, kind, policy):
             ec, ac = differ and espo_changed, differ and advo_changed
             raw[f] = {CONFLICT: winner, ADVOWARE_NEWER: a}.get(kind, e)[f]
         flags[f] = (ec, ac)
-    merged = canonicalise(raw)
+    merged = _coherent(raw, flags, e, a, policy)
     person = kind_of(merged) == PERSON
     decisions, overrides = [], []
     for f in FIELDS:
@@ -287,6 +346,21 @@ def _merge(e, a, snapshot, espo_changed, advo_changed, kind, policy):
         if advo_lost or espo_lost:
             overrides.append(Override(f, GROUP_OF[f], advo_lost, espo_lost, a[f], e[f], value))
     return tuple(decisions), tuple(overrides), merged
+
+
+def _coherent(raw, flags, e, a, policy) -> dict:
+    """`raw` made a valid record (`canonicalise`). When that would drop a change of a group's policy
+    winner (Advoware turned the person into a company while EspoCRM renamed her), the group takes the
+    winner's values as a whole: the policy, not the person/company rule, decides a group changed on
+    both sides, and the loser's values become overrides (issue 18 B)."""
+    merged = canonicalise(raw)
+    person = kind_of(merged) == PERSON
+    for group, fields in GROUPS.items():
+        side = 0 if policy[group] == ESPOCRM else 1
+        winner = (e, a)[side]
+        if any(flags[f][side] and merged[f] != winner[f] and not (f == "rechtsform" and person) for f in fields):
+            raw = {**raw, **{f: winner[f] for f in fields}}
+    return canonicalise(raw)
 
 
 def _espocrm_update(espo, e, merged, report) -> dict:

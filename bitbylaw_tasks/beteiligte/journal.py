@@ -6,7 +6,8 @@ sync writes `posting`; as soon as Advoware answers it writes `created` with
 the new betNr/rowId (one Redis write, before the slower EspoCRM write-back).
 The next sync of the record then:
 - `created` -> adopts that betNr instead of POSTing again (worker died, or the
-  EspoCRM write-back failed);
+  EspoCRM write-back failed), with the canonical form of what was POSTed as the
+  snapshot: an EspoCRM edit made meanwhile then counts as an EspoCRM change;
 - `posting` -> the POST may or may not have created a record: stop and ask an
   operator (`bitbylaw beteiligte resolve-create`), never POST a second time;
 - `cleared` -> an operator confirmed that nothing was created: POST again.
@@ -35,6 +36,7 @@ class JournalEntry:
     at: float
     betnr: int | None = None
     row_id: str | None = None
+    snapshot: dict | None = None  # canonical form of the POSTed record (None: adopted by an operator)
 
 
 class CreateJournal:
@@ -47,13 +49,13 @@ class CreateJournal:
         if not raw:
             return None
         data = json.loads(raw)
-        return JournalEntry(data["state"], data["at"], data.get("betnr"), data.get("row_id"))
+        return JournalEntry(data["state"], data["at"], data.get("betnr"), data.get("row_id"), data.get("snapshot"))
 
     def begin(self) -> None:
         self._write(JournalEntry(POSTING, time.time()))
 
-    def created(self, betnr: int, row_id: str | None) -> None:
-        self._write(JournalEntry(CREATED, time.time(), betnr, row_id))
+    def created(self, betnr: int, row_id: str | None, snapshot: dict | None = None) -> None:
+        self._write(JournalEntry(CREATED, time.time(), betnr, row_id, snapshot))
 
     def cleared(self) -> None:
         """An operator confirmed that no Advoware record was created: a new POST is allowed."""

@@ -19,7 +19,9 @@ import redis
 from bitbylaw_tasks.beteiligte import compare as cmp
 from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
-from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, format_espo_datetime, parse_espo_datetime
+from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
+from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
+                                               parse_espo_datetime, snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
 from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
@@ -29,7 +31,12 @@ from integrations.http import ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-MAX_VERSION_ROUNDS = 3  # 409 on the EspoCRM write -> re-read and re-decide, at most this often
+MAX_VERSION_ROUNDS = 4  # 409 on the EspoCRM write, or a create that found EspoCRM changed: re-read, re-decide
+# Advoware's PUT has no precondition and replaces every field with what the sync's GET saw, so an
+# Advoware edit between the GET and the PUT is lost. When the GET was sent longer ago than this, the
+# sync GETs again and re-decides if the rowId moved (docs/beteiligte-sync.md, "The GET->PUT window").
+RECHECK_AFTER = 1.0
+MAX_RECHECKS = 2
 RETRY_SCHEDULE_KEY = "beteiligte:retry_due"  # sorted set: entity id -> due epoch (drained by beat)
 ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"  # hash: entity id -> when (for operators)
 
@@ -46,6 +53,7 @@ class SyncContext:
     lock: EntityLock | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     policy: dict = field(default_factory=dict)  # {field group: "espocrm"|"advoware"}
+    recheck_after: float = RECHECK_AFTER          # seconds: an older Advoware GET is re-checked before a PUT
 
     def before_write(self) -> None:
         """Fencing: raises LockLost when our lease expired; extends it otherwise."""
@@ -62,6 +70,7 @@ class SyncOutcome:
     notes: int = 0
     detail: dict = field(default_factory=dict)
     kommunikation_due: bool = False  # the cheap pre-check found work for the Kommunikation sync
+    again: bool = False              # the record is left `dirty`: run another round right away
 
 
 def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) -> SyncOutcome:
@@ -77,6 +86,9 @@ def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) 
             outcome = _sync_record(ctx, espo, source)
         except VersionConflict:
             log.info("beteiligte %s: EspoCRM record changed during the sync, re-deciding", entity_id)
+            continue
+        if outcome.again:
+            log.info("beteiligte %s: EspoCRM changed while Advoware was written; one more round", entity_id)
             continue
         return _log(outcome)
     raise SyncFailed(f"EspoCRM record changed {MAX_VERSION_ROUNDS} times during the sync; will retry")
@@ -98,27 +110,60 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
         espo = {**espo, "betnr": None, "advowareRowId": None}  # a manual re-sync re-creates it (SPEC §4.4)
     if espo.get("betnr") in (None, ""):
         return _create(ctx, espo, now)
-    try:
-        advo = ctx.advoware.get_beteiligte(int(espo["betnr"]))
-    except NotFound:
-        return _deleted_in_advoware(ctx, espo, now)
-    result = cmp.compare(espo, advo, policy=ctx.policy)
+    return _update(ctx, espo, now)
+
+
+def _update(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
+    """A linked record: GET Advoware, decide (resuming an earlier PUT of ours), PUT, write back, note."""
+    entity_id, betnr = espo["id"], int(espo["betnr"])
+    journal = PutJournal(ctx.redis, entity_id)
+    pending = journal.get()
+    fetched = _fetch(ctx, betnr)
+    rechecks = 0
+    while True:
+        if fetched is None:
+            return _deleted_in_advoware(ctx, espo, now)
+        advo, fetched_at = fetched
+        resume, owed = resume_from(pending, espo, advo)
+        result = cmp.compare(espo, advo, policy=ctx.policy, resume=resume)
+        # The PUT replaces every field with what this GET saw: re-check a GET grown old (issue 18).
+        if result.advoware_put is None or time.monotonic() - fetched_at <= ctx.recheck_after \
+                or rechecks >= MAX_RECHECKS:
+            break
+        rechecks += 1
+        fetched = _fetch(ctx, betnr)
+        if fetched is not None and fetched[0].get("rowId") == advo.get("rowId"):
+            break  # unchanged: the decision stands
+    due = cmp.notes_due(result, owed)
     advo_after = advo
     if result.advoware_put is not None:
         ctx.before_write()
-        advo_after = ctx.advoware.update_beteiligte(int(espo["betnr"]), result.advoware_put)
+        pending = journal.putting(mapped_snapshot(espo), result.merged, due)  # before: its answer may be lost
+        advo_after = ctx.advoware.update_beteiligte(betnr, result.advoware_put)
+        journal.put(pending, advo_after.get("rowId"))
     write = status.success_for(espo, status.DOMAIN, cmp.sync_write(result, advo_after, now))
     wrote_espo = False
     if cmp.changes_in(write, espo) or _last_sync_stale(espo, now):
         _write_espocrm(ctx, espo, write)
         wrote_espo = True
     notes = 0
-    text = cmp.override_note(result)
-    if text and result.advoware_overridden:
-        ctx.espocrm.post_note(entity_id, text)
+    if any(o.advoware_lost for o in due):
+        ctx.espocrm.post_note(entity_id, cmp.override_note(due))
         notes = 1
+    if pending is not None:
+        journal.clear()
     return SyncOutcome(entity_id, result.kind, wrote_espo, result.advoware_put is not None, notes,
-                       detail=result.summary(), kommunikation_due=kommunikation.needs_sync(espo, advo))
+                       detail={**result.summary(), "rechecks": rechecks},
+                       kommunikation_due=kommunikation.needs_sync(espo, advo))
+
+
+def _fetch(ctx: SyncContext, betnr: int) -> tuple[dict, float] | None:
+    """Advoware's record with the monotonic time the GET was sent, or None when it is gone (404)."""
+    sent = time.monotonic()
+    try:
+        return ctx.advoware.get_beteiligte(betnr), sent
+    except NotFound:
+        return None
 
 
 def _last_sync_stale(espo: dict, now: datetime) -> bool:
@@ -153,6 +198,10 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
     adopted = False
     if entry is not None and entry.state == CREATED:
         created, adopted = {"betNr": entry.betnr, "rowId": entry.row_id}, True
+        posted = entry.snapshot
+        if posted is None:  # adopted by an operator: what Advoware holds is the base
+            created = ctx.advoware.get_beteiligte(entry.betnr)
+            posted = snapshot_of_advoware(created)
     elif entry is not None and entry.state == POSTING:
         raise SyncFailed(UNCERTAIN.format(why="", id=entity_id))
     elif entry is None and intent and not intent.startswith(journal.server_id() + ":"):
@@ -164,18 +213,20 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
                                               INTENT_FIELD: f"{journal.server_id()}:{format_espo_datetime(now)}"})
         journal.begin()
         ctx.before_write()
+        posted = mapped_snapshot(espo)
         try:
             created = ctx.advoware.create_beteiligte(espo_to_advoware(espo))
         except ApiError as exc:
             if not getattr(exc, "maybe_sent", False):  # an error answer, or never connected: nothing created
                 _withdraw_intent(ctx, espo, journal)
             raise
-        journal.created(int(created["betNr"]), created.get("rowId"))
+        journal.created(int(created["betNr"]), created.get("rowId"), posted)
     # Until this write lands, only the Redis journal knows the new betNr: try hard before giving up.
-    _insist(lambda: _write_espocrm(ctx, espo, {**cmp.create_write(espo, created, now), INTENT_FIELD: ""}))
+    write = {**cmp.create_write(posted, created, now, espo), INTENT_FIELD: ""}
+    _insist(lambda: _write_espocrm(ctx, espo, write))
     journal.clear()
     return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted},
-                       kommunikation_due=True)
+                       kommunikation_due=True, again=write["syncStatus"] == status.DIRTY)
 
 
 def _withdraw_intent(ctx: SyncContext, espo: dict, journal: CreateJournal) -> None:
