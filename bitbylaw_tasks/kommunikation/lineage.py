@@ -58,17 +58,30 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
                     and kinds_compatible(link.kommkz, r.kind)), None)
         if row is not None:
             pair(row, link)
-    # 2. The place: a new value where a vanished one stood.
+    # 2. The place: a new value where a vanished one stood, if their kinds show the same in EspoCRM
+    #    (a delete and an add of different types are never one edit). Where fewer new values than
+    #    vanished ones stand at a place, the vanished ones Advoware still holds are taken first.
     for place, links in gone.items():
-        for link, row in zip([l for l in links if id(l) not in taken],
-                             [r for r in new.get(place, ()) if id(r) not in pairs]):
-            pair(row, link)
+        rows_here = [r for r in new.get(place, ()) if id(r) not in pairs]
+        for row in rows_here:
+            open_links = [l for l in links if id(l) not in taken and kinds_compatible(l.kommkz, row.kind)]
+            if len(rows_here) < len(open_links):
+                open_links.sort(key=lambda l: advoware_deleted(planner, l))
+            if open_links:
+                pair(row, open_links[0])
     # 3. The kind. Places are a hint, not a rule: the real EspoCRM reads the arrays primary first and
     #    appends an edited value's new link row, so an edit can move. A vanished value and a new one
     #    whose kinds show the same in EspoCRM are the same entry, edited (SPEC §5: a Var2 and a Var1
-    #    of one kind are one PUT into that entry anyway); leftovers pair in order.
+    #    of one kind are one PUT into that entry anyway); leftovers pair in order, an entry Advoware
+    #    also deleted last.
     for row in (r for r in new_rows if id(r) not in pairs):
-        link = next((l for l in gone_links if id(l) not in taken and kinds_compatible(l.kommkz, row.kind)), None)
-        if link is not None:
-            pair(row, link)
+        candidates = [l for l in gone_links if id(l) not in taken and kinds_compatible(l.kommkz, row.kind)]
+        if candidates:
+            pair(row, min(candidates, key=lambda l: advoware_deleted(planner, l)))
     return pairs
+
+
+def advoware_deleted(planner: "_Planner", link: "StatusEntry") -> bool:
+    """Advoware no longer holds the link's entry: a person removed or blanked it (a tie-break: pair it last)."""
+    view = planner.by_id.get(link.advoware_id)
+    return view is None or not view.tlf

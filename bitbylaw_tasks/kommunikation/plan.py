@@ -217,7 +217,8 @@ class _Planner:
         a_changed = view.tlf != link.value
         if self.mode == TO_ESPOCRM:
             self.rows.append(Row(array=array_for_kind(kind_a), kind=kind_a, in_espo=False, advo=view, origin=view,
-                                 advo_value=None, follow_primary=False, keep_status=link))
+                                 advo_value=None, follow_primary=False, keep_status=link,
+                                 s_primary=link.primary, a_online=view.online))
             self.change("pending_espocrm", kind_a)
             return
         if a_changed and view.key in {item.key for item in self.free}:
