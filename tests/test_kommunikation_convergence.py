@@ -16,6 +16,7 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kommunikation_oracle import check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import assert_converged
 
@@ -120,11 +121,13 @@ class Round:
         must_have = {key: None for key in self.a_must}
         must_not_have: set = set()
         retaken = {key_of(new) for _, new in self.a_changed.values()} | self.a_took
+        # a value EspoCRM kept that Advoware moved into another entry is not overridden by EspoCRM's edit there
+        kept = {key_of(v) for v in self.linked.values()} - self.e_gone - self.e_value_changed
         types = dict(self.e_type)
         for old, new in self.a_changed.values():
             if old in self.e_value_changed and key_of(new) not in self.e_must:
                 # (unless its old value moved to another entry: then the new one is new in Advoware, may stay)
-                if old not in retaken | self.set_in_advoware:
+                if old not in retaken | self.set_in_advoware and key_of(new) not in kept:
                     must_not_have.add(key_of(new))  # EspoCRM changed the same entry's value: EspoCRM wins
             else:
                 must_have[key_of(new)] = types.pop(old, None)
@@ -357,7 +360,7 @@ def play(ch) -> None:
     mask_mode = ch.pick([0, 2, 3, 1])
     masked = (lambda entry_id: mask_mode and entry_id % mask_mode == 0)
     world.masked = {e["id"] for e in world.advoware if masked(e["id"])}
-    world.sync()
+    world.checked_sync()
     assert_converged(world)
     rnd = Round(world)
     for _ in range(ch.between(1, 4)):
@@ -368,7 +371,10 @@ def play(ch) -> None:
                 advo_edit(world, ch, values, rnd)
         world.masked = {e["id"] for e in world.advoware if masked(e["id"])}
         direction = ch.pick(["both", "both", "both", "to_espocrm", "to_advoware"])
+        before = world.state()
         plan = world.sync(direction)
+        if direction == "both":
+            check_sync(before, world.state(), plan.notes)
         assert all(isinstance(a, (AdvowareCreate, AdvowareUpdate)) for a in plan.actions)
         again = world.plan(direction)
         assert again.is_empty, f"not idempotent:\n{plan}\n---\n{again}"
@@ -379,7 +385,7 @@ def play(ch) -> None:
             rnd.refresh(world)  # EspoCRM's changes stay pending: keep counting them
         else:
             rnd = Round(world)
-    world.sync()
+    world.checked_sync()
     assert_converged(world)
 
 

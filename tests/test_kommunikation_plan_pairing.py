@@ -129,3 +129,18 @@ def test_seed_61_to_espocrm_records_a_placeholder_primary_so_the_next_run_keeps_
     control.sync()
     assert primaries(w) == primaries(control) == ["030 9"]
     assert_converged(w)
+
+
+def test_an_espocrm_edit_of_an_entry_advoware_changed_is_an_override_not_a_deletion():
+    """Both sides changed the value: the note names Advoware's value as overridden by EspoCRM's (not 'deleted')."""
+    w = World(advoware=[{"kommKz": 7, "tlf": "030 2", "bemerkung": "nur vormittags"}],
+              phones=[{"phoneNumber": "030 2", "type": "Fax"}])
+    w.sync()
+    fax = w.advo_id_of("030 2")
+    w.advo_edit(fax, tlf="030 3")
+    w.espo_change("030 2", "030 9")
+    plan = w.sync()
+    assert (w.entry(fax)["tlf"], w.entry(fax)["kommKz"], text_of(w, fax)) == ("030 9", 7, "nur vormittags")
+    assert plan.notes == ("Kommunikation: the Advoware value '030 3' (FaxPrivat) was overridden by the EspoCRM "
+                          "value '030 9' (changed on both sides; EspoCRM wins).",)
+    assert_converged(w)

@@ -111,6 +111,9 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
             planner.change("restore_Var3", row.kind)
         elif usable and view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
             _take(row, view, used)
+            if view.id in planner.blank_notes:  # Advoware's change is overridden by EspoCRM's, not emptied
+                planner.notes.remove(planner.blank_notes.pop(view.id))
+                planner.override_note(view.tlf, row.espo_value, view.kind)
     blanked = [v for v in sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
                if v.id not in preferred]
     existing = [v for v in planner.views

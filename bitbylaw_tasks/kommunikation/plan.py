@@ -78,6 +78,7 @@ class _Planner:
         self.rows: list[Row] = []
         self.blanks: dict[int, str] = {}  # Advoware entry id -> reason it is blanked
         self.blank_links: dict[int, StatusEntry] = {}  # blanked because EspoCRM deleted (or changed) it
+        self.blank_notes: dict[int, str] = {}  # the note a blank made (replaced if EspoCRM's new value fills it)
         self.notes: list[str] = []
         self.changes: list[Change] = []
         self.pool: list[AdvoView] = []  # live Advoware entries without a link
@@ -100,6 +101,7 @@ class _Planner:
             self.change(variant, view.kind if kind is None else kind)
         if note is not None:
             self.notes.append(note)
+            self.blank_notes[view.id] = note
 
     def link_kind(self, link: StatusEntry, view: AdvoView | None) -> KommKz:
         if view is not None and view.kind_reported and view.synced_kind:
@@ -201,7 +203,8 @@ class _Planner:
         row.espo_value = row.advo_value = row.status_value = value
         row.espo_type = type_for(kind, item)
         row.candidate = value == a_val and a_changed and onto_new_key
-        if a_changed and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
+        lost = key_of(item.array, a_val) not in {i.key for i in self.items}  # else EspoCRM keeps it elsewhere
+        if a_changed and lost and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
             row.notes.append(self.override_note(a_val, value, kind_a))
         if kind != kind_a:
             row.advo, row.need = None, True
@@ -221,14 +224,16 @@ class _Planner:
                                  s_primary=link.primary, a_online=view.online))
             self.change("pending_espocrm", kind_a)
             return
-        if a_changed and view.key in {item.key for item in self.free}:
-            self.unlinked.add(view.id)  # both sides moved to the same new value: a match, not a conflict
+        if a_changed and view.key in {item.key for item in self.items}:
+            # Advoware moved the entry onto a value EspoCRM has: both sides moved to the same new value
+            # (a match), or a person moved a value between entries (moves.py); not a conflict either way
+            self.unlinked.add(view.id)
             self.change("moved_on_both_sides", kind_a)
             return
         note = None
         if a_changed and key_of(view.array, view.tlf) != key_of(view.array, link.value):
             note = (f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
-                    f"deleted in EspoCRM; EspoCRM wins, the Advoware entry is now empty.")
+                    f"deleted in EspoCRM; EspoCRM wins, the value is removed from Advoware.")
         variant = "C3" if a_changed else "Var2"
         self.blank(view, variant, variant=variant, kind=kind_a, note=note)
         self.blank_links[view.id] = link
