@@ -200,10 +200,13 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
     for row in shown:
         row.primary = row is choice
         row.status_primary = row.primary if not pending or (invented and row is choice) else bool(row.s_primary)
-        if planner.mode == TO_ESPOCRM and not pending:
-            # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it),
-            # made consistent on Advoware's side too: one online entry per array
+    if planner.mode == TO_ESPOCRM and not pending:
+        # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it), made
+        # consistent on Advoware's side too, pending entries included: one online entry per array
+        for row in rows:
             row.follow_primary = True
+            if not row.in_espo:
+                row.primary = row.status_primary
     if planner.mode == BOTH and status_row is not None and choice is not status_row:
         planner.change("primary_from_espocrm" if espo_changed else "primary_from_advoware")
 
