@@ -81,6 +81,12 @@ def _class(array: str, kind: int) -> str:
     return EMAIL if array == EMAIL else espo_type_for_kind(kind)
 
 
+def look(kind: int) -> tuple[str, str]:
+    """How a kind shows in EspoCRM: its array, and its type for a phone (kinds that look alike pair as edits)."""
+    array = array_for_kind(kind)
+    return array, _class(array, kind)
+
+
 class _Side:
     """Lookups over one State."""
 

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 
 from bitbylaw_tasks.kommunikation.kinds import (EMAIL_KINDS, ESPO_PHONE_TYPES, espo_type_for_kind,
                                                 kind_for_espo_type, kind_matches_espo_type)
-from bitbylaw_tasks.kommunikation.lineage import look
 from bitbylaw_tasks.kommunikation.markers import SyncMarker, build_sync_bemerkung
 from bitbylaw_tasks.kommunikation.service import NOTE_PREFIX
 from bitbylaw_tasks.kommunikation.status import KommStatus
 from conftest import wait_idle
-from kommunikation_oracle import State, check_sync
+from kommunikation_oracle import State, check_sync, look
 from test_kommunikation_e2e import (ESPO_PUT, KOMM_POST, KOMM_PUT, NOTE_POST, Counts, Pair, assert_in_sync,
                                     linked, marker_of, user_text, world)  # noqa: F401  (world is a fixture)
 

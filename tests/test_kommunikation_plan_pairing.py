@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 
+from kommunikation_oracle import check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import assert_converged, variants
 
@@ -107,7 +108,7 @@ def test_r4_removed_or_blanked_in_advoware_while_espocrm_edits_it_give_the_same_
     assert "'0171 1'" in notes[0] and "'0171 5'" in notes[0] and "deleted in Advoware" in notes[0]
 
 
-def test_seed_61_to_espocrm_records_a_placeholder_primary_so_the_next_run_keeps_advowares_choice():
+def test_seed_61_to_espocrm_shows_advowares_choice_on_its_pending_edit_so_the_next_run_keeps_it():
     """Advoware deletes the primary and chooses an entry EspoCRM edited meanwhile; a `to_espocrm` run between.
 
     EspoCRM must show some primary after that run; it must not count as EspoCRM's choice on the next one.
@@ -143,4 +144,63 @@ def test_an_espocrm_edit_of_an_entry_advoware_changed_is_an_override_not_a_delet
     assert (w.entry(fax)["tlf"], w.entry(fax)["kommKz"], text_of(w, fax)) == ("030 9", 7, "nur vormittags")
     assert plan.notes == ("Kommunikation: the Advoware value '030 3' (FaxPrivat) was overridden by the EspoCRM "
                           "value '030 9' (changed on both sides; EspoCRM wins).",)
+    assert_converged(w)
+
+
+def test_seed_307_an_edit_overriding_advowares_change_keeps_the_fax_entry_its_kind_and_its_note():
+    """R1 with Advoware changing the fax too: the edit overrides Advoware's value in the FaxPrivat entry."""
+    w = World(advoware=[{"kommKz": 10, "tlf": "030 3"}, {"kommKz": 10, "tlf": "030 6", "online": True},
+                        {"kommKz": 7, "tlf": "030 7", "bemerkung": "Notiz von Frau Berg"}],
+              phones=[{"phoneNumber": "030 3", "type": "Other"},
+                      {"phoneNumber": "030 6", "type": "Other", "primary": True},
+                      {"phoneNumber": "030 7", "type": "Fax"}])
+    w.sync()
+    fax = w.advo_id_of("030 7")
+    w.espo_delete("030 6")
+    w.espo_change("030 7", "030 9")
+    w.espo_set_primary("030 3")
+    w.advo_edit(fax, tlf="030 10")
+    plan = w.sync()
+    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert (w.entry(fax)["tlf"], w.entry(fax)["kommKz"], text_of(w, fax)) == ("030 9", KommKz.FaxPrivat,
+                                                                              "Notiz von Frau Berg")
+    assert len(plan.notes) == 1 and "'030 10' (FaxPrivat) was overridden by the EspoCRM value '030 9'" in plan.notes[0]
+    assert primaries(w) == ["030 3"]
+    assert_converged(w)
+
+
+def test_seed_157_an_edit_is_not_paired_with_the_primary_both_sides_deleted():
+    """EspoCRM's new value became primary only by EspoCRM's rule; Advoware also deleted the old primary."""
+    w = World(advoware=[{"kommKz": 4, "tlf": "a@x.de", "online": True},
+                        {"kommKz": 8, "tlf": "p@x.de", "bemerkung": "privat"}],
+              emails=[{"emailAddress": "a@x.de", "primary": True}, {"emailAddress": "p@x.de"}])
+    w.sync()
+    private = w.advo_id_of("p@x.de")
+    w.espo_delete("a@x.de")
+    w.advo_edit(w.advo_id_of("a@x.de"), tlf="")
+    w.espo_change("p@x.de", "q@x.de")  # (now EspoCRM's only, so its primary)
+    plan = w.sync()
+    assert (w.entry(private)["tlf"], w.entry(private)["kommKz"], text_of(w, private)) == ("q@x.de", 8, "privat")
+    assert not plan.notes  # no "a@x.de was deleted in Advoware but changed in EspoCRM": nobody changed it
+    assert_converged(w)
+
+
+def test_seed_44_two_emails_edited_at_once_one_changed_in_advoware_too_notes_an_override_in_the_entry_it_names():
+    """Which edit is which is ambiguous (same_type_edits); the note must still be true for the reading taken."""
+    w = World(advoware=[{"kommKz": 4, "tlf": "u3@x.de", "online": True, "bemerkung": "Sekretariat"},
+                        {"kommKz": 4, "tlf": "u4@x.de", "bemerkung": "Chef"}],
+              emails=[{"emailAddress": "u3@x.de", "primary": True}, {"emailAddress": "u4@x.de"}])
+    w.sync()
+    first, second = w.advo_id_of("u3@x.de"), w.advo_id_of("u4@x.de")
+    w.espo_change("u3@x.de", "u5@x.de")
+    w.espo_change("u4@x.de", "u7@x.de")
+    w.espo_set_primary("u7@x.de")
+    w.advo_edit(w.advo_id_of("u3@x.de"), tlf="u6@x.de")
+    before = w.state()
+    plan = w.sync()
+    assert check_sync(before, w.state(), plan.notes) == {("same_type_edits", "email")}
+    [note] = plan.notes
+    written = w.entry(first)["tlf"]  # u5 or u7, by the reading taken: the note names that one
+    assert f"'u6@x.de' (MailGesch) was overridden by the EspoCRM value {written!r}" in note
+    assert (text_of(w, first), text_of(w, second)) == ("Sekretariat", "Chef")  # each text stays with its entry
     assert_converged(w)
