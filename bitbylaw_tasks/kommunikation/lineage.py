@@ -7,7 +7,10 @@ that value, changed: it goes into the old Advoware entry (keeping that
 entry's kind when it shows the same in EspoCRM: MailPrivat, FaxPrivat,
 AutoTelefon) and carries its primary history. EspoCRM's new primary value
 pairs with the vanished primary first; values left over after pairing by
-place pair by kind (same EspoCRM type), in order.
+place pair by kind (same EspoCRM type), in order. Only values whose kinds
+show the same in EspoCRM are ever paired, and Advoware breaks ties: while a
+type has no more new values than vanished entries Advoware still holds, an
+entry Advoware deleted too is not paired (docs/kommunikation-sync.md §8a).
 """
 
 from __future__ import annotations
