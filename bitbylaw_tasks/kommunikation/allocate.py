@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan
+from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan, Variant
 from .kinds import EMAIL, PHONE, KommKz, kinds_compatible
 from .lineage import predecessors
 from .markers import build_slot_bemerkung, build_sync_bemerkung
@@ -108,7 +108,7 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
                 f"Kommunikation: {link.value!r} ({row.kind.name}) was deleted in Advoware but changed in EspoCRM "
                 f"to {row.espo_value!r}; EspoCRM wins: restored in Advoware."
             )
-            planner.change("restore_Var3", row.kind)
+            planner.change(Variant.restore_Var3, row.kind)
         elif usable and view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
             _take(row, view, used)
             if view.id in planner.blank_notes:  # Advoware's change is overridden by EspoCRM's, not emptied
@@ -131,7 +131,7 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
     for row in needs:
         if row.slot is not None:
             planner.blanks.pop(row.slot.id, None)
-            planner.change("slot_reused", row.kind)
+            planner.change(Variant.slot_reused, row.kind)
 
 
 def _take(row: Row, view: AdvoView, used: set[int]) -> None:
@@ -208,7 +208,7 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
             if not row.in_espo:
                 row.primary = row.status_primary
     if planner.mode == BOTH and status_row is not None and choice is not status_row:
-        planner.change("primary_from_espocrm" if espo_changed else "primary_from_advoware")
+        planner.change(Variant.primary_from_espocrm if espo_changed else "primary_from_advoware")
 
 
 def _has_status(row: Row) -> bool:
