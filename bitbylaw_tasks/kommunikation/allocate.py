@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan, Variant
-from .kinds import EMAIL, PHONE, KommKz, kinds_compatible
+from .kinds import EMAIL, PHONE
 from .lineage import predecessors
 from .markers import build_slot_bemerkung, build_sync_bemerkung
 from .rows import ESPO_WINS, TO_ESPOCRM, BOTH, Row
@@ -68,13 +68,12 @@ def _espo_order(row: Row, position: dict[int, int]) -> tuple:
 def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) -> None:
     """Give each row that needs an Advoware entry an entry: its own, a freed one, a slot, or a create.
 
-    In order: a restore takes its own blank entry back; a new EspoCRM value
-    that took the place of a value EspoCRM no longer has (lineage.py) takes
-    that value's entry when it is empty — blanked in this run for it, or by
-    a person in Advoware (then EspoCRM's change wins, with a note) — if its
-    kind shows the same in EspoCRM; then an entry blanked in this run of the same
-    kind (a Var2 and a Var1 of one kind: one PUT); then an older slot of the
-    same kind; else a create.
+    In order: the entry a row prefers — a restore its own blank entry, an
+    EspoCRM edit the entry of the value it replaced (lineage.bind_edits);
+    then an entry blanked in this run of the same kind (a Var2 and a Var1 of
+    one kind: one PUT); then an older slot of the same kind; else a create.
+    Allocation only: what each row is and which notes it makes is decided
+    before.
     """
     needs = [row for row in rows if row.need]
     if not needs:
@@ -86,34 +85,6 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
         if own is not None and own.id not in bound and own.id not in used:
             _take(row, own, used)
     preferred = {row.preferred.id for row in needs if row.preferred is not None}
-    lineage = predecessors(planner, needs)
-    for row in needs:
-        link = lineage.get(id(row))
-        if link is None or row.slot is not None:
-            continue
-        view = planner.by_id.get(link.advoware_id)
-        row.s_primary = link.primary  # the same entry (lineage pairs only kinds that fit): its primary history
-        row.a_online = view.online if view is not None and view.tlf else None
-        if link.primary and planner.primary_link_item.get(row.array) is None:
-            planner.primary_link_item[row.array] = row.espo
-        usable = (view is not None and view.id not in used and view.id not in bound
-                  and kinds_compatible(view.kind, row.kind))
-        if view is None or not view.tlf:
-            # Removed or blanked in Advoware while EspoCRM changed it: EspoCRM wins, the entry comes
-            # back with its kind (into the blank entry itself when it can) and a note says so.
-            row.kind = row.status_kind = view.kind if usable and view.synced_kind else KommKz(link.kommkz)
-            if usable and view.synced_kind:
-                _take(row, view, used)
-            planner.notes.append(
-                f"Kommunikation: {link.value!r} ({row.kind.name}) was deleted in Advoware but changed in EspoCRM "
-                f"to {row.espo_value!r}; EspoCRM wins: restored in Advoware."
-            )
-            planner.change(Variant.restore_Var3, row.kind)
-        elif usable and view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
-            _take(row, view, used)
-            if view.id in planner.blank_notes:  # Advoware's change is overridden by EspoCRM's, not emptied
-                planner.notes.remove(planner.blank_notes.pop(view.id))
-                planner.override_note(view.tlf, row.espo_value, view.kind)
     blanked = [v for v in sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
                if v.id not in preferred]
     existing = [v for v in planner.views

@@ -18,14 +18,15 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
-from .kinds import PHONE, array_for_kind, espo_type_for_kind, kinds_compatible
+from .actions import Variant
+from .kinds import EMAIL, PHONE, KommKz, array_for_kind, espo_type_for_kind, kinds_compatible
 
 if TYPE_CHECKING:  # pragma: no cover
     from .rows import Row
     from .plan import _Planner
     from .status import StatusEntry
 
-__all__ = ["predecessors"]
+__all__ = ["predecessors", "bind_edits"]
 
 
 def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEntry"]:
@@ -83,6 +84,50 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
         if link is not None:
             pair(row, link)
     return pairs
+
+
+def bind_edits(planner: "_Planner") -> None:
+    """Each new EspoCRM value paired with the vanished value it replaced takes over that value's entry.
+
+    It carries the entry's primary history, and prefers the entry itself
+    when that is free and its kind shows the same in EspoCRM: blanked in
+    this run for it (an edit; if Advoware had changed the value, EspoCRM's
+    edit overrides it, and the note says so), or blanked by a person.
+    Blanked or removed in Advoware, it is one case: EspoCRM's edit wins, the
+    value comes back with the entry's kind, and a note names both values.
+    """
+    needs = sorted((row for row in planner.rows if row.need), key=lambda r: (r.array != EMAIL, r.espo.index
+                                                                            if r.espo is not None else -1))
+    bound = {row.advo.id for row in planner.rows if row.advo is not None}
+    reserved = {row.preferred.id for row in needs if row.preferred is not None and row.preferred.id not in bound}
+    lineage = predecessors(planner, needs)
+    for row in needs:
+        link = lineage.get(id(row))
+        if link is None:
+            continue
+        view = planner.by_id.get(link.advoware_id)
+        row.s_primary = link.primary  # the same entry (pairs always fit): its primary history
+        row.a_online = view.online if view is not None and view.tlf else None
+        if link.primary and planner.primary_link_item.get(row.array) is None:
+            planner.primary_link_item[row.array] = row.espo
+        usable = (view is not None and view.id not in reserved and view.id not in bound
+                  and kinds_compatible(view.kind, row.kind))
+        if view is None or not view.tlf:
+            row.kind = row.status_kind = view.kind if usable and view.synced_kind else KommKz(link.kommkz)
+            if usable and view.synced_kind:
+                row.preferred = view
+                reserved.add(view.id)
+            planner.notes.append(
+                f"Kommunikation: {link.value!r} ({row.kind.name}) was deleted in Advoware but changed in EspoCRM "
+                f"to {row.espo_value!r}; EspoCRM wins: restored in Advoware."
+            )
+            planner.change(Variant.restore_Var3, row.kind)
+        elif usable and view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
+            row.preferred = view
+            reserved.add(view.id)
+            if view.id in planner.blank_notes:  # Advoware's change is overridden by EspoCRM's, not emptied
+                planner.notes.remove(planner.blank_notes.pop(view.id))
+                planner.override_note(view.tlf, row.espo_value, view.kind)
 
 
 def look(kind: int) -> tuple:

@@ -29,6 +29,7 @@ from .actions import Change, Plan, Variant
 from .allocate import finish_plan
 from .kinds import PHONE, KommKz, array_for_kind, espo_type_for_kind, kind_matches_espo_type
 from .markers import SlotMarker, SyncMarker
+from .lineage import bind_edits
 from .moves import adopt_for_needs, prefer_holders, release_collisions
 from .rows import BOTH, DIRECTIONS, ESPO_WINS, TO_ADVOWARE, TO_ESPOCRM, Row, key_of, type_for
 from .status import KommStatus, StatusEntry
@@ -121,6 +122,7 @@ class _Planner:
         adopt_for_needs(self)
         self.pair_unlinked()
         self.new_on_one_side()
+        bind_edits(self)
         return finish_plan(self)
 
     def claim_items(self) -> list[EspoItem | None]:
