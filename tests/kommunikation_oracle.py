@@ -122,13 +122,15 @@ class _Side:
 _V = r"'([^']*)'"
 _NOTES = {
     "override": re.compile(rf"the Advoware value {_V} \((\w+)\) was overridden by the EspoCRM value {_V} "
-                           r"\(changed on both sides; EspoCRM wins\)"),
+                           r"\((changed on both sides; EspoCRM wins|EspoCRM wins by operator request)\)"),
     "deleted_in_espocrm": re.compile(rf"the Advoware value {_V} \((\w+)\) was changed in Advoware but deleted in "
                                      r"EspoCRM; EspoCRM wins, the value is removed from Advoware"),
     "restored_to": re.compile(rf"{_V} \((\w+)\) was deleted in Advoware but changed in EspoCRM to {_V}; "
                               r"EspoCRM wins: restored in Advoware"),
-    "restored": re.compile(rf"{_V} \((\w+)\) was deleted in Advoware but changed in EspoCRM; EspoCRM wins: "
-                           r"restored in Advoware"),
+    "restored": re.compile(rf"{_V} \((\w+)\) was deleted in Advoware but (?:changed in EspoCRM; EspoCRM wins|"
+                           r"kept in EspoCRM \(EspoCRM wins by operator request\)): restored in Advoware"),
+    "removed_only_in_advoware": re.compile(rf"{_V} \((\w+)\) existed only in Advoware and was removed "
+                                           r"\(EspoCRM wins by operator request\)"),
     "moved_overridden": re.compile(rf"{_V} was moved to another entry \((\w+)\) in Advoware; EspoCRM's type "
                                    r"wins, the moved entry is now empty"),
 }
@@ -153,6 +155,11 @@ def check_sync(before: State, after: State, notes: Iterable[str]) -> set[tuple[s
     for array in (EMAIL, PHONE):
         _check_primary(b, a, array)
     return classes
+
+
+def check_notes(before: State, after: State, notes: Iterable[str]) -> None:
+    """Every note of a sync in any direction is true (`check_sync` includes this for `both`)."""
+    _check_notes(_Side(before), _Side(after), list(notes))
 
 
 def _vanished_and_new(b: _Side) -> tuple[dict, dict]:
@@ -235,7 +242,8 @@ def _check_notes(b: _Side, a: _Side, notes: list[str]) -> None:
             assert b.key(advo_value) not in a.live and b.key(advo_value) not in a.items, (note, "it is still there")
             link = next((link_by_id[e["id"]] for e in entries if e["id"] in link_by_id), None)
             assert link is not None and b.key(link.value) != b.key(advo_value), (note, "Advoware did not change it")
-            assert link.value not in {i.value for i in b.items.values()}, (note, "EspoCRM did not change that entry")
+            if "operator request" not in note:
+                assert link.value not in {i.value for i in b.items.values()}, (note, "EspoCRM did not change it")
             if name == "override":
                 espo_value = values[2]
                 assert b.key(espo_value) in b.items and b.key(espo_value) in a.live, (note, "EspoCRM's value")
@@ -246,6 +254,9 @@ def _check_notes(b: _Side, a: _Side, notes: list[str]) -> None:
             assert links, (note, "names no value as last synced")
             assert any(_advoware_deleted(b, link) for link in links), (note, "Advoware did not delete that entry")
             assert a.holder(b.key(new))["kommKz"] == KommKz[values[1]], (note, "names the wrong kind")
+        elif name == "removed_only_in_advoware":
+            key = b.key(values[0])
+            assert key in b.live and key not in b.items and key not in a.live, (note, "not a value only Advoware had")
         else:
             moved = b.live.get(b.key(values[0]), [])
             assert any(not a.by_id[e["id"]]["tlf"] for e in moved if e["id"] in a.by_id), (note, "not empty")

@@ -22,7 +22,7 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kommunikation_oracle import check_sync
+from kommunikation_oracle import check_notes, check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import assert_converged
 
@@ -385,6 +385,8 @@ def play(ch) -> None:
         plan = world.sync(direction)
         if direction == "both":
             check_sync(before, world.state(), plan.notes)
+        else:
+            check_notes(before, world.state(), plan.notes)
         assert all(isinstance(a, (AdvowareCreate, AdvowareUpdate)) for a in plan.actions)
         again = world.plan(direction)
         assert again.is_empty, f"not idempotent:\n{plan}\n---\n{again}"
