@@ -26,7 +26,7 @@ from kommunikation_oracle import check_notes, check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import assert_converged
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate
+from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate, Variant
 from bitbylaw_tasks.kommunikation.kinds import EMAIL, PHONE, array_for_kind, comparison_key, kind_matches_espo_type
 
 PHONE_KINDS = [1, 2, 3, 6, 7, 9, 10]
@@ -388,6 +388,7 @@ def play(ch) -> None:
         else:
             check_notes(before, world.state(), plan.notes)
         assert all(isinstance(a, (AdvowareCreate, AdvowareUpdate)) for a in plan.actions)
+        assert all(isinstance(c.variant, Variant) for c in plan.changes), plan.changes
         again = world.plan(direction)
         assert again.is_empty, f"not idempotent:\n{plan}\n---\n{again}"
         if direction == "both":

@@ -179,7 +179,7 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
             if not row.in_espo:
                 row.primary = row.status_primary
     if planner.mode == BOTH and status_row is not None and choice is not status_row:
-        planner.change(Variant.primary_from_espocrm if espo_changed else "primary_from_advoware")
+        planner.change(Variant.primary_from_espocrm if espo_changed else Variant.primary_from_advoware)
 
 
 def _has_status(row: Row) -> bool:

@@ -214,7 +214,7 @@ class _Planner:
         if a_changed and e_changed:
             self.change(Variant.conflict, kind)
         elif a_changed or (a_kind_changed and not type_changed):
-            self.change(Variant.revert_Var6 if espo_wins else "Var6", kind)
+            self.change(Variant.revert_Var6 if espo_wins else Variant.Var6, kind)
         elif e_changed or type_changed:
             self.change(Variant.Var5, kind)
 
