@@ -87,7 +87,7 @@ class World:
         return State(tuple(copy.deepcopy(self.advoware)), tuple(copy.deepcopy(self.emails)),
                      tuple(copy.deepcopy(self.phones)), self.status, frozenset(self.masked))
 
-    def checked_sync(self) -> set[str]:
+    def checked_sync(self) -> set[tuple[str, str]]:
         """A `both` sync checked by the oracle (kinds, primary, notes, user text); the ambiguous classes met."""
         before = self.state()
         plan = self.sync()
