@@ -17,6 +17,7 @@ from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate
 from bitbylaw_tasks.kommunikation.kinds import normalize_email
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import KommStatus, kommunikation_hash
+from kommunikation_oracle import State, check_sync
 
 
 def _espo_normalise(items: list[dict], field: str) -> list[dict]:
@@ -80,6 +81,17 @@ class World:
         plan = self.plan(direction, force_espo_wins)
         self.apply(plan)
         return plan
+
+    def state(self) -> State:
+        """Both sides (true kinds) and the status now, for `kommunikation_oracle.check_sync`."""
+        return State(tuple(copy.deepcopy(self.advoware)), tuple(copy.deepcopy(self.emails)),
+                     tuple(copy.deepcopy(self.phones)), self.status, frozenset(self.masked))
+
+    def checked_sync(self) -> set[tuple[str, str]]:
+        """A `both` sync checked by the oracle (kinds, primary, notes, user text); the ambiguous classes met."""
+        before = self.state()
+        plan = self.sync()
+        return check_sync(before, self.state(), plan.notes)
 
     def apply(self, plan) -> None:
         created = {}

@@ -6,20 +6,27 @@ primary, type, bemerkung text) under a fixed kommKz-0 masking followed by a sync
 After every `both` sync: both sides hold the same entries with matching
 kinds and primaries, no duplicates, correct markers, no marker text in
 EspoCRM, an immediate re-plan is empty, and every one-sided change of the
-round survived (SPEC §5.5, issue 5). Pure and in memory (tests/kommunikation_world.py).
+round survived (SPEC §5.5, issue 5); and what a person would notice besides
+the values (tests/kommunikation_oracle.py, issue 17): each value's kind, which
+entry is primary and who chose it, that every note is true, and that a
+person's Advoware text stays beside its number. Pure and in memory
+(tests/kommunikation_world.py). `KOMM_FUZZ_EXAMPLES` sets the hypothesis
+examples (default 1500; the seeded fuzzer plays twice as many).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kommunikation_oracle import check_notes, check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import assert_converged
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate
+from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate, Variant
 from bitbylaw_tasks.kommunikation.kinds import EMAIL, PHONE, array_for_kind, comparison_key, kind_matches_espo_type
 
 PHONE_KINDS = [1, 2, 3, 6, 7, 9, 10]
@@ -120,11 +127,13 @@ class Round:
         must_have = {key: None for key in self.a_must}
         must_not_have: set = set()
         retaken = {key_of(new) for _, new in self.a_changed.values()} | self.a_took
+        # a value EspoCRM kept that Advoware moved into another entry is not overridden by EspoCRM's edit there
+        kept = {key_of(v) for v in self.linked.values()} - self.e_gone - self.e_value_changed
         types = dict(self.e_type)
         for old, new in self.a_changed.values():
             if old in self.e_value_changed and key_of(new) not in self.e_must:
                 # (unless its old value moved to another entry: then the new one is new in Advoware, may stay)
-                if old not in retaken | self.set_in_advoware:
+                if old not in retaken | self.set_in_advoware and key_of(new) not in kept:
                     must_not_have.add(key_of(new))  # EspoCRM changed the same entry's value: EspoCRM wins
             else:
                 must_have[key_of(new)] = types.pop(old, None)
@@ -315,13 +324,17 @@ class SeededChooser:
         return [self.pick(options) for _ in range(self.between(0, max_size))]
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: How many histories each fuzzer plays: CI's default, or e.g. KOMM_FUZZ_EXAMPLES=40000 for a long run.
+EXAMPLES = int(os.environ.get("KOMM_FUZZ_EXAMPLES", "1500"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_edits_converge_and_keep_one_sided_work(data):
     play(DrawChooser(data))
 
 
-SEEDS = 3000
+SEEDS = 2 * EXAMPLES
 
 
 def test_seeded_random_edits_converge_and_keep_one_sided_work():
@@ -357,7 +370,7 @@ def play(ch) -> None:
     mask_mode = ch.pick([0, 2, 3, 1])
     masked = (lambda entry_id: mask_mode and entry_id % mask_mode == 0)
     world.masked = {e["id"] for e in world.advoware if masked(e["id"])}
-    world.sync()
+    world.checked_sync()
     assert_converged(world)
     rnd = Round(world)
     for _ in range(ch.between(1, 4)):
@@ -368,8 +381,14 @@ def play(ch) -> None:
                 advo_edit(world, ch, values, rnd)
         world.masked = {e["id"] for e in world.advoware if masked(e["id"])}
         direction = ch.pick(["both", "both", "both", "to_espocrm", "to_advoware"])
+        before = world.state()
         plan = world.sync(direction)
+        if direction == "both":
+            check_sync(before, world.state(), plan.notes)
+        else:
+            check_notes(before, world.state(), plan.notes)
         assert all(isinstance(a, (AdvowareCreate, AdvowareUpdate)) for a in plan.actions)
+        assert all(isinstance(c.variant, Variant) for c in plan.changes), plan.changes
         again = world.plan(direction)
         assert again.is_empty, f"not idempotent:\n{plan}\n---\n{again}"
         if direction == "both":
@@ -379,7 +398,7 @@ def play(ch) -> None:
             rnd.refresh(world)  # EspoCRM's changes stay pending: keep counting them
         else:
             rnd = Round(world)
-    world.sync()
+    world.checked_sync()
     assert_converged(world)
 
 

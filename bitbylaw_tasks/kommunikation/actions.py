@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Mapping
 
 from .kinds import KommKz
@@ -24,6 +25,7 @@ __all__ = [
     "EspoPhone",
     "PendingStatusEntry",
     "Change",
+    "Variant",
     "Plan",
 ]
 
@@ -125,11 +127,40 @@ class PendingStatusEntry:
     primary: bool
 
 
+class Variant(StrEnum):
+    """The kinds of per-entry decision a plan records (SPEC §5.3 and what docs/kommunikation-sync.md adds)."""
+
+    Var1 = "Var1"  # new in EspoCRM: created in Advoware (a slot or a POST)
+    Var2 = "Var2"  # deleted in EspoCRM: the Advoware entry is blanked to a slot
+    Var3 = "Var3"  # deleted in Advoware: deleted from EspoCRM
+    Var4 = "Var4"  # new in Advoware: added to EspoCRM, marker set
+    Var5 = "Var5"  # changed in EspoCRM (value, type that fits): Advoware updated
+    Var5_type = "Var5_type"  # EspoCRM's type needs another kind: old entry blanked, value moves
+    Var6 = "Var6"  # changed in Advoware: EspoCRM updated
+    C3 = "C3"  # deleted in EspoCRM, changed in Advoware: EspoCRM wins, a note
+    conflict = "conflict"  # the same field changed on both sides: EspoCRM wins, a note
+    match = "match"  # an unlinked value on both sides: linked (initial-sync rule)
+    gone_both = "gone_both"  # deleted on both sides: forgotten
+    pending_espocrm = "pending_espocrm"  # to_espocrm: EspoCRM's change waits for a `both` run
+    restore_Var3 = "restore_Var3"  # deleted in Advoware, changed in EspoCRM: restored, a note
+    revert_Var4 = "revert_Var4"  # EspoCRM wins: a value only in Advoware is removed
+    revert_Var6 = "revert_Var6"  # EspoCRM wins: Advoware's change is reverted
+    revert_move = "revert_move"  # EspoCRM's type wins over a value moved in Advoware
+    moved_in_advoware = "moved_in_advoware"  # the value is bound to the entry a person moved it to
+    moved_on_both_sides = "moved_on_both_sides"  # Advoware's change onto a value EspoCRM has: not a conflict
+    Var6_onto_existing = "Var6_onto_existing"  # Advoware's change onto a value EspoCRM has unlinked
+    duplicate_in_advoware = "duplicate_in_advoware"  # a person entered a value twice: left alone
+    adopted = "adopted"  # a value to restore or re-kind that Advoware holds unlinked: taken
+    slot_reused = "slot_reused"  # a value filled an empty slot (no POST)
+    primary_from_espocrm = "primary_from_espocrm"  # EspoCRM moved the primary
+    primary_from_advoware = "primary_from_advoware"  # Advoware moved the primary
+
+
 @dataclass(frozen=True)
 class Change:
     """One per-entry decision, for logs and metrics: no values, so no personal data."""
 
-    variant: str
+    variant: Variant
     kommkz: int | None = None
 
     def __str__(self) -> str:

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan
-from .kinds import EMAIL, PHONE, kinds_compatible
+from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan, Variant
+from .kinds import EMAIL, PHONE
 from .lineage import predecessors
 from .markers import build_slot_bemerkung, build_sync_bemerkung
 from .rows import ESPO_WINS, TO_ESPOCRM, BOTH, Row
@@ -32,15 +32,16 @@ def finish_plan(planner: "_Planner") -> Plan:
     position = {view.id: index for index, view in enumerate(planner.views)}
     rows = sorted(planner.rows, key=lambda row: _espo_order(row, position))
     _allocate(planner, rows, position)
+    carriers = _pending_carriers(planner, rows) if planner.mode == TO_ESPOCRM else {}
     for array in (EMAIL, PHONE):
-        _choose_primary(planner, [r for r in rows if r.in_espo and r.array == array], array)
+        _choose_primary(planner, [r for r in rows if r.array == array], array, carriers)
     untouched = planner.mode == ESPO_WINS  # EspoCRM is the truth: never written
     emails = tuple(_render(r, untouched) for r in rows if r.in_espo and r.array == EMAIL)
     phones = tuple(_render(r, untouched) for r in rows if r.in_espo and r.array == PHONE)
     espo_changed = planner.mode != ESPO_WINS and (
         _espo_shape(planner.raw_emails, planner.raw_phones) != _plan_shape(emails, phones)
     )
-    chosen = {r.array for r in rows if r.in_espo and r.status_primary}
+    chosen = {r.array for r in rows if r.status_primary}
     status_entries = tuple(e for e in (_status_entry(r, r.array in chosen) for r in rows) if e is not None)
     old = planner.status.entries if planner.status is not None else None
     return Plan(
@@ -67,13 +68,12 @@ def _espo_order(row: Row, position: dict[int, int]) -> tuple:
 def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) -> None:
     """Give each row that needs an Advoware entry an entry: its own, a freed one, a slot, or a create.
 
-    In order: a restore takes its own blank entry back; a new EspoCRM value
-    that took the place of a value EspoCRM no longer has (lineage.py) takes
-    that value's entry when it is empty — blanked in this run for it, or by
-    a person in Advoware (then EspoCRM's change wins, with a note) — if its
-    kind shows the same in EspoCRM; then an entry blanked in this run of the same
-    kind (a Var2 and a Var1 of one kind: one PUT); then an older slot of the
-    same kind; else a create.
+    In order: the entry a row prefers — a restore its own blank entry, an
+    EspoCRM edit the entry of the value it replaced (lineage.bind_edits);
+    then an entry blanked in this run of the same kind (a Var2 and a Var1 of
+    one kind: one PUT); then an older slot of the same kind; else a create.
+    Allocation only: what each row is and which notes it makes is decided
+    before.
     """
     needs = [row for row in rows if row.need]
     if not needs:
@@ -85,27 +85,6 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
         if own is not None and own.id not in bound and own.id not in used:
             _take(row, own, used)
     preferred = {row.preferred.id for row in needs if row.preferred is not None}
-    lineage = predecessors(planner, needs)
-    for row in needs:
-        link = lineage.get(id(row))
-        if link is None or row.slot is not None:
-            continue
-        view = planner.by_id.get(link.advoware_id)
-        row.s_primary = link.primary  # the same entry: its primary history goes with it
-        row.a_online = view.online if view is not None and view.tlf else None
-        if link.primary and planner.primary_link_item.get(row.array) is None:
-            planner.primary_link_item[row.array] = row.espo
-        if view is None or view.id in used or view.id in bound or not kinds_compatible(view.kind, row.kind):
-            continue
-        if view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
-            _take(row, view, used)
-        elif not view.tlf and view.synced_kind:  # blanked in Advoware while EspoCRM changed it: EspoCRM wins
-            _take(row, view, used)
-            planner.notes.append(
-                f"Kommunikation: {link.value!r} ({view.kind.name}) was deleted in Advoware but changed in EspoCRM "
-                f"to {row.espo_value!r}; EspoCRM wins: restored in Advoware."
-            )
-            planner.change("restore_Var3", view.kind)
     blanked = [v for v in sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
                if v.id not in preferred]
     existing = [v for v in planner.views
@@ -123,7 +102,7 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
     for row in needs:
         if row.slot is not None:
             planner.blanks.pop(row.slot.id, None)
-            planner.change("slot_reused", row.kind)
+            planner.change(Variant.slot_reused, row.kind)
 
 
 def _take(row: Row, view: AdvoView, used: set[int]) -> None:
@@ -132,22 +111,40 @@ def _take(row: Row, view: AdvoView, used: set[int]) -> None:
     row.kind = row.status_kind = view.kind  # the same, or a compatible kind the entry keeps
 
 
-def _choose_primary(planner: "_Planner", rows: list[Row], array: str) -> None:
+def _pending_carriers(planner: "_Planner", rows: list[Row]) -> dict[int, Row]:
+    """`to_espocrm`: id(row) of an entry whose EspoCRM edit is pending -> the row of EspoCRM's new value for it."""
+    shown = [r for r in rows if r.in_espo]
+    lineage = predecessors(planner, shown)
+    by_link = {id(link): row for row in shown if (link := lineage.get(id(row))) is not None}
+    return {id(r): by_link[id(r.keep_status)] for r in rows
+            if not r.in_espo and r.keep_status is not None and id(r.keep_status) in by_link}
+
+
+def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: dict[int, Row]) -> None:
     """One primary per EspoCRM array; Advoware's `online` follows it.
 
     EspoCRM's choice wins when EspoCRM changed it since the last sync (or on
     the first sync); else Advoware's when Advoware changed it; else the old
     one stays. Without any, the first entry is primary (EspoCRM's rule).
+    `rows` are all rows of the array; only those shown in EspoCRM can be
+    chosen. Under `to_espocrm`, Advoware's choice of an entry whose EspoCRM
+    edit is pending is shown on EspoCRM's new value for it (`carriers`, by
+    lineage), and the status records the choice on that entry — what the
+    next `both` run would choose too. A choice that cannot be applied now
+    (EspoCRM moved the primary; Advoware's entry has no new value) leaves
+    EspoCRM's primary and the status's as they are: the next `both` run
+    decides, knowing who chose what.
     """
-    if not rows:
+    shown = [r for r in rows if r.in_espo]
+    if not shown:
         return
     items = [item for item in planner.items if item.array == array]
     espo_primary = next((item for item in items if item.primary), items[0] if items else None)
     status_item = planner.primary_link_item.get(array)
-    espo_row = next((r for r in rows if r.espo is not None and r.espo is espo_primary), None)
+    espo_row = next((r for r in shown if r.espo is not None and r.espo is espo_primary), None)
     # EspoCRM's choice counts only while the entry it chose still exists (Advoware may have deleted it)
     espo_changed = espo_primary is not status_item and espo_row is not None
-    status_row = next((r for r in rows if r.s_primary), None)
+    status_row = next((r for r in shown if r.s_primary), None)
     turned_on = [r for r in rows if r.a_online and not r.s_primary]
     advo_changed = bool(turned_on) or any(r.s_primary and r.a_online is False for r in rows)
     advo_choice = turned_on[0] if turned_on else (status_row if status_row and status_row.a_online else None)
@@ -157,20 +154,37 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str) -> None:
     elif planner.mode == BOTH:
         choice = espo_row if espo_changed else (advo_choice if advo_changed else status_row)
     else:
-        applied = advo_changed and not espo_changed
+        carried = advo_choice if advo_choice is not None and not advo_choice.in_espo else None
+        if carried is not None:
+            advo_choice = carriers.get(id(carried))
+        applied = advo_changed and not espo_changed and (advo_choice is not None or carried is None)
         choice = advo_choice if applied else espo_row
-    if choice is None:
-        choice = rows[0]
-    pending = planner.mode == TO_ESPOCRM and espo_changed and not applied
-    for row in rows:
+        if applied and carried is not None:
+            carried.status_primary = True  # the entry Advoware chose, as last synced
+    pending = planner.mode == TO_ESPOCRM and not applied and (espo_changed or advo_changed)
+    invented = choice is None
+    if invented:
+        # EspoCRM needs a primary (its rule: the first). When the choice that counts waits for a
+        # `both` run, prefer an entry the status knows and record it there as last synced, so that
+        # run does not take this placeholder for EspoCRM's choice.
+        choice = next((r for r in shown if pending and _has_status(r)), shown[0])
+    for row in shown:
         row.primary = row is choice
-        row.status_primary = bool(row.s_primary) if pending else row.primary
-        if planner.mode == TO_ESPOCRM and not pending:
-            # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it),
-            # made consistent on Advoware's side too: one online entry per array
+        row.status_primary = row.primary if not pending or (invented and row is choice) else bool(row.s_primary)
+    if planner.mode == TO_ESPOCRM and not pending:
+        # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it), made
+        # consistent on Advoware's side too, pending entries included: one online entry per array
+        for row in rows:
             row.follow_primary = True
+            if not row.in_espo:
+                row.primary = row.status_primary
     if planner.mode == BOTH and status_row is not None and choice is not status_row:
-        planner.change("primary_from_espocrm" if espo_changed else "primary_from_advoware")
+        planner.change(Variant.primary_from_espocrm if espo_changed else Variant.primary_from_advoware)
+
+
+def _has_status(row: Row) -> bool:
+    """The row has an entry in the new status (a linked Advoware entry, or a pending one kept)."""
+    return row.keep_status is not None or (row.status_value is not None and row.advo is not None)
 
 
 def _render(row: Row, untouched: bool = False) -> EspoEmail | EspoPhone:
@@ -218,7 +232,7 @@ def _status_entry(row: Row, array_has_primary: bool) -> StatusEntry | PendingSta
     """
     if row.keep_status is not None:
         keep = row.keep_status
-        primary = row.status_primary if row.in_espo else keep.primary and not array_has_primary
+        primary = row.status_primary if row.in_espo or row.status_primary else keep.primary and not array_has_primary
         return keep if primary == keep.primary else replace(keep, primary=primary)
     if row.status_value is None:
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from .actions import Variant
 from .kinds import kinds_compatible
 from .rows import ESPO_WINS, TO_ESPOCRM, Row, key_of, type_for
 from .status import StatusEntry
@@ -37,7 +38,7 @@ def release_collisions(planner: "_Planner") -> None:
         planner.rows.remove(row)
         planner.blanks.pop(row.origin.id, None)
         planner.pool.append(row.origin)
-        planner.change("Var6_onto_existing", row.kind)
+        planner.change(Variant.Var6_onto_existing, row.kind)
     order = {view.id: index for index, view in enumerate(planner.views)}
     planner.pool.sort(key=lambda view: order[view.id])
 
@@ -68,7 +69,7 @@ def prefer_holders(planner: "_Planner") -> None:
             continue  # EspoCRM's pending type change does not fit the holder: the next `both` run decides
         planner.pool.remove(holder)
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
-            planner.blank(holder, "moved value overridden", variant="revert_move", note=(
+            planner.blank(holder, "moved value overridden", variant=Variant.revert_move, note=(
                 f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
                 f"EspoCRM's type wins, the moved entry is now empty."))
             continue
@@ -81,7 +82,7 @@ def prefer_holders(planner: "_Planner") -> None:
         if not (planner.mode == TO_ESPOCRM and row.espo_type_changed):
             row.espo_type = type_for(holder.kind, row.espo)
         row.a_online = holder.online
-        planner.change("moved_in_advoware", holder.kind)
+        planner.change(Variant.moved_in_advoware, holder.kind)
     order = {view.id: index for index, view in enumerate(planner.views)}
     planner.pool.sort(key=lambda view: order[view.id])
 
@@ -118,13 +119,13 @@ def adopt_for_needs(planner: "_Planner") -> None:
             continue
         planner.pool.remove(view)
         if (row.espo_type_changed or planner.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
-            planner.blank(view, "type change", variant="Var5_type", kind=row.kind)
+            planner.blank(view, "type change", variant=Variant.Var5_type, kind=row.kind)
             continue
         row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
         row.advo_value, row.restore_note = row.espo_value, None
         row.espo_type = type_for(view.kind, row.espo)
         row.a_online = view.online
-        planner.change("adopted", view.kind)
+        planner.change(Variant.adopted, view.kind)
 
 
 def adopt_pending(planner: "_Planner", row: Row) -> None:
@@ -143,4 +144,4 @@ def adopt_pending(planner: "_Planner", row: Row) -> None:
     row.advo = row.origin = view
     row.keep_status = StatusEntry(view.id, link.value, int(view.kind), link.primary)
     row.a_online = view.online
-    planner.change("moved_in_advoware", view.kind)
+    planner.change(Variant.moved_in_advoware, view.kind)

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .actions import Change, Plan
+from .actions import Change, Plan, Variant
 from .allocate import finish_plan
 from .kinds import PHONE, KommKz, array_for_kind, espo_type_for_kind, kind_matches_espo_type
 from .markers import SlotMarker, SyncMarker
+from .lineage import bind_edits
 from .moves import adopt_for_needs, prefer_holders, release_collisions
 from .rows import BOTH, DIRECTIONS, ESPO_WINS, TO_ADVOWARE, TO_ESPOCRM, Row, key_of, type_for
 from .status import KommStatus, StatusEntry
@@ -78,6 +79,7 @@ class _Planner:
         self.rows: list[Row] = []
         self.blanks: dict[int, str] = {}  # Advoware entry id -> reason it is blanked
         self.blank_links: dict[int, StatusEntry] = {}  # blanked because EspoCRM deleted (or changed) it
+        self.blank_notes: dict[int, str] = {}  # the note a blank made (replaced if EspoCRM's new value fills it)
         self.notes: list[str] = []
         self.changes: list[Change] = []
         self.pool: list[AdvoView] = []  # live Advoware entries without a link
@@ -88,10 +90,10 @@ class _Planner:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def change(self, variant: str, kind: int | None = None) -> None:
+    def change(self, variant: Variant, kind: int | None = None) -> None:
         self.changes.append(Change(variant, int(kind) if kind is not None else None))
 
-    def blank(self, view: AdvoView, reason: str, *, variant: str | None = None, kind: KommKz | None = None,
+    def blank(self, view: AdvoView, reason: str, *, variant: Variant | None = None, kind: KommKz | None = None,
               note: str | None = None) -> None:
         """Empty `view` in this run (it becomes a slot); record the decision (`variant`, for `kind`, by default
         the entry's) and the note that names what was removed."""
@@ -100,6 +102,7 @@ class _Planner:
             self.change(variant, view.kind if kind is None else kind)
         if note is not None:
             self.notes.append(note)
+            self.blank_notes[view.id] = note
 
     def link_kind(self, link: StatusEntry, view: AdvoView | None) -> KommKz:
         if view is not None and view.kind_reported and view.synced_kind:
@@ -119,6 +122,7 @@ class _Planner:
         adopt_for_needs(self)
         self.pair_unlinked()
         self.new_on_one_side()
+        bind_edits(self)
         return finish_plan(self)
 
     def claim_items(self) -> list[EspoItem | None]:
@@ -162,9 +166,9 @@ class _Planner:
             # keep the entry in the status so that run still knows the new value's place (lineage.py)
             self.rows.append(Row(array=array_for_kind(base_kind), kind=base_kind, in_espo=False,
                                  follow_primary=False, keep_status=link))
-            self.change("pending_espocrm", base_kind)
+            self.change(Variant.pending_espocrm, base_kind)
         else:
-            self.change("gone_both", base_kind)
+            self.change(Variant.gone_both, base_kind)
 
     def both_present(self, link: StatusEntry, view: AdvoView, item: EspoItem, kind_a: KommKz) -> None:
         """Merge per field: value, kind/type (primary is per array, see allocate.py)."""
@@ -187,9 +191,9 @@ class _Planner:
             row.status_kind = kind_a if take_kind or not type_changed else base_kind
             row.candidate = take_value and onto_new_key
             if take_value or take_kind:
-                self.change("Var6", kind_a)
+                self.change(Variant.Var6, kind_a)
             if e_changed or type_changed:
-                self.change("pending_espocrm", kind_a)
+                self.change(Variant.pending_espocrm, kind_a)
             return
         espo_wins = self.mode == ESPO_WINS
         value = e_val if e_changed or espo_wins else a_val
@@ -201,34 +205,38 @@ class _Planner:
         row.espo_value = row.advo_value = row.status_value = value
         row.espo_type = type_for(kind, item)
         row.candidate = value == a_val and a_changed and onto_new_key
-        if a_changed and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
+        lost = key_of(item.array, a_val) not in {i.key for i in self.items}  # else EspoCRM keeps it elsewhere
+        if a_changed and lost and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
             row.notes.append(self.override_note(a_val, value, kind_a))
         if kind != kind_a:
             row.advo, row.need = None, True
-            self.blank(view, "type change", variant="Var5_type", kind=kind)
+            self.blank(view, "type change", variant=Variant.Var5_type, kind=kind)
         if a_changed and e_changed:
-            self.change("conflict", kind)
+            self.change(Variant.conflict, kind)
         elif a_changed or (a_kind_changed and not type_changed):
-            self.change("revert_Var6" if espo_wins else "Var6", kind)
+            self.change(Variant.revert_Var6 if espo_wins else Variant.Var6, kind)
         elif e_changed or type_changed:
-            self.change("Var5", kind)
+            self.change(Variant.Var5, kind)
 
     def gone_in_espo(self, link: StatusEntry, view: AdvoView, kind_a: KommKz) -> None:
         a_changed = view.tlf != link.value
         if self.mode == TO_ESPOCRM:
             self.rows.append(Row(array=array_for_kind(kind_a), kind=kind_a, in_espo=False, advo=view, origin=view,
-                                 advo_value=None, follow_primary=False, keep_status=link))
-            self.change("pending_espocrm", kind_a)
+                                 advo_value=None, follow_primary=False, keep_status=link,
+                                 s_primary=link.primary, a_online=view.online))
+            self.change(Variant.pending_espocrm, kind_a)
             return
-        if a_changed and view.key in {item.key for item in self.free}:
-            self.unlinked.add(view.id)  # both sides moved to the same new value: a match, not a conflict
-            self.change("moved_on_both_sides", kind_a)
+        if a_changed and view.key in {item.key for item in self.items}:
+            # Advoware moved the entry onto a value EspoCRM has: both sides moved to the same new value
+            # (a match), or a person moved a value between entries (moves.py); not a conflict either way
+            self.unlinked.add(view.id)
+            self.change(Variant.moved_on_both_sides, kind_a)
             return
         note = None
         if a_changed and key_of(view.array, view.tlf) != key_of(view.array, link.value):
             note = (f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
-                    f"deleted in EspoCRM; EspoCRM wins, the Advoware entry is now empty.")
-        variant = "C3" if a_changed else "Var2"
+                    f"deleted in EspoCRM; EspoCRM wins, the value is removed from Advoware.")
+        variant = Variant.C3 if a_changed else Variant.Var2
         self.blank(view, variant, variant=variant, kind=kind_a, note=note)
         self.blank_links[view.id] = link
 
@@ -239,13 +247,13 @@ class _Planner:
         # so a primary change never turns a deletion in Advoware into a conflict.
         e_changed = item.value != link.value or type_changed
         if self.mode != ESPO_WINS and not e_changed:
-            self.change("Var3", base_kind)  # the item is not rendered: deleted from EspoCRM
+            self.change(Variant.Var3, base_kind)  # the item is not rendered: deleted from EspoCRM
             return
         if self.mode == TO_ESPOCRM:
             self.rows.append(Row(array=item.array, kind=base_kind, espo=item, espo_value=item.value,
                                  espo_type=item.type, follow_primary=False, keep_status=link,
                                  e_primary=item.primary, s_primary=link.primary, pending_restore=True))
-            self.change("pending_espocrm", base_kind)
+            self.change(Variant.pending_espocrm, base_kind)
             return
         kind = base_kind if kind_matches_espo_type(base_kind, item.type) else item.kind
         own = view if view is not None and not view.tlf and view.kind == kind else None
@@ -256,7 +264,7 @@ class _Planner:
                              espo_type=type_for(kind, item), need=True, preferred=own,
                              status_value=item.value, status_kind=kind, s_primary=link.primary,
                              e_primary=item.primary, restore_note=note, espo_type_changed=type_changed))
-        self.change("restore_Var3", kind)
+        self.change(Variant.restore_Var3, kind)
 
     def override_note(self, advo_value: str, espo_value: str, kind: KommKz) -> str:
         why = "EspoCRM wins by operator request" if self.mode == ESPO_WINS else "changed on both sides; EspoCRM wins"
@@ -293,7 +301,7 @@ class _Planner:
         row.status_kind = kind
         row.espo_type = type_for(kind, item)
         self.rows.append(row)
-        self.change("match", kind)
+        self.change(Variant.match, kind)
 
     def new_on_one_side(self) -> None:
         occupied: set[tuple[str, str]] = set()
@@ -301,11 +309,11 @@ class _Planner:
             occupied.update(row.keys())
         for view in self.pool:
             if view.key in occupied and self.mode != ESPO_WINS:
-                self.change("duplicate_in_advoware", view.kind)  # a person entered it twice: left alone
+                self.change(Variant.duplicate_in_advoware, view.kind)  # a person entered it twice: left alone
                 continue
             occupied.add(view.key)
             if self.mode == ESPO_WINS:
-                self.blank(view, "Var4 reverted", variant="revert_Var4", note=(
+                self.blank(view, "Var4 reverted", variant=Variant.revert_Var4, note=(
                     f"Kommunikation: {view.tlf!r} ({view.kind.name}) existed only in Advoware and was removed "
                     f"(EspoCRM wins by operator request)."))
                 continue
@@ -313,13 +321,13 @@ class _Planner:
                                  espo_type=espo_type_for_kind(view.kind), advo_value=view.tlf,
                                  follow_primary=self.mode != TO_ESPOCRM, status_value=view.tlf,
                                  status_kind=view.kind, a_online=view.online))
-            self.change("Var4", view.kind)
+            self.change(Variant.Var4, view.kind)
         for item in self.free:
             if self.mode == TO_ESPOCRM:
                 self.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
                                      espo_type=item.type, follow_primary=False, e_primary=item.primary))
-                self.change("pending_espocrm", item.kind)
+                self.change(Variant.pending_espocrm, item.kind)
                 continue
             self.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
                                  espo_type=type_for(item.kind, item), need=True, status_value=item.value, status_kind=item.kind, e_primary=item.primary))
-            self.change("Var1", item.kind)
+            self.change(Variant.Var1, item.kind)
