@@ -146,6 +146,7 @@ class BenchEnv:
             # The shared request budgets must not be what a bench measures.
             "ESPOCRM_MAX_REQUESTS_PER_MINUTE": "1000000",
             "ADVOWARE_MAX_REQUESTS_PER_MINUTE": "1000000",
+            "GOOGLE_MAX_REQUESTS_PER_MINUTE": "1000000",
             "REDIS_BROKER_URL": self.redis.url(BROKER_DB),
             "REDIS_LOCK_URL": self.redis.url(LOCK_DB),
             "REDIS_CALENDAR_URL": self.redis.url(CALENDAR_DB),

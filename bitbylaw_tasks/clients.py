@@ -14,8 +14,14 @@ from integrations.advoware import AdvowareClient, AdvowareCredentials
 from integrations.espocrm import EspoCrmClient
 from integrations.http import RateGate, Timeouts
 
-# The sandbox simulators' fixed, documented credentials (they protect nothing real).
+# The sandbox simulators' fixed, documented credentials (they protect nothing real). Spelled out here
+# rather than imported, so production code never imports the simulators (tests check they agree).
 SANDBOX_ESPOCRM_KEY = "sandbox-integration-key"
+SANDBOX_ADVOWARE_CREDENTIALS = {
+    "app_id": "bitbylaw-sandbox", "product_id": "64", "kanzlei": "SANDBOX", "database": "ADVOWARE",
+    "user": "SYNC", "role": "2", "password": "sandbox-password",
+    "api_key": "Yml0YnlsYXctc2FuZGJveC1hZHZvd2FyZS1hcGkta2V5",  # base64 of the simulator's API key
+}
 
 
 def sandbox_url(settings: Settings, port: int) -> str:
@@ -44,10 +50,8 @@ def advoware_client(settings: Settings) -> AdvowareClient:
     gate = RateGate(settings.lock_redis_url, "advoware", settings.advoware_max_requests_per_minute)
     redis = lock_redis(settings)
     if settings.advoware_simulated:
-        from integrations.sandbox.advoware_auth import SANDBOX_CREDENTIALS
-
         return AdvowareClient(sandbox_url(settings, settings.sandbox_advoware_port),
-                              AdvowareCredentials(**SANDBOX_CREDENTIALS), redis=redis, gate=gate,
+                              AdvowareCredentials(**SANDBOX_ADVOWARE_CREDENTIALS), redis=redis, gate=gate,
                               timeouts=timeouts(settings))
     return AdvowareClient.from_settings(settings, redis, gate=gate, timeouts=timeouts(settings))
 
@@ -64,7 +68,8 @@ def google_calendar_client(settings: Settings, subject_email: str | None = None)
     if settings.google_simulated:
         settings = settings.replace(
             google_calendar_endpoint=sandbox_url(settings, settings.sandbox_google_port) + "/calendar/v3/")
-    return GoogleCalendarClient.from_settings(settings, subject_email)
+    gate = RateGate(settings.lock_redis_url, "google", settings.google_max_requests_per_minute)
+    return GoogleCalendarClient.from_settings(settings, subject_email, gate=gate)
 
 
 _CACHE: dict[int, tuple[Settings, Clients]] = {}

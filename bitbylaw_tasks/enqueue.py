@@ -19,6 +19,11 @@ own `basic_publish`; only its final `LPUSH` is captured and run inside the
 script — once per task name and argument shape, as a template whose entity
 id, task id and delivery tag are filled in per message. Such tasks skip the
 optional `task-sent` event; Flower shows them from `task-received` on.
+
+The capture uses kombu's publish-batch hook (`_publish_batch`, the internal
+way kombu's own `PublishBatch` buffers commands): kombu is pinned to the minor
+version `tests/test_clients_wiring.py` checks (a kombu that builds or routes
+messages differently fails that test, not production).
 """
 from __future__ import annotations
 
@@ -180,9 +185,6 @@ class Enqueuer:
     def mark_started(self, key: str) -> None:
         """Called by the task as it starts: later changes must queue a new task."""
         self._redis.delete(key)
-
-    def pending(self, key: str) -> bool:
-        return bool(self._redis.exists(key))
 
 
 _ENQUEUERS: dict[int, Enqueuer] = {}

@@ -87,6 +87,7 @@ class Settings:
     # --- Google Calendar ---
     google_calendar_endpoint: str = ""
     google_service_account_file: str = ""
+    google_max_requests_per_minute: int = 600  # Calendar API's per-user quota is far higher; shared by workers
 
     # --- sandbox (used when no real system is configured) ---
     sandbox_host: str = "127.0.0.1"
@@ -215,6 +216,7 @@ _VARS: list[tuple[str, str, str]] = [
     ("ADVOWARE_MAX_REQUESTS_PER_MINUTE", "advoware_max_requests_per_minute", "int"),
     ("GOOGLE_CALENDAR_ENDPOINT", "google_calendar_endpoint", "http_url"),
     ("GOOGLE_SERVICE_ACCOUNT_FILE", "google_service_account_file", "str"),
+    ("GOOGLE_MAX_REQUESTS_PER_MINUTE", "google_max_requests_per_minute", "int"),
     ("SANDBOX_HOST", "sandbox_host", "str"),
     ("SANDBOX_ESPOCRM_PORT", "sandbox_espocrm_port", "port"),
     ("SANDBOX_ADVOWARE_PORT", "sandbox_advoware_port", "port"),

@@ -35,6 +35,7 @@ os.environ.update({
     "SANDBOX_GOOGLE_PORT": str(_SANDBOX.servers["google"].port),
     "ESPOCRM_MAX_REQUESTS_PER_MINUTE": "100000",
     "ADVOWARE_MAX_REQUESTS_PER_MINUTE": "100000",
+    "GOOGLE_MAX_REQUESTS_PER_MINUTE": "100000",
     "HTTP_READ_TIMEOUT": "2",  # fault tests hang a simulator longer than this
 })
 for _name in ("ESPOCRM_BASE_URL", "ADVOWARE_BASE_URL"):
