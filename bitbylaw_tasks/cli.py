@@ -70,7 +70,9 @@ def cmd_web(args, settings: Settings) -> int:
 
 
 ROOT_WARNING = ("bitbylaw worker: running as root; run the workers as an unprivileged user in production "
-                "(Celery's multi-line SecurityWarning about it is replaced by this line)")
+                "(this line replaces Celery's multi-line superuser warning)")
+# Celery's SecurityWarning for a root worker (celery/platforms.py), matched by the start of its message
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 def cmd_worker(args, settings: Settings) -> int:
@@ -81,7 +83,7 @@ def cmd_worker(args, settings: Settings) -> int:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # containers and the sandbox often run as root; one line says so instead of Celery's warning
         print(ROOT_WARNING, file=sys.stderr)
-        python_options = ("-W", "ignore::celery.exceptions.SecurityWarning")
+        python_options = ("-W", ROOT_WARNING_FILTER)
     _exec_module("celery", ["-A", CELERY_APP, "worker", "-Q", queue, "-n", f"{queue}@%h", "-P", pool, "-E",
                             "-c", str(concurrency), "--loglevel", args.loglevel or settings.log_level],
                  python_options)
@@ -229,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args, settings) or 0
+    except BrokenPipeError:  # `bitbylaw config | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         expected = describe(exc)
         if expected is None:

@@ -6,7 +6,8 @@ changed something, plus warnings and errors. These go to DEBUG instead:
 - the simulators' HTTP access lines (werkzeug);
 - a sync decision that changed nothing (`path=no_change`, per record per sweep);
 - Celery's per-task "received" / "succeeded" lines (Flower and the decision
-  line say the same; retries and failures keep their level).
+  line say the same; retries and failures keep their level), and beat's
+  "Sending due task" line per periodic run.
 
 JSON lines come from python-json-logger (`time`, `level`, `logger`, `message`,
 plus any `extra`). Celery workers and beat get this through Celery's logging
@@ -21,7 +22,7 @@ from bitbylaw_tasks.settings import Settings
 
 NO_CHANGE = "no_change"
 QUIET_LOGGERS = ("werkzeug",)
-CELERY_TASK_LINES = ("celery.worker.strategy", "celery.app.trace")
+CELERY_TASK_LINES = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -42,7 +43,7 @@ class QuietFilter(logging.Filter):
             return NO_CHANGE in record.args
         if record.name in CELERY_TASK_LINES:
             text = str(record.msg)
-            return text.endswith(" received") or " succeeded in " in text
+            return text.endswith(" received") or " succeeded in " in text or text.startswith("Scheduler: Sending due")
         return False
 
     def filter(self, record: logging.LogRecord) -> bool:

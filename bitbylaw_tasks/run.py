@@ -47,13 +47,16 @@ def _redis_lines(settings: Settings, private: bool) -> list[str]:
 
 
 def effective_settings(settings: Settings, broker_url: str, private: bool, with_sandbox: bool) -> Settings:
-    """The settings every process of this run gets: the private Redis's URLs, the demo's sweep interval."""
+    """The settings every process of this run gets: the private Redis's URLs, the demo's sweep interval,
+    Flower's database in the run directory."""
     if private:
         settings = settings.replace(broker_url=with_db(broker_url, 0), lock_redis_url=with_db(broker_url, 1),
                                     calendar_redis_url=with_db(broker_url, 2),
                                     result_backend_url=with_db(broker_url, 3))
     if with_sandbox and settings.sweep_interval == Settings().sweep_interval:
         settings = settings.replace(sweep_interval=DEMO_SWEEP_INTERVAL)
+    if settings.flower_db == Settings().flower_db:  # the default `.run/flower.db`: in this run's directory
+        settings = settings.replace(flower_db=str(runinfo.run_dir() / "flower.db"))
     return settings
 
 

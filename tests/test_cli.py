@@ -181,3 +181,70 @@ def test_readme_command_parses_and_has_help(command, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main([*words, "--help"])
     assert stop.value.code == 0 and "usage: bitbylaw" in capsys.readouterr().out
+
+
+# --- kommunikation sync|audit, calendar sync --all ---
+def test_kommunikation_audit_is_read_only_and_sync_now_applies_it(sandbox, celery_worker, capsys):
+    espo = sandbox.state("espocrm")
+    record = espo.human_create(PERSON)
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")
+    espo.human_update(record["id"], {"emailAddressData": [
+        {"emailAddress": "max@example.test", "primary": True, "optOut": False, "invalid": False}]})
+    espo.hooks.clear()
+    for name in ("espocrm", "advoware"):
+        sandbox.kit(name).reset_calls()
+    assert cli.main(["kommunikation", "audit", record["id"]]) == 0
+    out = capsys.readouterr().out
+    assert "advoware: create" in out and "max@example.test" in out
+    writes = [k for k in {**sandbox.kit("espocrm").calls(), **sandbox.kit("advoware").calls()}
+              if not k.startswith("GET") and "Token" not in k]
+    assert writes == []
+    assert cli.main(["kommunikation", "sync", record["id"], "--now", "--direction", "to_advoware"]) == 0
+    assert '"path": "synced"' in capsys.readouterr().out
+    assert cli.main(["kommunikation", "audit", record["id"]]) == 0
+    assert "a sync would change nothing" in capsys.readouterr().out
+
+
+def test_kommunikation_of_an_unlinked_record_is_refused(sandbox, capsys):
+    espo = sandbox.state("espocrm")
+    record = espo.save(None, {"lastName": "X"}, espo.integration_user)
+    assert "not linked" in _one_line_failure(capsys, ["kommunikation", "audit", record["id"]])
+
+
+def test_calendar_sync_all_queues_every_active_employee(sandbox, celery_worker, capsys):
+    import json
+
+    advo = sandbox.state("advoware")
+    for kuerzel in ("AB", "CD"):
+        advo.add_mitarbeiter(kuerzel, f"Mitarbeiter {kuerzel}", f"{kuerzel.lower()}@kanzlei.example")
+    from conftest import wait_idle
+    from bitbylaw_tasks.calendar.state import CalendarState
+    from bitbylaw_tasks.redis_clients import calendar_redis
+    from bitbylaw_tasks.settings import get_settings
+
+    client = calendar_redis(get_settings())
+    for kuerzel in ("AB", "CD"):
+        CalendarState(client, kuerzel).clear()
+    assert cli.main(["calendar", "sync", "--all", "--wait", "30"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["employees"] >= 2
+    wait_idle()
+    assert all(CalendarState(client, kuerzel).meta().calendar_id for kuerzel in ("AB", "CD"))
+
+
+def test_a_failed_sync_task_names_the_entity_and_the_reason(sandbox, celery_worker):
+    """What Flower's failed-task list shows as the exception: domain, entity id, reason."""
+    espo = sandbox.state("espocrm")
+    record = espo.human_create(PERSON)
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")
+    espo.human_update(record["id"], {"lastName": "Abgelehnt"})
+    espo.hooks.clear()
+    sandbox.kit("advoware").add_fault(path="/api/v1/advonet/Beteiligte/*", method="PUT", status=400, times=1)
+    with pytest.raises(Exception) as err:
+        run_sync(record["id"], "update", "webhook")
+    assert str(err.value).startswith(f"beteiligte {record['id']}: sync failed: BadRequest: ")
+    assert "400" in str(err.value)
+    after = espo_record(sandbox, record["id"])
+    assert record["id"] not in after["syncErrorMessage"]  # the record's own message needs no id
