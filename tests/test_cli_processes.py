@@ -128,10 +128,10 @@ def test_run_from_elsewhere_records_its_settings_for_a_second_shell(tmp_path):
     cwd.mkdir()
     elsewhere.mkdir()
     unreachable = f"redis://127.0.0.1:{free_port()}/0"  # nothing answers: `run` starts a private Redis
-    web_port = free_port()
+    web_port, flower_port = free_port(), free_port()
     env = _env(BITBYLAW_RUN_DIR=str(run_dir), REDIS_BROKER_URL=unreachable, REDIS_LOCK_URL=None,
                REDIS_CALENDAR_URL=None, REDIS_RESULT_URL=None, SWEEP_INTERVAL=None, HEARTBEAT_INTERVAL="3",
-               WEB_PORT=str(web_port), FLOWER_PORT=str(free_port()), SANDBOX_ESPOCRM_PORT=str(free_port()),
+               WEB_PORT=str(web_port), FLOWER_PORT=str(flower_port), SANDBOX_ESPOCRM_PORT=str(free_port()),
                SANDBOX_ADVOWARE_PORT=str(free_port()), SANDBOX_GOOGLE_PORT=str(free_port()),
                FLOWER_DB=str(run_dir / "flower.db"))
     log = tmp_path / "run.log"
@@ -154,6 +154,15 @@ def test_run_from_elsewhere_records_its_settings_for_a_second_shell(tmp_path):
             return web is not None and web.json()["status"] == json.loads(cli.stdout)["status"] == "ok"
 
         _wait(both_ok, 120, "health ok in the CLI and /healthz", proc, log)
+
+        def broker_page_lists_every_queue():  # after Flower has inspected the workers (its Workers page does)
+            flower = f"http://127.0.0.1:{flower_port}"
+            _get(f"{flower}/api/workers?refresh=1", auth=("admin", "admin"))
+            page = _get(f"{flower}/broker", auth=("admin", "admin"))
+            return page is not None and all(f'<tr id="{queue}">' in page.text
+                                            for queue in ("beteiligte", "kommunikation", "calendar", "default"))
+
+        _wait(broker_page_lists_every_queue, 60, "Flower's broker page with all four queues", proc, log)
         output = log.read_text()
         assert "private redis-server" in output and "broker 0, locks 1, calendar 2, results 3" in output
     finally:
