@@ -170,8 +170,16 @@ def cmd_lock_release(args, settings: Settings) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose bad-argument message is one line (with where to look) instead of usage + error;
+    the subcommands' parsers are of this class too (argparse passes the class on)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bitbylaw", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="bitbylaw", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):

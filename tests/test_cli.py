@@ -248,3 +248,12 @@ def test_a_failed_sync_task_names_the_entity_and_the_reason(sandbox, celery_work
     assert "400" in str(err.value)
     after = espo_record(sandbox, record["id"])
     assert record["id"] not in after["syncErrorMessage"]  # the record's own message needs no id
+
+
+@pytest.mark.parametrize("argv", [["calendar", "status", "AB", "extra"], ["kommunikation", "sync", "x", "--direction", "up"],
+                                  ["worker", "nosuchqueue"], ["nope"]])
+def test_a_bad_argument_is_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0 and "--help" in err
