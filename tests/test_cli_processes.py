@@ -64,7 +64,7 @@ def _get(url: str, **kw):
         return None
 
 
-def test_web_starts_from_elsewhere_without_the_venv_on_path(redis_server, tmp_path):
+def test_web_starts_from_elsewhere_without_the_venv_on_path(lock_redis, tmp_path):  # no heartbeats yet
     port = free_port()
     log = tmp_path / "web.log"
     proc = _start(["web", "--workers", "1"], tmp_path, _env(WEB_PORT=str(port)), log)
