@@ -149,14 +149,11 @@ def cmd_sandbox(args, settings: Settings) -> int:
 
 def cmd_health(args, settings: Settings) -> int:
     """The /healthz document; exit 0 when ok or warming up, 1 when unhealthy."""
-    import time
-
     from bitbylaw_tasks.web import health
 
     running = runinfo.running_system()
     # the start of the running system decides the warm-up; without `bitbylaw run` it is unknown: no grace
-    started_at = running.started_at if running else time.time() - settings.heartbeat_stale_after
-    doc, healthy = health(settings, started_at=started_at)
+    doc, healthy = health(settings, started_at=running.started_at if running else None)
     print(json.dumps(doc, indent=2))
     return 0 if healthy else 1
 

@@ -32,8 +32,8 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         return f"{exc.system or 'a system'} unreachable: {exc}", 1
     if isinstance(exc, ApiError):
         return f"{exc.system or 'a system'} refused: {exc}", 1
-    if isinstance(exc, SyncFailed):
-        return f"sync failed: {exc}", 1
+    if isinstance(exc, SyncFailed):  # names the domain, the entity and the reason (outcomes.py)
+        return str(exc), 1
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"Redis unreachable: {exc}", 1
     if isinstance(exc, OperationalError):

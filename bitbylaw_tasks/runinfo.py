@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +39,6 @@ def procfile_path() -> Path:
 def run_dir() -> Path:
     """`BITBYLAW_RUN_DIR`, else `.run/` in the checkout."""
     return Path(os.environ.get("BITBYLAW_RUN_DIR") or PACKAGE_ROOT / ".run")
-
-
-def iso(epoch: float | None) -> str | None:
-    """ISO-8601 in UTC with seconds ("2026-12-01T01:50:11Z"), or None."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

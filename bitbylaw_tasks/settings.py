@@ -178,7 +178,10 @@ def _as_variable(value) -> str:
 def variables(settings: Settings, *, masked: bool = True) -> dict[str, str]:
     """Every setting by its environment variable name, as text that reads back to the same value;
     secrets masked unless `masked=False` (for handing the settings to child processes)."""
-    shown = settings.redacted() if masked else {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    if masked:
+        shown = settings.redacted()
+    else:
+        shown = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
     return {name: _as_variable(shown[attr]) for name, attr, _ in _VARS}
 
 

@@ -10,8 +10,8 @@ import json
 import sys
 
 from bitbylaw_tasks.calendar import service
-from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.calendar.state import CalendarState, known_employees
+from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.settings import Settings
 
 LOCK_KIND = "calendar"
