@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -29,7 +30,8 @@ DEMO_SWEEP_INTERVAL = 60.0  # the demo should show Advoware-side edits within a 
 def procfile_lines(procfile: Path, *, sandbox_state: Path | None) -> list[str]:
     lines = [line for line in procfile.read_text().splitlines() if line.strip() and not line.startswith("#")]
     if sandbox_state is not None:
-        lines.append(f"sandbox: bitbylaw sandbox --register-webhooks --seed 20 --state {sandbox_state}")
+        state = shlex.quote(str(sandbox_state))
+        lines.append(f"sandbox: bitbylaw sandbox --register-webhooks --seed 20 --state {state}")
     return lines
 
 

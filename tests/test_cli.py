@@ -250,8 +250,8 @@ def test_a_failed_sync_task_names_the_entity_and_the_reason(sandbox, celery_work
     assert record["id"] not in after["syncErrorMessage"]  # the record's own message needs no id
 
 
-@pytest.mark.parametrize("argv", [["calendar", "status", "AB", "extra"], ["kommunikation", "sync", "x", "--direction", "up"],
-                                  ["worker", "nosuchqueue"], ["nope"]])
+@pytest.mark.parametrize("argv", [["calendar", "status", "AB", "extra"], ["worker", "nosuchqueue"], ["nope"],
+                                  ["kommunikation", "sync", "x", "--direction", "up"]])
 def test_a_bad_argument_is_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(argv)
