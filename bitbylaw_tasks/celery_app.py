@@ -13,6 +13,7 @@ from celery.signals import beat_init, celeryd_init
 
 import beat_schedule
 import celeryconfig
+from bitbylaw_tasks import logs
 from bitbylaw_tasks.settings import Settings, SettingsError, get_settings
 
 TASK_MODULES = [
@@ -40,6 +41,7 @@ def _settings_or_exit() -> Settings:
 
 
 app = create_celery(_settings_or_exit())
+logs.connect_celery(lambda: settings_of(app))  # quiet lines, LOG_FORMAT=json (bitbylaw_tasks/logs.py)
 
 
 def settings_of(celery: Celery) -> Settings:

@@ -5,7 +5,9 @@
   broker's visibility timeout (RESEARCH §A);
 - retries exhausted, or a permanent error: the failure is recorded on the
   EspoCRM record (status, back-off, message prefixed with the domain) and
-  the task raises, so Flower shows it failed with its traceback;
+  the task raises, so Flower shows it failed with its traceback; the raised
+  exception's message starts with the domain and the entity id
+  ("kommunikation 6a1…: …"), so the failed-task list says who failed and why;
 - a lost lock lease: raise without writing anything.
 """
 from __future__ import annotations
@@ -37,6 +39,14 @@ def transient_countdown(retries: int, exc: ApiError, cap: float) -> float:
     return min(delay, cap)
 
 
+def naming_entity(exc: service.SyncFailed, domain: str, entity_id: str) -> service.SyncFailed:
+    """`exc` with its message led by the domain and the entity id (once), for Flower and Sentry."""
+    label = f"{domain} {entity_id}: "
+    if not str(exc).startswith(label):
+        exc.args = (label + str(exc), *exc.args[1:])
+    return exc
+
+
 def run_guarded(task, settings: Settings, ctx: service.SyncContext, entity_id: str, work: Callable[[], T],
                 *, domain: str) -> T:
     """`work()` with the exception policy above; `domain` prefixes recorded messages ("Kommunikation: …")."""
@@ -46,7 +56,7 @@ def run_guarded(task, settings: Settings, ctx: service.SyncContext, entity_id: s
     except service.SyncFailed as exc:
         if not exc.recorded:
             service.record_failure(ctx, entity_id, exc, prefix=prefix)
-        raise
+        raise naming_entity(exc, domain, entity_id)
     except LockLost:
         log.error("%s %s: lock lease lost mid-sync; nothing more written", domain, entity_id)
         raise
@@ -56,7 +66,8 @@ def run_guarded(task, settings: Settings, ctx: service.SyncContext, entity_id: s
             raise task.retry(exc=exc, countdown=transient_countdown(task.request.retries, exc, cap),
                              max_retries=settings.transient_retries)
         service.record_failure(ctx, entity_id, exc, prefix=prefix)
-        raise service.SyncFailed(f"{prefix}sync failed: {exc}", recorded=True) from exc
+        raise naming_entity(service.SyncFailed(f"sync failed: {type(exc).__name__}: {exc}", recorded=True),
+                            domain, entity_id) from exc
 
 
 def run_entity_task(app, task, *, domain: str, entity_id: str, entity_task, action: str,

@@ -66,8 +66,10 @@ def serve_sandbox(settings: Settings, *, state_file: str | None = None, seed: in
                   register_webhooks: bool = False, webhook_interval: float = 2.0,
                   advoware_latency_ms: int = 0) -> int:
     from bitbylaw_tasks.clients import espocrm_client
+    from bitbylaw_tasks.logs import configure_logging
     from integrations.sandbox.server import Sandbox
 
+    configure_logging(settings)  # before the first request: werkzeug then keeps its access lines at DEBUG
     sandbox = Sandbox(host=settings.sandbox_host, espocrm_port=settings.sandbox_espocrm_port,
                       advoware_port=settings.sandbox_advoware_port, google_port=settings.sandbox_google_port,
                       webhook_interval=webhook_interval, advoware_latency_ms=advoware_latency_ms,

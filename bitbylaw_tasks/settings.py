@@ -104,6 +104,10 @@ class Settings:
     sentry_dsn: str = ""
     sentry_environment: str = "development"
 
+    # --- logs (bitbylaw_tasks/logs.py) ---
+    log_level: str = "INFO"
+    log_format: str = "text"           # text | json (python-json-logger)
+
     # --- workers: pool and concurrency per queue ---
     worker_pool: str = "threads"
     worker_concurrency: dict[str, int] = field(
@@ -161,6 +165,25 @@ SECRET_FIELDS = {
     "espocrm_api_key", "espocrm_admin_password", "advoware_api_key", "advoware_password", "webhook_token",
     "flower_basic_auth", "sentry_dsn",
 }
+
+
+def _as_variable(value) -> str:
+    """A setting's value written the way its environment variable is read back (`_parse`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def variables(settings: Settings, *, masked: bool = True) -> dict[str, str]:
+    """Every setting by its environment variable name, as text that reads back to the same value;
+    secrets masked unless `masked=False` (for handing the settings to child processes)."""
+    if masked:
+        shown = settings.redacted()
+    else:
+        shown = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    return {name: _as_variable(shown[attr]) for name, attr, _ in _VARS}
 
 
 def _mask_url_password(url: str) -> str:
@@ -228,6 +251,8 @@ _VARS: list[tuple[str, str, str]] = [
     ("FLOWER_DB", "flower_db", "str"),
     ("SENTRY_DSN", "sentry_dsn", "http_url"),
     ("SENTRY_ENVIRONMENT", "sentry_environment", "str"),
+    ("LOG_LEVEL", "log_level", "log_level"),
+    ("LOG_FORMAT", "log_format", "log_format"),
     ("WORKER_POOL", "worker_pool", "pool"),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int_mapping"),
 ]
@@ -287,6 +312,14 @@ def _parse(name: str, kind: str, raw: str):
     if kind == "basic_auth":
         if ":" not in raw or raw.startswith(":"):
             raise SettingsError(f"{name}: expected user:password")
+        return raw
+    if kind == "log_level":
+        if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"{name}: expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+        return raw.upper()
+    if kind == "log_format":
+        if raw not in ("text", "json"):
+            raise SettingsError(f"{name}: expected text or json, got {raw!r}")
         return raw
     if kind == "pool":
         if raw not in ("threads", "gevent", "prefork", "solo"):

@@ -9,6 +9,7 @@ Celery app is imported, so every component reads the test URLs.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 
@@ -46,6 +47,7 @@ os.environ.update({
     "REDIS_CALENDAR_URL": _SERVER.url(CALENDAR_DB),
     "REDIS_RESULT_URL": _SERVER.url(RESULT_DB),
     "BITBYLAW_ENV_FILE": os.devnull,  # a developer's .env must not leak into the tests
+    "BITBYLAW_RUN_DIR": tempfile.mkdtemp(prefix="bitbylaw-run-"),  # ... nor a `make run` going on here
     "HEARTBEAT_INTERVAL": os.environ.get("HEARTBEAT_INTERVAL", "60"),
 })
 

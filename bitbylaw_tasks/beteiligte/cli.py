@@ -13,6 +13,17 @@ def _clients(settings: Settings):
     return clients_for(settings)
 
 
+def existing_beteiligte(settings: Settings, entity_id: str) -> dict:
+    """The CBeteiligte record, or a one-line `CommandError` when EspoCRM has none with this id."""
+    from bitbylaw_tasks.cli_errors import CommandError
+    from integrations.http import NotFound
+
+    try:
+        return _clients(settings).espocrm.get_beteiligte(entity_id)
+    except NotFound:
+        raise CommandError(f"beteiligte {entity_id}: no such record in EspoCRM") from None
+
+
 def cmd_status(args, settings: Settings) -> int:
     """Count CBeteiligte by syncStatus (pages through all records)."""
     counts = collections.Counter(r.get("syncStatus") or "(none)"
@@ -35,11 +46,17 @@ def _enqueue(settings: Settings, ids: list[str]) -> tuple[int, int]:
 
 
 def cmd_sync(args, settings: Settings) -> int:
-    """Queue a manual sync of one entity (or run it here with --now)."""
+    """Queue a manual sync of one entity (or run it here with --now); the record must exist in EspoCRM."""
+    existing_beteiligte(settings, args.entity_id)
     if args.now:
         from bitbylaw_tasks.beteiligte.tasks import sync
 
-        print(json.dumps(sync.apply(args=(args.entity_id, "update", "manual")).get(), indent=2, default=str))
+        outcome = sync.apply(args=(args.entity_id, "update", "manual")).get()
+        print(json.dumps(outcome, indent=2, default=str))
+        if outcome.get("path") == "missing_in_espocrm":
+            from bitbylaw_tasks.cli_errors import CommandError
+
+            raise CommandError(f"beteiligte {args.entity_id}: deleted in EspoCRM during the sync")
         return 0
     queued, coalesced = _enqueue(settings, [args.entity_id])
     print("queued" if queued else "already queued")
@@ -60,7 +77,7 @@ def cmd_audit(args, settings: Settings) -> int:
     from bitbylaw_tasks.beteiligte.mapping import mapped_snapshot, snapshot_of_advoware
 
     clients = _clients(settings)
-    espo = clients.espocrm.get_beteiligte(args.entity_id)
+    espo = existing_beteiligte(settings, args.entity_id)
     print(f"EspoCRM {espo['id']}  syncStatus={espo.get('syncStatus')}  betnr={espo.get('betnr')}  "
           f"lastSync={espo.get('advowareLastSync')}  retries={espo.get('syncRetryCount')}")
     if not espo.get("betnr"):
@@ -122,7 +139,10 @@ def cmd_deletions(args, settings: Settings) -> int:
     from bitbylaw_tasks.beteiligte.service import ESPOCRM_DELETIONS_KEY
     from bitbylaw_tasks.redis_clients import lock_redis
 
-    for entity_id, when in sorted(lock_redis(settings).hgetall(ESPOCRM_DELETIONS_KEY).items()):
+    deletions = sorted(lock_redis(settings).hgetall(ESPOCRM_DELETIONS_KEY).items())
+    if not deletions:
+        print("no CBeteiligte deleted in EspoCRM recorded")
+    for entity_id, when in deletions:
         print(f"{entity_id.decode()}  deleted {when.decode()} UTC")
     return 0
 

@@ -1,14 +1,17 @@
-"""`bitbylaw calendar ...`: audit, sync, clear one employee; list the state; delete the product's calendars.
+"""`bitbylaw calendar ...`: audit, sync, clear one employee; sync all; list the state; delete the product's calendars.
 
 `register(subparsers)` adds the `calendar` command to the main parser
-(`bitbylaw_tasks/cli.py`). Every action is a function `(args, settings) -> int`.
+(`bitbylaw_tasks/cli.py`). Every action is a function `(args, settings) -> int`;
+a Kürzel Advoware does not know is refused in one line (`CommandError`).
 """
 from __future__ import annotations
 
 import json
+import sys
 
 from bitbylaw_tasks.calendar import service
 from bitbylaw_tasks.calendar.state import CalendarState, known_employees
+from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.settings import Settings
 
 LOCK_KIND = "calendar"
@@ -18,21 +21,49 @@ def _print(doc) -> None:
     print(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
 
 
+def known_employee(settings: Settings, kuerzel: str) -> None:
+    """Refuse a Kürzel that is not one of Advoware's Mitarbeiter."""
+    from bitbylaw_tasks.clients import clients_for
+
+    if not any(m.get("kuerzel") == kuerzel for m in clients_for(settings).advoware.list_mitarbeiter()):
+        raise CommandError(f"calendar {kuerzel}: no employee with this Kürzel in Advoware")
+
+
 def cmd_audit(args, settings: Settings) -> int:
     """Read-only: what differs between the employee's Termine and calendar (exit 1 when anything does)."""
     from bitbylaw_tasks.calendar.audit import audit
     from bitbylaw_tasks.calendar.tasks import context_for
 
+    known_employee(settings, args.kuerzel)
     ctx = context_for(settings, args.kuerzel)
     report = audit(ctx.advoware, ctx.google, ctx.state, ctx.policy)
     _print(report)
     dirty = any(report.get(k) for k in ("differ", "only_advoware", "only_google_unstamped",
                                         "stamped_without_termin", "duplicates", "rejected"))
+    if report["calendar"] is None:
+        print(f"calendar {args.kuerzel}: no calendar in Google yet (a sync creates it)", file=sys.stderr)
+    elif dirty:
+        print(f"calendar {args.kuerzel}: the two sides differ (a sync would reconcile them)", file=sys.stderr)
     return 1 if dirty or report["calendar"] is None else 0
 
 
 def cmd_sync(args, settings: Settings) -> int:
-    """Queue `calendar.sync_employee` (default), or run it here and now under the employee's lock."""
+    """Queue `calendar.sync_employee` (default), or run it here and now under the employee's lock;
+    `--all` queues `calendar.sync_all` (one sync per active employee)."""
+    if (args.kuerzel is None) == (not args.all):
+        raise CommandError("bitbylaw calendar sync: give a KUERZEL or --all", code=2)
+    if args.all:
+        if args.now or args.force:
+            raise CommandError("bitbylaw calendar sync --all: queues only (no --now, no --force)", code=2)
+        from bitbylaw_tasks.celery_app import app
+
+        result = app.send_task("calendar.sync_all")
+        if args.wait:
+            _print(result.get(timeout=args.wait))
+        else:
+            print(f"queued {result.id}")
+        return 0
+    known_employee(settings, args.kuerzel)
     if not args.now:
         from bitbylaw_tasks.celery_app import app
 
@@ -76,7 +107,10 @@ def cmd_status(args, settings: Settings) -> int:
     from bitbylaw_tasks.redis_clients import calendar_redis
 
     client = calendar_redis(settings)
-    _print([CalendarState(client, k).summary() for k in known_employees(client)])
+    kuerzel = [args.kuerzel] if args.kuerzel else known_employees(client)
+    if args.kuerzel and args.kuerzel not in known_employees(client):
+        raise CommandError(f"calendar {args.kuerzel}: no calendar state (never synced)")
+    _print([CalendarState(client, k).summary() for k in kuerzel])
     return 0
 
 
@@ -125,14 +159,16 @@ def register(subparsers) -> None:
 
     p = add("audit", cmd_audit, "Show what differs between an employee's Termine and calendar (read-only).")
     p.add_argument("kuerzel")
-    p = add("sync", cmd_sync, "Queue a sync of one employee (or run it now with --now).")
-    p.add_argument("kuerzel")
+    p = add("sync", cmd_sync, "Queue a sync of one employee (or run it now with --now), or of all with --all.")
+    p.add_argument("kuerzel", nargs="?")
+    p.add_argument("--all", action="store_true", help="queue calendar.sync_all: every active employee")
     p.add_argument("--now", action="store_true", help="run in this process instead of queueing")
     p.add_argument("--force", action="store_true", help="go on although the empty-side guard tripped")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the queued task's result")
     p = add("clear", cmd_clear, "Forget an employee's calendar state and release its lock.")
     p.add_argument("kuerzel")
-    add("status", cmd_status, "List every employee's calendar state (items, token, last syncs).")
+    p = add("status", cmd_status, "List every employee's calendar state (items, token, last syncs), or one's.")
+    p.add_argument("kuerzel", nargs="?")
     p = add("delete-calendars", cmd_delete_calendars,
             "Delete the product's calendars and all calendar state (sandbox; real systems need --yes).")
     p.add_argument("--yes", action="store_true", help="confirm deleting calendars in the real Google")

@@ -6,6 +6,7 @@ answer. No sync logic runs in the web process.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import redis
 from flask import Flask, jsonify
@@ -24,24 +25,42 @@ def _redis_ok(url: str) -> bool:
         return False
 
 
-def health(settings: Settings, started_at: float, now: float | None = None) -> tuple[dict, bool]:
-    """The /healthz document and whether everything is healthy."""
+def _iso(epoch: float | None) -> str | None:
+    """ISO-8601 in UTC to the second ("2026-12-01T01:50:11Z"), or None."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def health(settings: Settings, started_at: float | None, now: float | None = None) -> tuple[dict, bool]:
+    """The /healthz document and whether the system is healthy (HTTP 200 rather than 503).
+
+    `status` is `ok`, `warming_up` or `unhealthy`. Warming up: Redis and the
+    broker answer, nothing is stale, and some component has not sent its first
+    heartbeat yet while the system started less than HEARTBEAT_STALE_AFTER ago
+    (`started_at`; None = unknown, no warm-up); that counts as healthy (200,
+    exit 0), but is not `ok`. `bitbylaw health` builds the same document.
+    Timestamps are ISO-8601 (UTC).
+    """
     now = time.time() if now is None else now
     lock_ok = _redis_ok(settings.lock_redis_url)
     broker_ok = _redis_ok(settings.broker_url)
     beats = {}
-    beats_ok = True
+    stale = never_seen = False
     if lock_ok:
         beats = heartbeat.report(client_for(settings.lock_redis_url), settings.heartbeat_stale_after, now)
-        warming_up = now - started_at < settings.heartbeat_stale_after
         for entry in beats.values():
-            if not entry["ok"] and not (entry["last_seen"] is None and warming_up):
-                beats_ok = False
-    healthy = lock_ok and broker_ok and beats_ok
+            never_seen |= entry["last_seen"] is None
+            stale |= entry["last_seen"] is not None and not entry["ok"]
+            entry["last_seen"] = _iso(entry["last_seen"])
+    warming_up = never_seen and started_at is not None and now - started_at < settings.heartbeat_stale_after
+    healthy = lock_ok and broker_ok and not stale and (warming_up or not never_seen)
     doc = {
-        "status": "ok" if healthy else "unhealthy",
+        "status": ("warming_up" if warming_up else "ok") if healthy else "unhealthy",
         "redis": "ok" if lock_ok else "unreachable",
         "broker": "ok" if broker_ok else "unreachable",
+        "started_at": _iso(started_at),
+        "checked_at": _iso(now),
         "heartbeats": beats,
     }
     return doc, healthy
@@ -86,8 +105,10 @@ def create_app(settings: Settings) -> Flask:
 
 def wsgi_app() -> Flask:
     """Entry point for gunicorn (`bitbylaw_tasks.web:wsgi_app()`): settings from the environment."""
+    from bitbylaw_tasks.logs import configure_logging
     from bitbylaw_tasks.settings import get_settings
 
     settings = get_settings()
+    configure_logging(settings)
     init_sentry(settings, component="web")
     return create_app(settings)

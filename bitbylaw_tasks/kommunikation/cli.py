@@ -1,0 +1,83 @@
+"""`bitbylaw kommunikation sync|audit ID`: the operator's commands for one party's Kommunikation (SPEC §5).
+
+`sync` queues (or with `--now` runs here) `kommunikation.sync` in a chosen
+direction; `audit` reads both sides and prints what the planner would do,
+writing nothing. Both refuse, in one line, a record that does not exist or is
+not linked to Advoware yet.
+"""
+from __future__ import annotations
+
+import json
+
+from bitbylaw_tasks.cli_errors import CommandError
+from bitbylaw_tasks.kommunikation.plan import BOTH, DIRECTIONS
+from bitbylaw_tasks.settings import Settings
+
+
+def _linked(settings: Settings, entity_id: str) -> tuple[dict, int]:
+    """The CBeteiligte record and its betNr, or a `CommandError` when missing or not linked."""
+    from bitbylaw_tasks.beteiligte.cli import existing_beteiligte
+
+    espo = existing_beteiligte(settings, entity_id)
+    if espo.get("betnr") in (None, ""):
+        raise CommandError(f"beteiligte {entity_id}: not linked to Advoware yet (no betnr); "
+                           f"`bitbylaw beteiligte sync {entity_id}` creates it first")
+    return espo, int(espo["betnr"])
+
+
+def cmd_sync(args, settings: Settings) -> int:
+    """Queue a Kommunikation sync of one CBeteiligte (or run it here with --now)."""
+    from bitbylaw_tasks.kommunikation import tasks
+
+    _linked(settings, args.entity_id)
+    if args.now:
+        outcome = tasks.sync.apply(args=(args.entity_id, args.direction, args.force_espo_wins)).get()
+        print(json.dumps(outcome, indent=2, default=str))
+        if outcome.get("path") in ("missing", "not_linked"):
+            raise CommandError(f"beteiligte {args.entity_id}: {outcome['path']} during the sync")
+        return 0
+    from bitbylaw_tasks.celery_app import app
+    from bitbylaw_tasks.enqueue import enqueuer_for
+
+    queued = enqueuer_for(app).enqueue([tasks.sync_task_for(args.entity_id, args.direction, args.force_espo_wins)])
+    print("queued" if sum(queued) else "already queued")
+    return 0
+
+
+def cmd_audit(args, settings: Settings) -> int:
+    """What a Kommunikation sync would do for one CBeteiligte, from both sides as they are now. Read-only."""
+    from bitbylaw_tasks.clients import clients_for
+    from bitbylaw_tasks.kommunikation.service import advoware_entries, load_status, plan_for
+    from integrations.http import NotFound
+
+    espo, betnr = _linked(settings, args.entity_id)
+    try:
+        advo = clients_for(settings).advoware.get_beteiligte(betnr)
+    except NotFound:
+        raise CommandError(f"beteiligte {args.entity_id}: Advoware betNr {betnr} not found "
+                           f"(deleted in Advoware)") from None
+    status = load_status(espo)
+    print(f"EspoCRM {espo['id']}  betnr={betnr}  "
+          f"e-mails={len(espo.get('emailAddressData') or [])}  phones={len(espo.get('phoneNumberData') or [])}  "
+          f"status entries={len(status.entries) if status else '(none: initial sync)'}")
+    print(f"Advoware betNr {betnr}  Kommunikation entries={len(advoware_entries(advo))}")
+    plan = plan_for(espo, advo, direction=args.direction, force_espo_wins=args.force_espo_wins)
+    print(f"direction={args.direction}  force_espo_wins={args.force_espo_wins}")
+    print("a sync would change nothing" if plan.is_empty else str(plan))
+    return 0
+
+
+def register(sub) -> None:
+    """Add `kommunikation sync|audit` to the top-level parser's subparsers."""
+    parser = sub.add_parser("kommunikation", help="Kommunikation sync of one party: sync, audit",
+                            description="Operator commands for the Kommunikation sync (phones, faxes, e-mails).")
+    cmds = parser.add_subparsers(dest="kommunikation_command", required=True, metavar="COMMAND")
+    for name, func in (("sync", cmd_sync), ("audit", cmd_audit)):
+        p = cmds.add_parser(name, help=func.__doc__, description=func.__doc__)
+        p.set_defaults(func=func)
+        p.add_argument("entity_id", help="the CBeteiligte id in EspoCRM")
+        p.add_argument("--direction", choices=DIRECTIONS, default=BOTH,
+                       help="both (default), to_espocrm (Advoware wins) or to_advoware (EspoCRM wins)")
+        p.add_argument("--force-espo-wins", action="store_true", help="EspoCRM wins every conflict")
+        if name == "sync":
+            p.add_argument("--now", action="store_true", help="run in this process instead of queueing")
