@@ -54,7 +54,7 @@ def _retries_within_the_window(env: BenchEnv, espo, ids: list[str], timeout: flo
     from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
     from bitbylaw_tasks.beteiligte.status import FAILED
 
-    from bitbylaw_tasks.beteiligte.tasks import sync_task_for
+    from bitbylaw_tasks.messages import beteiligte_sync
     from bitbylaw_tasks.enqueue import enqueuer_for
 
     drained = True
@@ -64,7 +64,7 @@ def _retries_within_the_window(env: BenchEnv, espo, ids: list[str], timeout: flo
         for entity_id in failed:
             espo.save(entity_id, {"syncNextRetry": now}, espo.integration_user)
         # what `beteiligte.retry_due` queues when the back-off is over (only failed records)
-        enqueuer_for(env.app).enqueue([sync_task_for(i, "update", "retry") for i in failed])
+        enqueuer_for(env.app).enqueue([beteiligte_sync(i, "update", "retry") for i in failed])
         drained = _drain(env, timeout) and drained
     return drained
 

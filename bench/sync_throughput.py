@@ -76,10 +76,10 @@ class Bench:
         self.advo = env.sandbox.state("advoware")
         self.kit_espo = env.sandbox.kit("espocrm")
         self.clock: ReceiveClock | None = None
-        from bitbylaw_tasks.beteiligte.tasks import sync_task_for
+        from bitbylaw_tasks.messages import beteiligte_sync
         from bitbylaw_tasks.enqueue import enqueuer_for
 
-        self.task_for = sync_task_for
+        self.task_for = beteiligte_sync
         self.enqueuer = enqueuer_for(env.app)
 
     def all_clean(self, ids) -> bool:

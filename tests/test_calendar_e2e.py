@@ -156,7 +156,7 @@ def test_google_create_update_delete_reach_advoware(world):
 
 
 def test_google_deletion_of_a_termin_deletes_it_when_the_setting_allows(world, sandbox):
-    from bitbylaw_tasks.calendar.tasks import context_for
+    from bitbylaw_tasks.calendar.context import context_for
 
     t = world.termin(offset=5)
     f = world.termin(offset=6, art="Frist", ganztaegig=True)
@@ -234,7 +234,7 @@ def test_410_during_incremental_sync_falls_back_to_a_full_resync_without_duplica
 
 
 def test_412_rereads_and_redecides(world):
-    from bitbylaw_tasks.calendar.tasks import context_for
+    from bitbylaw_tasks.calendar.context import context_for
 
     t = world.termin(offset=5)
     sync()
@@ -447,7 +447,7 @@ def test_cli_sync_now_clear_and_delete_calendars(world, capsys, lock_redis):
 def test_advoware_edit_during_a_slow_sync_is_not_overwritten(world, monkeypatch):
     """Advoware has no If-Match: a Termin edited after our listing is noticed by a fresh listing before we
     write it, and Advoware's newer version wins instead of being overwritten by the older Google edit."""
-    from bitbylaw_tasks.calendar.tasks import context_for
+    from bitbylaw_tasks.calendar.context import context_for
 
     t = world.termin(offset=5)
     sync()

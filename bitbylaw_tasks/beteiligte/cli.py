@@ -35,13 +35,13 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def _enqueue(settings: Settings, ids: list[str]) -> tuple[int, int]:
-    from bitbylaw_tasks.beteiligte.tasks import sync_task_for
+    from bitbylaw_tasks.messages import beteiligte_sync
     from bitbylaw_tasks.celery_app import app
     from bitbylaw_tasks.enqueue import enqueuer_for
 
     flags = []
     for start in range(0, len(ids), 500):
-        flags += enqueuer_for(app).enqueue([sync_task_for(i, "update", "manual") for i in ids[start:start + 500]])
+        flags += enqueuer_for(app).enqueue([beteiligte_sync(i, "update", "manual") for i in ids[start:start + 500]])
     return sum(flags), len(flags) - sum(flags)
 
 

@@ -98,6 +98,23 @@ def sync_beteiligte(ctx: SyncContext, entity_id: str, action: str, source: str) 
 HANDOFF_PATHS = frozenset({"create", "espocrm_newer", "advoware_newer", "conflict", "no_change"})
 
 
+@dataclass(frozen=True)
+class Followups:
+    """What the task does after a sync; decided here, done by the task."""
+
+    record_checked: bool         # the rolling check's memory: this entity was just checked
+    forget_checked: bool         # gone from EspoCRM: no more rolling checks
+    handoff_kommunikation: bool  # queue the entity's Kommunikation sync
+
+
+def followups(outcome: SyncOutcome) -> Followups:
+    """After a synced path the entity counts as checked and, when the cheap pre-check found work, its
+    Kommunikation sync follows (SPEC §4.2 step 4); a record gone from EspoCRM leaves the rolling check."""
+    synced = outcome.path in HANDOFF_PATHS
+    return Followups(record_checked=synced, forget_checked=outcome.path == "missing_in_espocrm",
+                     handoff_kommunikation=synced and outcome.kommunikation_due)
+
+
 def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
     entity_id, now = espo["id"], ctx.clock()
     not_before = status.retry_not_before(espo, now)

@@ -19,7 +19,8 @@ import redis
 
 from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
-from bitbylaw_tasks.enqueue import Enqueuer, EntityTask, coalesce_key
+from bitbylaw_tasks import messages
+from bitbylaw_tasks.enqueue import Enqueuer
 from bitbylaw_tasks.locks import is_locked
 from integrations.espocrm import EspoCrmClient, W
 
@@ -101,8 +102,7 @@ def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, 
     ids = list(due)
     for start in range(0, len(ids), ENQUEUE_CHUNK):
         chunk = ids[start:start + ENQUEUE_CHUNK]
-        flags = enqueuer.enqueue([EntityTask("beteiligte.sync", (i, "check", "sweep"), coalesce_key("beteiligte", i))
-                                  for i in chunk])
+        flags = enqueuer.enqueue([messages.beteiligte_sync(i, "check", "sweep") for i in chunk])
         result.queued += sum(flags)
         result.coalesced += len(flags) - sum(flags)
     return result

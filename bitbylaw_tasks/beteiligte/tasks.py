@@ -1,7 +1,9 @@
 """Celery tasks of the `beteiligte` queue: sync one entity, the sweep, and the retry drain. Thin adapters.
 
 Each task takes ids only, holds the entity lock (via `run_exclusive`), calls
-the service, and maps exceptions to Celery outcomes (`outcomes.run_guarded`).
+the service, and maps exceptions to Celery outcomes: the shared runner
+`outcomes.run_entity_task` does all of it; what follows a sync is decided by
+`service.followups`.
 """
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import dataclasses
 import logging
 from datetime import datetime, timedelta, timezone
 
+from bitbylaw_tasks import messages
 from bitbylaw_tasks.beteiligte import service
+from bitbylaw_tasks.beteiligte.context import BETEILIGTE, sync_context
 from bitbylaw_tasks.beteiligte.sweep import forget_checked, record_checked, sweep as run_sweep
 from bitbylaw_tasks.celery_app import app, settings_of
-from bitbylaw_tasks.enqueue import EntityTask, coalesce_key, enqueuer_for
 from bitbylaw_tasks.clients import clients_for
+from bitbylaw_tasks.enqueue import enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY
 from bitbylaw_tasks.locks import EntityLock
 from bitbylaw_tasks.outcomes import run_entity_task
@@ -26,29 +30,21 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def sync_task_for(entity_id: str, action: str, source: str) -> EntityTask:
-    return EntityTask("beteiligte.sync", (entity_id, action, source), coalesce_key("beteiligte", entity_id, action))
-
-
-def kommunikation_task_for(entity_id: str) -> EntityTask:
-    return EntityTask("kommunikation.sync", (entity_id, "both", False), coalesce_key("kommunikation", entity_id))
-
-
-@app.task(bind=True, name="beteiligte.sync", acks_late=True)
+@app.task(bind=True, name=messages.BETEILIGTE_SYNC, acks_late=True)
 def sync(self, entity_id: str, action: str = "update", source: str = "manual") -> dict:
     """Sync one CBeteiligte with Advoware (SPEC §4.2). Arguments are ids and flags only."""
-    outcome = run_entity_task(app, self, domain="beteiligte", entity_id=entity_id, action=action,
-                              entity_task=sync_task_for(entity_id, action, source),
+    outcome = run_entity_task(app, self, BETEILIGTE, entity_id=entity_id, action=action,
+                              entity_task=messages.beteiligte_sync(entity_id, action, source), context=sync_context,
                               work=lambda ctx: service.sync_beteiligte(ctx, entity_id, action, source))
     if outcome == BUSY:
         return {"entity_id": entity_id, "path": BUSY}
-    if outcome.path == "missing_in_espocrm":
-        forget_checked(lock_redis(settings_of(app)), entity_id)  # gone: no more rolling checks
-    if outcome.path in service.HANDOFF_PATHS:
-        enqueuer = enqueuer_for(app)
+    then = service.followups(outcome)
+    if then.forget_checked:
+        forget_checked(lock_redis(settings_of(app)), entity_id)
+    if then.record_checked:
         record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
-        if outcome.kommunikation_due:
-            enqueuer.enqueue([kommunikation_task_for(entity_id)])
+    if then.handoff_kommunikation:
+        enqueuer_for(app).enqueue([messages.kommunikation_sync(entity_id)])
     return dataclasses.asdict(outcome)
 
 
@@ -78,6 +74,6 @@ def retry_due() -> int:
     client = lock_redis(settings)
     ids = service.due_retries(client, utcnow())
     if ids:
-        enqueuer_for(app).enqueue([sync_task_for(i, "update", "retry") for i in ids])
+        enqueuer_for(app).enqueue([messages.beteiligte_sync(i, "update", "retry") for i in ids])
         service.drop_retries(client, ids)
     return len(ids)

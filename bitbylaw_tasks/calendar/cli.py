@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import sys
 
+from bitbylaw_tasks import messages
 from bitbylaw_tasks.calendar import service
+from bitbylaw_tasks.calendar.context import LOCK_KIND
 from bitbylaw_tasks.calendar.state import CalendarState, known_employees
 from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.settings import Settings
-
-LOCK_KIND = "calendar"
 
 
 def _print(doc) -> None:
@@ -32,7 +32,7 @@ def known_employee(settings: Settings, kuerzel: str) -> None:
 def cmd_audit(args, settings: Settings) -> int:
     """Read-only: what differs between the employee's Termine and calendar (exit 1 when anything does)."""
     from bitbylaw_tasks.calendar.audit import audit
-    from bitbylaw_tasks.calendar.tasks import context_for
+    from bitbylaw_tasks.calendar.context import context_for
 
     known_employee(settings, args.kuerzel)
     ctx = context_for(settings, args.kuerzel)
@@ -67,13 +67,13 @@ def cmd_sync(args, settings: Settings) -> int:
     if not args.now:
         from bitbylaw_tasks.celery_app import app
 
-        result = app.send_task("calendar.sync_employee", (args.kuerzel, args.force))
+        result = app.send_task(messages.CALENDAR_SYNC_EMPLOYEE, (args.kuerzel, args.force))
         if args.wait:
             _print(result.get(timeout=args.wait))
         else:
             print(f"queued {result.id}")
         return 0
-    from bitbylaw_tasks.calendar.tasks import context_for
+    from bitbylaw_tasks.calendar.context import context_for
     from bitbylaw_tasks.locks import LockBusy, entity_lock
     from bitbylaw_tasks.redis_clients import lock_redis
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from bitbylaw_tasks import messages
 from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.kommunikation.plan import BOTH, DIRECTIONS
 from bitbylaw_tasks.settings import Settings
@@ -39,7 +40,7 @@ def cmd_sync(args, settings: Settings) -> int:
     from bitbylaw_tasks.celery_app import app
     from bitbylaw_tasks.enqueue import enqueuer_for
 
-    queued = enqueuer_for(app).enqueue([tasks.sync_task_for(args.entity_id, args.direction, args.force_espo_wins)])
+    queued = enqueuer_for(app).enqueue([messages.kommunikation_sync(args.entity_id, args.direction, args.force_espo_wins)])
     print("queued" if sum(queued) else "already queued")
     return 0
 

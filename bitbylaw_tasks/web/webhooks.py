@@ -20,7 +20,8 @@ import time
 import redis
 from flask import Flask
 
-from bitbylaw_tasks.enqueue import Enqueuer, EntityTask, QueueUnavailable, coalesce_key
+from bitbylaw_tasks import messages
+from bitbylaw_tasks.enqueue import Enqueuer, QueueUnavailable
 from bitbylaw_tasks.redis_clients import lock_redis
 from bitbylaw_tasks.settings import Settings
 
@@ -166,8 +167,7 @@ class WebhookEndpoint:
             ids = parse_ids(body)
         except WebhookRejected as exc:
             return exc.status, _error(exc.status, exc.message), []
-        tasks = [EntityTask("beteiligte.sync", (entity_id, action, "webhook"),
-                            coalesce_key("beteiligte", entity_id, action)) for entity_id in ids]
+        tasks = [messages.beteiligte_sync(entity_id, action, "webhook") for entity_id in ids]
         try:
             queued = sum(self.enqueuer.enqueue(tasks))
         except QueueUnavailable:

@@ -1,0 +1,31 @@
+"""Every task message a producer sends, declared once: the task's name, its arguments (ids and flags only;
+Flower shows them) and its coalescing key.
+
+The shim, the sweep, the hand-offs, the retry drain, the CLI and the benches build their messages here,
+never by hand; `tests/test_messages.py` checks each against the registered task's signature. Light on
+purpose: the web shim imports it without the sync code.
+"""
+from __future__ import annotations
+
+from bitbylaw_tasks.enqueue import EntityTask, coalesce_key
+
+BETEILIGTE_SYNC = "beteiligte.sync"
+KOMMUNIKATION_SYNC = "kommunikation.sync"
+CALENDAR_SYNC_EMPLOYEE = "calendar.sync_employee"
+
+
+def beteiligte_sync(entity_id: str, action: str, source: str) -> EntityTask:
+    """Sync one CBeteiligte: `action` create|update|delete|check, `source` webhook|sweep|manual|retry.
+    Create, update and check coalesce together; a delete has its own key."""
+    return EntityTask(BETEILIGTE_SYNC, (entity_id, action, source), coalesce_key("beteiligte", entity_id, action))
+
+
+def kommunikation_sync(entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> EntityTask:
+    """Sync one CBeteiligte's Kommunikation (SPEC §5.3 `direction`, `force_espo_wins`)."""
+    return EntityTask(KOMMUNIKATION_SYNC, (entity_id, direction, force_espo_wins),
+                      coalesce_key("kommunikation", entity_id))
+
+
+def calendar_sync_employee(kuerzel: str) -> EntityTask:
+    """Sync one employee's Termine with their Google calendar."""
+    return EntityTask(CALENDAR_SYNC_EMPLOYEE, (kuerzel,), coalesce_key("calendar", kuerzel))
