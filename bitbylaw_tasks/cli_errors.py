@@ -22,7 +22,7 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
     from kombu.exceptions import OperationalError
 
     from bitbylaw_tasks.errors import SyncFailed
-    from integrations.http import ApiError, NotFound, Unavailable
+    from integrations.errors import ApiError, NotFound, Unavailable
 
     if isinstance(exc, CommandError):
         return str(exc), exc.code

@@ -12,7 +12,8 @@ from bitbylaw_tasks.redis_clients import lock_redis
 from bitbylaw_tasks.settings import Settings
 from integrations.advoware import AdvowareClient, AdvowareCredentials
 from integrations.espocrm import EspoCrmClient
-from integrations.http import RateGate, Timeouts
+from integrations.http import Timeouts
+from integrations.rategate import RateGate
 
 # The sandbox simulators' fixed, documented credentials (they protect nothing real). Spelled out here
 # rather than imported, so production code never imports the simulators (tests check they agree).

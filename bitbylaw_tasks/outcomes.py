@@ -34,7 +34,7 @@ import celeryconfig
 from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock, LockLost
 from bitbylaw_tasks.settings import Settings
-from integrations.http import ApiError, RateLimited
+from integrations.errors import ApiError, RateLimited
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -29,9 +29,9 @@ from datetime import date, datetime, timezone
 import redis as redis_lib
 import requests
 
-from integrations.http import (
-    ApiError, AuthError, NotFound, RateGate, RateLimited, Timeouts, Unavailable, make_session, send,
-)
+from integrations.errors import ApiError, AuthError, NotFound, RateLimited, Unavailable
+from integrations.http import Timeouts, make_session, send
+from integrations.rategate import RateGate
 
 log = logging.getLogger(__name__)
 

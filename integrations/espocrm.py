@@ -15,7 +15,9 @@ from typing import Any, Iterator
 import requests
 from urllib3.util.retry import Retry
 
-from integrations.http import BadRequest, Conflict, RateGate, RateLimited, Timeouts, make_session, send
+from integrations.errors import BadRequest, Conflict, RateLimited
+from integrations.http import Timeouts, make_session, send
+from integrations.rategate import RateGate
 
 SYSTEM = "espocrm"
 ENTITY = "CBeteiligte"

@@ -34,8 +34,9 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 
-from integrations.http import (ApiError, AuthError, BadRequest, Conflict, Forbidden, Gone, NotFound,
-                               PreconditionFailed, RateLimited, Unavailable, parse_retry_after)
+from integrations.errors import (ApiError, AuthError, BadRequest, Conflict, Forbidden, Gone, NotFound,
+                                 PreconditionFailed, RateLimited, Unavailable)
+from integrations.http import parse_retry_after
 
 SYSTEM = "google_calendar"
 SCOPES = ("https://www.googleapis.com/auth/calendar",)
@@ -132,7 +133,7 @@ class GoogleCalendarClient:
     def __init__(self, credentials, *, api_endpoint: str | None = None, num_retries: int = 4,
                  backoff_scale: float = 1.0, timeout: float = 30.0, gate=None):
         """`backoff_scale` multiplies the library's back-off (random() * 2**attempt seconds); tests use 0.001.
-        `gate` is an optional `integrations.http.RateGate` shared by every worker process."""
+        `gate` is an optional `integrations.rategate.RateGate` shared by every worker process."""
         self.num_retries = num_retries
         self.backoff_scale = backoff_scale
         self.gate = gate

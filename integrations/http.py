@@ -1,90 +1,20 @@
-"""What all three HTTP clients share: the exception hierarchy, the session factory, the shared rate gate.
-
-Callers branch on exception classes, never on status codes (STYLE §3). No
-exception message or log line built here contains a header value, a token or
-a request body: only method, path and status.
-"""
+"""The HTTP transport all three clients share: the session factory, one call with its timeouts, and the
+mapping of error answers to `integrations.errors` (the exception hierarchy lives there, the shared rate
+gate in `integrations.rategate`). No message built here contains a header value, a token or a body."""
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-log = logging.getLogger(__name__)
+from integrations.errors import (ApiError, AuthError, BadRequest, Conflict, Forbidden, Gone, NotFound,
+                                 PreconditionFailed, RateLimited, Unavailable)
 
-
-class ApiError(Exception):
-    """Any failure talking to an external system. `status` is None for transport errors."""
-
-    transient = False
-
-    def __init__(self, message: str, *, status: int | None = None, reason: str = "", system: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.system = system
-
-
-class BadRequest(ApiError):
-    """400: the request was malformed; retrying will not help."""
-
-
-class AuthError(ApiError):
-    """401: missing, wrong or expired credentials."""
-
-
-class Forbidden(ApiError):
-    """403: the user may not do this (e.g. Advoware DELETE, EspoCRM maxSize > 200)."""
-
-
-class NotFound(ApiError):
-    """404: the resource does not exist (any more)."""
-
-
-class Conflict(ApiError):
-    """409: a duplicate or a version conflict; `payload` holds the server's body when JSON."""
-
-    def __init__(self, message: str, *, payload=None, **kw):
-        super().__init__(message, **kw)
-        self.payload = payload
-
-
-class PreconditionFailed(ApiError):
-    """412: an If-Match precondition failed (Google Calendar etags)."""
-
-
-class Gone(ApiError):
-    """410: gone for good (Google: sync token expired, or event already deleted)."""
-
-
-class RateLimited(ApiError):
-    """429 (or a rate-limit 403): wait `retry_after` seconds, then try again."""
-
-    transient = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-
-
-class Unavailable(ApiError):
-    """5xx, timeout or connection failure: the system is (temporarily) not answering.
-
-    `maybe_sent` is True when the request may have reached the server and been
-    acted on although no answer came back (a read timeout, a connection dropped
-    after sending). A caller must then not repeat a non-idempotent POST blindly.
-    """
-
-    transient = True
-
-    def __init__(self, message: str, *, maybe_sent: bool = False, **kw):
-        super().__init__(message, **kw)
-        self.maybe_sent = maybe_sent
-
+if TYPE_CHECKING:
+    from integrations.rategate import RateGate
 
 _BY_STATUS = {400: BadRequest, 401: AuthError, 403: Forbidden, 404: NotFound, 409: Conflict,
               410: Gone, 412: PreconditionFailed, 429: RateLimited}
@@ -199,55 +129,3 @@ def _connect_refused(exc: requests.ConnectionError) -> bool:
     cause = exc.args[0] if exc.args else None
     reason = getattr(cause, "reason", cause)
     return isinstance(reason, (NewConnectionError, NameResolutionError))
-
-
-class RateGate:
-    """A request budget shared by every process and machine, kept in Redis (`limits` moving window).
-
-    `wait()` blocks politely until the budget allows one more call instead of
-    failing; `pause(seconds)` makes every caller hold off after a 429's
-    `Retry-After`.
-    """
-
-    def __init__(self, redis_url: str, name: str, per_minute: int, *, max_wait: float = 120.0):
-        from limits import RateLimitItemPerMinute
-        from limits.storage import RedisStorage
-        from limits.strategies import MovingWindowRateLimiter
-
-        self._storage = RedisStorage(redis_url)
-        self._limiter = MovingWindowRateLimiter(self._storage)
-        self._item = RateLimitItemPerMinute(max(1, per_minute))
-        self._name = name
-        self._pause_key = f"rate_pause:{name}"
-        self._max_wait = max_wait
-        import redis
-
-        self._redis = redis.Redis.from_url(redis_url)
-
-    def wait(self) -> None:
-        """Block until the shared budget admits one more call; count the admitted call."""
-        deadline = time.monotonic() + self._max_wait
-        while True:
-            paused_ms = self._redis.pttl(self._pause_key)
-            if paused_ms and paused_ms > 0:
-                time.sleep(min(paused_ms / 1000.0, 5.0))
-            elif self._limiter.hit(self._item, "bitbylaw", self._name):
-                self._count()
-                return
-            else:
-                stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
-                time.sleep(min(max(stats.reset_time - time.time(), 0.05), 5.0))
-            if time.monotonic() > deadline:
-                raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
-                                  system=self._name, retry_after=5.0)
-
-    def _count(self) -> None:
-        """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
-        try:
-            self._redis.hincrby("metrics:api_calls", self._name, 1)
-        except Exception:  # noqa: BLE001 - metrics must not break a call
-            log.debug("rate gate: could not count a call")
-
-    def pause(self, seconds: float) -> None:
-        if seconds and seconds > 0:
-            self._redis.set(self._pause_key, "1", px=int(seconds * 1000))

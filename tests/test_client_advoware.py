@@ -15,7 +15,9 @@ import redis
 
 from bitbylaw_tasks.settings import Settings
 from integrations.advoware import AdvowareClient, AdvowareCredentials, signature
-from integrations.http import AuthError, BadRequest, Forbidden, NotFound, RateGate, RateLimited, Timeouts
+from integrations.errors import AuthError, BadRequest, Forbidden, NotFound, RateLimited
+from integrations.http import Timeouts
+from integrations.rategate import RateGate
 from integrations.sandbox.advoware import create_advoware_app
 from integrations.sandbox.advoware_auth import SANDBOX_CREDENTIALS, expected_signature
 from integrations.sandbox.kit import ServerThread

@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from integrations.espocrm import EspoCrmClient, W, encode_where
-from integrations.http import (AuthError, Conflict, Forbidden, NotFound, RateGate, RateLimited, Timeouts,
-                               Unavailable)
+from integrations.errors import AuthError, Conflict, Forbidden, NotFound, RateLimited, Unavailable
+from integrations.http import Timeouts
+from integrations.rategate import RateGate
 from integrations.sandbox.espocrm import create_espocrm_app
 from integrations.sandbox.kit import ServerThread
 from integrations.sandbox.webhook_sink import WebhookSink

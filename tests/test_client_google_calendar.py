@@ -13,8 +13,9 @@ from google.oauth2 import service_account
 from bitbylaw_tasks.settings import Settings
 from integrations.google_calendar import (GoogleCalendarClient, calendar_marker, calendar_properties,
                                           sandbox_endpoint)
-from integrations.http import (BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed, RateGate,
-                               RateLimited, Unavailable)
+from integrations.errors import (BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed, RateLimited,
+                                 Unavailable)
+from integrations.rategate import RateGate
 
 EVENTS = "GET /calendar/v3/calendars/<calendar_id>/events"
 INSERT = "POST /calendar/v3/calendars/<calendar_id>/events"

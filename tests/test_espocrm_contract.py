@@ -20,7 +20,7 @@ import requests
 
 from espocrm_backends import real_backend, simulator_backend, unique
 from integrations.espocrm import W, encode_where
-from integrations.http import AuthError, BadRequest, Conflict, Forbidden, NotFound
+from integrations.errors import AuthError, BadRequest, Conflict, Forbidden, NotFound
 from integrations.sandbox.webhook_sink import WebhookSink
 
 ID = re.compile(r"^[0-9a-f]{17}$")

@@ -16,7 +16,7 @@ def _clients(settings: Settings):
 def existing_beteiligte(settings: Settings, entity_id: str) -> dict:
     """The CBeteiligte record, or a one-line `CommandError` when EspoCRM has none with this id."""
     from bitbylaw_tasks.cli_errors import CommandError
-    from integrations.http import NotFound
+    from integrations.errors import NotFound
 
     try:
         return _clients(settings).espocrm.get_beteiligte(entity_id)
@@ -83,7 +83,7 @@ def cmd_audit(args, settings: Settings) -> int:
     if not espo.get("betnr"):
         print("not linked to Advoware yet: a sync would create it")
         return 0
-    from integrations.http import NotFound
+    from integrations.errors import NotFound
 
     try:
         advo = clients.advoware.get_beteiligte(int(espo["betnr"]))

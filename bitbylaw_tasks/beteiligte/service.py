@@ -27,7 +27,7 @@ from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
 from integrations.espocrm import EspoCrmClient, is_version_conflict
-from integrations.http import ApiError, Conflict, NotFound
+from integrations.errors import ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from bitbylaw_tasks.calendar.state import CalendarState
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
 from integrations.google_calendar import GoogleCalendarClient, calendar_properties
-from integrations.http import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
+from integrations.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bitbylaw_tasks.espocrm import extension
-from integrations.http import ApiError, AuthError, Forbidden, NotFound, Unavailable
+from integrations.errors import ApiError, AuthError, Forbidden, NotFound, Unavailable
 
 ROLE_NAME = "bitbylaw-tasks integration"
 WEBHOOK_ACTIONS = ("create", "update", "delete")

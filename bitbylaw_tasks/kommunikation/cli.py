@@ -49,7 +49,7 @@ def cmd_audit(args, settings: Settings) -> int:
     """What a Kommunikation sync would do for one CBeteiligte, from both sides as they are now. Read-only."""
     from bitbylaw_tasks.clients import clients_for
     from bitbylaw_tasks.kommunikation.service import advoware_entries, load_status, plan_for
-    from integrations.http import NotFound
+    from integrations.errors import NotFound
 
     espo, betnr = _linked(settings, args.entity_id)
     try:

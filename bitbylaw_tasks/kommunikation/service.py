@@ -19,7 +19,7 @@ from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommS
                                                  kommunikation_hash)
 from bitbylaw_tasks.errors import SyncFailed
 from integrations.espocrm import is_version_conflict
-from integrations.http import Conflict, NotFound
+from integrations.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
