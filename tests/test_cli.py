@@ -231,6 +231,9 @@ def test_calendar_sync_all_queues_every_active_employee(sandbox, celery_worker, 
     assert result["employees"] >= 2
     wait_idle()
     assert all(CalendarState(client, kuerzel).meta().calendar_id for kuerzel in ("AB", "CD"))
+    assert cli.main(["calendar", "status", "AB"]) == 0
+    [summary] = json.loads(capsys.readouterr().out)
+    assert summary["kuerzel"] == "AB" and summary["synced_at"].endswith("Z") and summary["full_at"][:2] == "20"
 
 
 def test_a_failed_sync_task_names_the_entity_and_the_reason(sandbox, celery_worker):
