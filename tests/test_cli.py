@@ -68,6 +68,8 @@ def _one_line_failure(capsys, argv, code=1) -> str:
     ["beteiligte", "sync", "doesnotexist", "--now"],
     ["kommunikation", "audit", "doesnotexist"],
     ["kommunikation", "sync", "doesnotexist"],
+    ["beteiligte", "reset-failed", "doesnotexist"],
+    ["beteiligte", "resolve-create", "doesnotexist", "--none"],
 ])
 def test_a_missing_record_is_one_line_and_exit_1(sandbox, capsys, argv):
     text = _one_line_failure(capsys, argv)
