@@ -68,6 +68,8 @@ def _one_line_failure(capsys, argv, code=1) -> str:
     ["beteiligte", "sync", "doesnotexist", "--now"],
     ["kommunikation", "audit", "doesnotexist"],
     ["kommunikation", "sync", "doesnotexist"],
+    ["beteiligte", "reset-failed", "doesnotexist"],
+    ["beteiligte", "resolve-create", "doesnotexist", "--none"],
 ])
 def test_a_missing_record_is_one_line_and_exit_1(sandbox, capsys, argv):
     text = _one_line_failure(capsys, argv)
@@ -231,6 +233,9 @@ def test_calendar_sync_all_queues_every_active_employee(sandbox, celery_worker, 
     assert result["employees"] >= 2
     wait_idle()
     assert all(CalendarState(client, kuerzel).meta().calendar_id for kuerzel in ("AB", "CD"))
+    assert cli.main(["calendar", "status", "AB"]) == 0
+    [summary] = json.loads(capsys.readouterr().out)
+    assert summary["kuerzel"] == "AB" and summary["synced_at"].endswith("Z") and summary["full_at"][:2] == "20"
 
 
 def test_a_failed_sync_task_names_the_entity_and_the_reason(sandbox, celery_worker):

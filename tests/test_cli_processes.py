@@ -79,13 +79,15 @@ def test_web_starts_from_elsewhere_without_the_venv_on_path(lock_redis, tmp_path
 
 def test_worker_starts_without_the_venv_on_path_and_says_root_in_one_line(redis_server, tmp_path):
     log = tmp_path / "worker.log"
-    proc = _start(["worker", "default"], tmp_path, _env(), log)
+    proc = _start(["worker", "default"], tmp_path, _env(LOG_FORMAT="json"), log)
     try:
         _wait(lambda: "ready." in log.read_text(), 60, "the worker", proc, log)
     finally:
         _stop(proc)
     text = log.read_text()
-    assert "SecurityWarning" not in text and "(solo)" in text and "concurrency: 1 (solo)" in text
+    assert "SecurityWarning" not in text and "concurrency: 1 (solo)" in text
+    ready = [json.loads(line) for line in text.splitlines() if line.startswith("{") and "ready." in line]
+    assert ready and ready[0]["logger"] == "celery.apps.worker" and ready[0]["level"] == "INFO"  # LOG_FORMAT=json
     if os.geteuid() == 0:
         assert text.count("running as root") == 1
 

@@ -114,6 +114,8 @@ def cmd_reset_failed(args, settings: Settings) -> int:
     from integrations.espocrm import W
 
     espocrm = _clients(settings).espocrm
+    if args.entity_id:
+        existing_beteiligte(settings, args.entity_id)
     ids = [args.entity_id] if args.entity_id else [
         r["id"] for r in espocrm.iter_beteiligte(W.equals("syncStatus", status.PERMANENTLY_FAILED), select=["id"])]
     for entity_id in ids:
@@ -128,6 +130,7 @@ def cmd_resolve_create(args, settings: Settings) -> int:
     from bitbylaw_tasks.beteiligte.service import resolve_create
     from bitbylaw_tasks.redis_clients import lock_redis
 
+    existing_beteiligte(settings, args.entity_id)
     resolve_create(lock_redis(settings), args.entity_id, None if args.none else args.betnr)
     _enqueue(settings, [args.entity_id])
     print("resolved; a sync is queued")

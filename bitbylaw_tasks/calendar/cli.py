@@ -15,6 +15,7 @@ from bitbylaw_tasks.calendar.context import LOCK_KIND
 from bitbylaw_tasks.calendar.state import CalendarState, known_employees
 from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.settings import Settings
+from bitbylaw_tasks.timefmt import iso_utc
 
 
 def _print(doc) -> None:
@@ -110,7 +111,10 @@ def cmd_status(args, settings: Settings) -> int:
     kuerzel = [args.kuerzel] if args.kuerzel else known_employees(client)
     if args.kuerzel and args.kuerzel not in known_employees(client):
         raise CommandError(f"calendar {args.kuerzel}: no calendar state (never synced)")
-    _print([CalendarState(client, k).summary() for k in kuerzel])
+    summaries = [CalendarState(client, k).summary() for k in kuerzel]
+    for summary in summaries:
+        summary.update({key: iso_utc(summary[key]) for key in ("full_at", "synced_at")})
+    _print(summaries)
     return 0
 
 

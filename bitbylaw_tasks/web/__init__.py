@@ -6,7 +6,6 @@ answer. No sync logic runs in the web process.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 import redis
 from flask import Flask, jsonify
@@ -16,6 +15,7 @@ from bitbylaw_tasks.ops import heartbeat
 from bitbylaw_tasks.redis_clients import client_for
 from bitbylaw_tasks.sentry import init_sentry
 from bitbylaw_tasks.settings import Settings
+from bitbylaw_tasks.timefmt import iso_utc
 
 
 def _redis_ok(url: str) -> bool:
@@ -23,13 +23,6 @@ def _redis_ok(url: str) -> bool:
         return bool(client_for(url).ping())
     except (redis.RedisError, OSError):
         return False
-
-
-def _iso(epoch: float | None) -> str | None:
-    """ISO-8601 in UTC to the second ("2026-12-01T01:50:11Z"), or None."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def health(settings: Settings, started_at: float | None, now: float | None = None) -> tuple[dict, bool]:
@@ -52,15 +45,15 @@ def health(settings: Settings, started_at: float | None, now: float | None = Non
         for entry in beats.values():
             never_seen |= entry["last_seen"] is None
             stale |= entry["last_seen"] is not None and not entry["ok"]
-            entry["last_seen"] = _iso(entry["last_seen"])
+            entry["last_seen"] = iso_utc(entry["last_seen"])
     warming_up = never_seen and started_at is not None and now - started_at < settings.heartbeat_stale_after
     healthy = lock_ok and broker_ok and not stale and (warming_up or not never_seen)
     doc = {
         "status": ("warming_up" if warming_up else "ok") if healthy else "unhealthy",
         "redis": "ok" if lock_ok else "unreachable",
         "broker": "ok" if broker_ok else "unreachable",
-        "started_at": _iso(started_at),
-        "checked_at": _iso(now),
+        "started_at": iso_utc(started_at),
+        "checked_at": iso_utc(now),
         "heartbeats": beats,
     }
     return doc, healthy
