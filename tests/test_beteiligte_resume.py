@@ -82,3 +82,16 @@ def test_a_user_edit_after_the_decision_of_a_field_the_put_took_from_advoware_is
     result = compare(espo, advo, resume=resume_from(pending(), espo, advo)[0])
     assert result.merged["firstName"] == "Maximilian" and result.advoware_put["vorname"] == "Maximilian"
     assert [(o.field, o.advoware) for o in result.advoware_overridden] == [("firstName", "Moritz")]
+
+
+def test_a_company_again_after_the_decision_keeps_espocrms_rechtsform():
+    """The PUT made a person (Advoware's switch won the name group), so EspoCRM's new rechtsform was not
+    mapped; then EspoCRM's user renamed the company: the company is back, with EspoCRM's rechtsform."""
+    acme = {"firmenname": "ACME", "rechtsform": "AG", "salutationName": "Firma"}
+    decided = mapped_snapshot(acme)
+    merged = mapped_snapshot({"firstName": "Max", "lastName": "ACME", "salutationName": "Firma"})
+    advo = {"vorname": "Max", "name": "ACME", "anrede": "Firma", "rechtsform": "GmbH", "rowId": "row-PUT"}
+    espo, advo = linked({**acme, "firmenname": "ACME Neu"}, advo, mapped_snapshot({**acme, "rechtsform": "GmbH"}))
+    result = compare(espo, advo, resume=resume_from(PendingPut(decided, merged, (), "row-PUT"), espo, advo)[0])
+    assert (result.merged["firmenname"], result.merged["rechtsform"]) == ("ACME Neu", "AG")
+    assert result.advoware_put["rechtsform"] == "AG" and result.espocrm_update.get("rechtsform", "AG") == "AG"

@@ -180,9 +180,9 @@ def compare(espo: dict, advo: dict, snapshot=_FROM_RECORD, policy: Mapping[str, 
     if resume is not None:
         e, snapshot = _resumed(e_now, resume)
         current, detection = normalise(advo.get("rowId")), RESUMED
-        espo_changed = any(e[f] != snapshot[f] for f in FIELDS)
+        espo_changed = any(e[f] != snapshot[f] for f in snapshot)
         advo_changed = bool(current and resume.row_id and current != resume.row_id) or \
-            any(a[f] != snapshot[f] for f in FIELDS)
+            any(a[f] != snapshot[f] for f in snapshot)
     elif last_sync is None:
         if normalise(espo.get("advowareLastSync")):
             report.append("advowareLastSync unreadable: treated as a first sync")
@@ -287,10 +287,13 @@ def _resumed(e_now: dict, resume: Resume) -> tuple[dict, dict]:
     from Advoware (EspoCRM never showed it): there the user edited against the old value, so
     both sides changed the field and the policy decides (and the note names Advoware's value).
     """
+    # A person's rechtsform was not part of that decision (not mapped): EspoCRM's stands, with no base,
+    # so it counts if the user's edits since turned the record into a company again.
+    undecided = {"rechtsform"} if kind_of(resume.merged) == PERSON else set()
     since = {f for f in FIELDS if e_now[f] != resume.espocrm.get(f)}
-    e = canonicalise({f: e_now[f] if f in since else resume.merged[f] for f in FIELDS})
+    e = canonicalise({f: e_now[f] if f in since | undecided else resume.merged[f] for f in FIELDS})
     base = {f: resume.espocrm[f] if f in since and resume.merged[f] != resume.espocrm.get(f)
-            else resume.merged[f] for f in FIELDS}
+            else resume.merged[f] for f in FIELDS if f not in undecided}
     return e, base
 
 
