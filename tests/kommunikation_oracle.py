@@ -297,13 +297,20 @@ def _check_primary(b: _Side, a: _Side, array: str) -> None:
         key, entry = comparison_key(array, link.value), b.by_id.get(link.advoware_id)
         if key in b.items and entry is not None and _live(entry) and _key_of_entry(entry) == key:
             kept.add(key)
+    stale = False  # a `to_espocrm` run may keep a vanished primary pending beside a link that took its value
+    if status is not None and sum(comparison_key(array, l.value) == status for l in b.links) > 1:
+        link = next(l for l in b.links if l.primary and comparison_key(array, l.value) == status)
+        entry = b.by_id.get(link.advoware_id)  # the primary's own entry decides whether it still exists
+        stale = entry is None or not _live(entry) or _key_of_entry(entry) != status
+        if stale:
+            kept.discard(status)
     if espo == status and status in kept and online == {status} and status in a.items:
         assert after == status, ("nobody moved the primary", array, after, status)
     if espo == status and status in a.items and len(online - {status}) == 1 and status in kept:
         (chosen,) = online - {status}
         if chosen in kept and chosen in a.items:
             assert after == chosen, ("Advoware moved the primary", array, after, chosen)
-    if espo != status and espo in kept and status in b.items and espo in a.items:
+    if espo != status and espo in kept and status in b.items and not stale and espo in a.items:
         assert after == espo, ("EspoCRM moved the primary", array, after, espo)
     # no inheritance across types: the primary after is a value someone chose or held the flag before,
     # or an EspoCRM edit of such a value of the same type, or EspoCRM's own fallback (its first value)

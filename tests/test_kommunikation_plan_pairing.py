@@ -204,3 +204,17 @@ def test_seed_44_two_emails_edited_at_once_one_changed_in_advoware_too_notes_an_
     assert f"'u6@x.de' (MailGesch) was overridden by the EspoCRM value {written!r}" in note
     assert (text_of(w, first), text_of(w, second)) == ("Sekretariat", "Chef")  # each text stays with its entry
     assert_converged(w)
+
+
+def test_a_value_advoware_moved_onto_an_entry_espocrm_deleted_is_kept_not_lost():
+    """Found by the oracle (play seed 273): Advoware moves u2 into u3's entry while EspoCRM deletes u3."""
+    w = World(advoware=[{"kommKz": 4, "tlf": "u2@x.de"}, {"kommKz": 4, "tlf": "u3@x.de"}])
+    w.sync()
+    first, second = w.advo_id_of("u2@x.de"), w.advo_id_of("u3@x.de")
+    w.advo_edit(first, tlf="u6@x.de")
+    w.advo_edit(second, tlf="u2@x.de")
+    w.espo_delete("u3@x.de")
+    plan = w.sync()
+    assert w.espo_values == {"u2@x.de", "u6@x.de"} and set(w.advo_live) == {"u2@x.de", "u6@x.de"}
+    assert not plan.notes  # nothing was overridden: both of Advoware's values are kept
+    assert_converged(w)
