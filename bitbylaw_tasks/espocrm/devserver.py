@@ -86,15 +86,30 @@ class RealEspoCrm:
         out = self._run(["php", "command.php", "extension", f"--file={zip_path}"], cwd=self.dir)
         if "is installed" not in out:
             raise RuntimeError(f"extension install failed: {out[-500:]}")
+        self._run(["php", "command.php", "clear-cache"], cwd=self.dir)
         self._wait_for_scope()
         self.alice_id = self._create_alice()
         self.configure(public_url="http://127.0.0.1:9")  # webhooks are re-pointed by the tests that need them
         return self
 
+    @staticmethod
+    def _settling(write, attempts: int = 20):
+        """`write()`, again while a web worker still refuses the new entity (metadata of before the install)."""
+        import time
+
+        for attempt in range(attempts):
+            try:
+                return write()
+            except Exception as exc:  # BadRequest, or setup's SetupError naming it
+                if "is not allowed" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
+
     def configure(self, public_url: str) -> dict:
         """Run the product's setup (idempotent) with the shim at `public_url`; returns the webhook secrets."""
-        result = run_setup(self.admin(), lambda key: EspoCrmClient(self.url, key), base_url=self.url,
-                           public_url=public_url, api_key=self.api_key, api_user="bitbylaw-sync")
+        result = self._settling(lambda: run_setup(
+            self.admin(), lambda key: EspoCrmClient(self.url, key), base_url=self.url, public_url=public_url,
+            api_key=self.api_key, api_user="bitbylaw-sync"))
         self.api_key = self.api_key or result.new_api_key
         self.integration_user_id = result.user_id
         return result.webhook_secrets
@@ -142,23 +157,27 @@ class RealEspoCrm:
         return self._sql(statement, database=self.db)
 
     # ------------------------------------------------------------ internals
-    def _wait_for_scope(self, timeout: float = 30.0) -> None:
-        """The web workers may serve the metadata cached before the install for a moment: wait until the
-        entity is visible over the API."""
+    def _wait_for_scope(self, timeout: float = 60.0, settled: int = 8) -> None:
+        """The web workers may still serve the metadata from before the install for a while (seen under load:
+        one worker knew CBeteiligte, the next refused a role for it): wait until `settled` reads in a row,
+        spread over the workers, show the entity."""
         import time
 
         deadline = time.monotonic() + timeout
+        seen = 0
         while time.monotonic() < deadline:
-            if (self.admin().metadata(f"scopes.{extension.ENTITY}") or {}).get("module") == extension.MODULE:
+            scope = self.admin().metadata(f"scopes.{extension.ENTITY}") or {}
+            seen = seen + 1 if scope.get("module") == extension.MODULE and scope.get("acl") else 0
+            if seen >= settled:
                 return
-            time.sleep(0.3)
+            time.sleep(0.25)
         raise RuntimeError("the extension's entity did not appear in the API's metadata")
 
     def _create_alice(self) -> str:
         admin = self.admin()
-        role = admin.create("Role", {"name": "Kanzlei user", "data": {
+        role = self._settling(lambda: admin.create("Role", {"name": "Kanzlei user", "data": {
             extension.ENTITY: {"create": "yes", "read": "all", "edit": "all", "delete": "all", "stream": "all"}},
-            "fieldData": {}})
+            "fieldData": {}}))
         user = admin.create("User", {"userName": ALICE[0], "lastName": "Alice", "firstName": "Anna",
                                      "type": "regular", "isActive": True, "password": ALICE[1],
                                      "passwordConfirm": ALICE[1], "rolesIds": [role["id"]]})
