@@ -32,7 +32,7 @@ class Round:
     espo_human: dict | None = None                   # canonical EspoCRM after its user's last edit
     advo_human: dict | None = None                   # canonical Advoware after its user's last edit
     advo_seen: dict = field(default_factory=dict)    # field -> Advoware values a sync may have seen
-    in_flight: list = field(default_factory=list)    # (t0, t1) of Advoware edits made while a sync ran
+    in_flight: list = field(default_factory=list)    # (t0, t1, kind) of Advoware edits made during a sync
     unmapped_in_flight: set = field(default_factory=set)  # unmapped fields those edits wrote
     timers: list = field(default_factory=list)        # watchers that edit while the sync runs
 
