@@ -6,6 +6,7 @@ it), so the queue contents can be inspected exactly.
 import base64
 import json
 import string
+import time
 
 import pytest
 import redis
@@ -116,6 +117,26 @@ def test_secret_registered_in_redis_is_honoured(redis_server, broker):
     resp = app_client.post("/vmh/webhook/beteiligte/update", data=body, content_type="application/json",
                            headers={"Signature": signature_for("feedfeedfeedfeed1", "other", body)})
     assert resp.status_code == 200
+
+
+def test_a_webhook_registered_after_the_shim_loaded_its_secrets_is_accepted_at_once(redis_server, broker):
+    """`espocrm setup` registers a webhook while the shim runs: its first delivery must not wait out the
+    secrets cache (EspoCRM would retry a 401 only 10 minutes later); unknown ids stay refused."""
+    lock = redis.Redis.from_url(redis_server.url(1))
+    lock.hdel("webhook:secrets", "feedfeedfeedfeed2")
+    app_client = create_app(_settings(redis_server.url)).test_client()
+    assert _post(app_client, "update", [{"id": ID_A}]).status_code == 200  # the shim has loaded its cache
+    register_secret(lock, "feedfeedfeedfeed2", "fresh")
+    body = json.dumps([{"id": ID_B}]).encode()
+    headers = {"Signature": signature_for("feedfeedfeedfeed2", "fresh", body)}
+    time.sleep(0.6)  # past the re-read throttle (0.5 s), far below the 30 s cache
+    resp = app_client.post("/vmh/webhook/beteiligte/update", data=body, content_type="application/json",
+                           headers=headers)
+    assert resp.status_code == 200
+    forged = {"Signature": signature_for("feedfeedfeedfee99", "fresh", body)}
+    assert app_client.post("/vmh/webhook/beteiligte/update", data=body, content_type="application/json",
+                           headers=forged).status_code == 401
+    lock.hdel("webhook:secrets", "feedfeedfeedfeed2")
 
 
 def test_no_authentication_configured_fails_closed(redis_server, broker):

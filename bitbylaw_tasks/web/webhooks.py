@@ -28,6 +28,7 @@ from bitbylaw_tasks.settings import Settings
 ACTIONS = ("create", "update", "delete")
 SECRETS_KEY = "webhook:secrets"  # hash webhookId -> secretKey, filled by `bitbylaw webhooks register`
 SECRETS_CACHE_SECONDS = 30.0
+UNKNOWN_RELOAD_S = 0.5  # at most this often, a signature naming an unknown webhook re-reads Redis
 ENTITY_ID = re.compile(r"^(?:[0-9a-f]{17}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 
@@ -44,16 +45,23 @@ def signature_for(webhook_id: str, secret: str, body: bytes) -> str:
     return base64.b64encode(f"{webhook_id}:{digest}".encode()).decode()
 
 
-def verify_signature(header: str, body: bytes, secrets: dict[str, str]) -> bool:
-    """True when `header` is a valid EspoCRM signature of `body` by a known webhook (constant-time)."""
+def signed_webhook_id(header: str) -> str | None:
+    """The webhook id a `Signature` header claims (not yet verified), or None when it is malformed."""
     try:
         decoded = base64.b64decode(header.encode("ascii"), validate=True).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
+        return None
+    webhook_id, sep, _ = decoded.partition(":")
+    return webhook_id if sep and webhook_id else None
+
+
+def verify_signature(header: str, body: bytes, secrets: dict[str, str]) -> bool:
+    """True when `header` is a valid EspoCRM signature of `body` by a known webhook (constant-time)."""
+    webhook_id = signed_webhook_id(header)
+    secret = secrets.get(webhook_id) if webhook_id else None
+    if secret is None:
         return False
-    webhook_id, sep, digest = decoded.partition(":")
-    secret = secrets.get(webhook_id)
-    if not sep or secret is None:
-        return False
+    digest = base64.b64decode(header.encode("ascii")).decode("ascii").partition(":")[2]
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), digest.encode())
 
@@ -99,10 +107,16 @@ class SecretStore:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
-    def get(self) -> dict[str, str]:
+    def get(self, webhook_id: str | None = None) -> dict[str, str]:
+        """The known secrets; read again from Redis when the cache is old, or when a signature names a
+        webhook the cache does not know yet (one just registered by `espocrm setup`: without this its
+        deliveries were refused until the cache expired, and EspoCRM retries only 10 minutes later)."""
         now = time.monotonic()
         with self._lock:
-            if now - self._loaded_at > SECRETS_CACHE_SECONDS:
+            unknown = (webhook_id is not None and webhook_id not in self._cached
+                       and webhook_id not in self.settings.webhook_secrets
+                       and now - self._loaded_at > UNKNOWN_RELOAD_S)
+            if unknown or now - self._loaded_at > SECRETS_CACHE_SECONDS:
                 try:
                     raw = lock_redis(self.settings).hgetall(SECRETS_KEY)
                     self._cached = {k.decode(): v.decode() for k, v in raw.items()}
@@ -163,7 +177,7 @@ class WebhookEndpoint:
                 raise WebhookRejected(415, "Content-Type must be application/json")
             headers = {"Signature": environ.get("HTTP_SIGNATURE", ""),
                        "X-Webhook-Token": environ.get("HTTP_X_WEBHOOK_TOKEN", "")}
-            authenticate(headers, body, self.secrets.get(), self.settings.webhook_token)
+            authenticate(headers, body, self.secrets.get(signed_webhook_id(headers.get("Signature", ""))), self.settings.webhook_token)
             ids = parse_ids(body)
         except WebhookRejected as exc:
             return exc.status, _error(exc.status, exc.message), []
