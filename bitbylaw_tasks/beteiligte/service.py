@@ -117,15 +117,15 @@ def followups(outcome: SyncOutcome) -> Followups:
 
 def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
     entity_id, now = espo["id"], ctx.clock()
-    not_before = status.retry_not_before(espo, now)
-    if not_before is not None and source not in ("manual", "retry"):
-        schedule_retry(ctx.redis, entity_id, not_before)
-        return SyncOutcome(entity_id, "backoff", detail={"not_before": format_espo_datetime(not_before)})
-    if espo.get("syncStatus") == status.DELETED_IN_ADVOWARE:
-        if source != "manual":
-            return SyncOutcome(entity_id, "deleted_in_advoware")
-        espo = {**espo, "betnr": None, "advowareRowId": None}  # a manual re-sync re-creates it (SPEC §4.4)
-    if espo.get("betnr") in (None, ""):
+    decided = status.route(espo, source, now)
+    if decided.kind == "backoff":
+        schedule_retry(ctx.redis, entity_id, decided.not_before)
+        return SyncOutcome(entity_id, "backoff", detail={"not_before": format_espo_datetime(decided.not_before)})
+    if decided.kind == "deleted_in_advoware":
+        return SyncOutcome(entity_id, "deleted_in_advoware")
+    if decided.kind == "create":
+        if decided.recreate:
+            espo = {**espo, "betnr": None, "advowareRowId": None}
         return _create(ctx, espo, now)
     return _update(ctx, espo, now)
 
@@ -160,7 +160,7 @@ def _update(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         journal.put(pending, advo_after.get("rowId"))
     write = status.success_for(espo, status.DOMAIN, cmp.sync_write(result, advo_after, now))
     wrote_espo = False
-    if cmp.changes_in(write, espo) or _last_sync_stale(espo, now):
+    if cmp.changes_in(write, espo) or status.last_sync_stale(espo, now):
         _write_espocrm(ctx, espo, write)
         wrote_espo = True
     notes = 0
@@ -181,12 +181,6 @@ def _fetch(ctx: SyncContext, betnr: int) -> tuple[dict, float] | None:
         return ctx.advoware.get_beteiligte(betnr), sent
     except NotFound:
         return None
-
-
-def _last_sync_stale(espo: dict, now: datetime) -> bool:
-    """A clean no-change check still refreshes advowareLastSync once per CLEAN_CHECK_AFTER (24 h rule)."""
-    last = parse_espo_datetime(espo.get("advowareLastSync"))
-    return last is None or now - last > status.CLEAN_CHECK_AFTER
 
 
 def _write_espocrm(ctx: SyncContext, espo: dict, data: dict) -> dict:

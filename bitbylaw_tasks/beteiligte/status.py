@@ -42,7 +42,6 @@ RULE_FAILED_DUE = "failed_due"        # failed, syncNextRetry passed or empty
 RULE_AUTO_RESET = "auto_reset"        # permanently_failed, syncAutoResetAt passed or empty
 RULE_CLEAN_STALE = "clean_stale"      # clean with betnr, advowareLastSync older than 24 h or empty
 RULE_SYNCING_STALE = "syncing_stale"  # syncing, no live lock, unchanged for longer than the lock TTL
-RULES = (RULE_PENDING, RULE_FAILED_DUE, RULE_AUTO_RESET, RULE_CLEAN_STALE, RULE_SYNCING_STALE)
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,35 @@ def clear_own_failure(record: dict, domain: str, now: datetime) -> dict:
     if failure_owner(record) != domain:
         return {}
     return {k: v for k, v in after_success(now).items() if k in FAILURE_FIELDS}
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a sync of one record does first (decided by `route`, done by the service)."""
+
+    kind: str                            # backoff | deleted_in_advoware | create | update
+    not_before: datetime | None = None   # backoff: when the retry is due
+    recreate: bool = False               # create: a manual re-sync of a party deleted in Advoware (SPEC §4.4)
+
+
+def route(record: dict, source: str, now: datetime) -> Route:
+    """Back-off gate (a manual or scheduled retry passes it), deleted in Advoware (only a manual sync
+    re-creates it), then create without a betnr, else update/check."""
+    not_before = retry_not_before(record, now)
+    if not_before is not None and source not in ("manual", "retry"):
+        return Route("backoff", not_before=not_before)
+    recreate = record.get("syncStatus") == DELETED_IN_ADVOWARE
+    if recreate and source != "manual":
+        return Route("deleted_in_advoware")
+    if recreate or record.get("betnr") in (None, ""):
+        return Route("create", recreate=recreate)
+    return Route("update")
+
+
+def last_sync_stale(record: dict, now: datetime, after: timedelta = CLEAN_CHECK_AFTER) -> bool:
+    """A clean no-change check still refreshes advowareLastSync once per `after` (the 24 h rule)."""
+    last = parse_espo_datetime(record.get("advowareLastSync"))
+    return last is None or as_utc(now) - last > after
 
 
 def auto_reset(now: datetime) -> dict:
