@@ -23,7 +23,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from bench.common import BROKER_DB, LOCK_DB, BenchEnv, percentile, queued_ids, summary_ms, table
+from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, summary_ms, table
 from bench.sweep import DUE_MIX, TARGET_S, _fields, plan, stamp
 from bitbylaw_tasks.espocrm.devserver import RealEspoCrm, prerequisites
 

@@ -1,9 +1,12 @@
 """The shared request budget: one per external system, held in Redis so every process and machine shares it."""
 from __future__ import annotations
 
+import logging
 import time
 
 from integrations.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 
 class RateGate:

@@ -8,7 +8,6 @@ import json
 import time
 
 import redis
-import requests
 from kombu import Connection
 
 from bitbylaw_tasks.clients import SANDBOX_ADVOWARE_CREDENTIALS, SANDBOX_ESPOCRM_KEY, google_calendar_client

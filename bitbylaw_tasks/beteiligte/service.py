@@ -21,7 +21,7 @@ from bitbylaw_tasks.beteiligte import status
 from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
 from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
 from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
-                                               parse_espo_datetime, snapshot_of_advoware)
+                                               snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
 from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
