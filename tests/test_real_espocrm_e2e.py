@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from beteiligte_helpers import advoware_record, run_sync, wait_for
+from beteiligte_helpers import advoware_record, run_sync
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.web import create_app
