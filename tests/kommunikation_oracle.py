@@ -132,7 +132,7 @@ _NOTES = {
     "removed_only_in_advoware": re.compile(rf"{_V} \((\w+)\) existed only in Advoware and was removed "
                                            r"\(EspoCRM wins by operator request\)"),
     "moved_overridden": re.compile(rf"{_V} was moved to another entry \((\w+)\) in Advoware; EspoCRM's type "
-                                   r"wins, the moved entry is now empty"),
+                                   r"wins, it is removed from that entry"),
 }
 
 
@@ -162,8 +162,12 @@ def check_notes(before: State, after: State, notes: Iterable[str]) -> None:
     _check_notes(_Side(before), _Side(after), list(notes))
 
 
-def _vanished_and_new(b: _Side) -> tuple[dict, dict]:
-    """Per (array, EspoCRM class): the links whose value EspoCRM no longer has; EspoCRM's values new to both."""
+def _vanished_and_new(b: _Side, a: _Side) -> tuple[dict, dict]:
+    """Per (array, EspoCRM class): the links whose value EspoCRM no longer has; EspoCRM's values new to both.
+
+    A new EspoCRM value an Advoware entry took too is matched there (not new) — unless EspoCRM's
+    side overrode that entry, so the value needs another entry after all.
+    """
     vanished: dict[tuple, list[StatusEntry]] = {}
     for link in b.links:
         array = array_for_kind(link.kommkz)
@@ -171,7 +175,9 @@ def _vanished_and_new(b: _Side) -> tuple[dict, dict]:
             vanished.setdefault((array, _class(array, link.kommkz)), []).append(link)
     new: dict[tuple, list[EspoItem]] = {}
     for item in b.items.values():
-        if item.key not in b.link_keys and item.key not in b.live:
+        matched = any(_live(after) and _key_of_entry(after) == item.key
+                      for e in b.live.get(item.key, []) if (after := a.by_id.get(e["id"])) is not None)
+        if item.key not in b.link_keys and not matched:
             new.setdefault((item.array, _class(item.array, item.kind)), []).append(item)
     return vanished, new
 
@@ -183,7 +189,7 @@ def _advoware_deleted(b: _Side, link: StatusEntry) -> bool:
 
 def _check_lineage(b: _Side, a: _Side, notes: list[str], classes: set[tuple[str, str]]) -> set[tuple]:
     """EspoCRM edits: the new value takes the vanished value's entry, kind and user text. Returns the keys checked."""
-    vanished, new = _vanished_and_new(b)
+    vanished, new = _vanished_and_new(b, a)
     checked: set[tuple] = set()
     for group, items in new.items():
         links = vanished.get(group, [])
@@ -258,8 +264,9 @@ def _check_notes(b: _Side, a: _Side, notes: list[str]) -> None:
             key = b.key(values[0])
             assert key in b.live and key not in b.items and key not in a.live, (note, "not a value only Advoware had")
         else:
-            moved = b.live.get(b.key(values[0]), [])
-            assert any(not a.by_id[e["id"]]["tlf"] for e in moved if e["id"] in a.by_id), (note, "not empty")
+            key, moved = b.key(values[0]), b.live.get(b.key(values[0]), [])
+            assert moved and all(_key_of_entry(a.by_id[e["id"]]) != key for e in moved if a.by_id[e["id"]]["tlf"]), \
+                (note, "the moved entry still holds it")
 
 
 def _check_kept_values(b: _Side, a: _Side, checked: set[tuple]) -> None:
@@ -314,15 +321,16 @@ def _check_primary(b: _Side, a: _Side, array: str) -> None:
         assert after == espo, ("EspoCRM moved the primary", array, after, espo)
     # no inheritance across types: the primary after is a value someone chose or held the flag before,
     # or an EspoCRM edit of such a value of the same type, or EspoCRM's own fallback (its first value)
-    vanished, new = _vanished_and_new(b)
+    vanished, new = _vanished_and_new(b, a)
     heirs = set()
     for (arr, group), links in vanished.items():
         if any(l.primary or b.by_id.get(l.advoware_id, {}).get("online") for l in links):
             heirs |= {item.key for item in new.get((arr, group), [])}
-    for link in b.links:  # Advoware's change of such an entry's value (Var6) is the same entry
-        entry = a.by_id.get(link.advoware_id)
-        if comparison_key(array, link.value) in {espo, status} | online and entry is not None and _live(entry):
-            heirs.add(_key_of_entry(entry))
+    for link in b.links:  # such an entry, whatever value either side gave it (a kind change moves it)
+        entry = b.by_id.get(link.advoware_id)
+        if comparison_key(array, link.value) in {espo, status} or (entry is not None and entry["online"]):
+            heirs |= {_key_of_entry(e) for e in (entry, a.by_id.get(link.advoware_id)) if e is not None and _live(e)}
+            heirs.add(comparison_key(array, link.value))
     first = next((i.key for i in a.items.values() if i.array == array), None)
     allowed = {espo, status, first} | online | heirs
     assert after in allowed, ("a primary nobody chose", array, after, sorted(allowed, key=str))

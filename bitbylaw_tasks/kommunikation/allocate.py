@@ -112,8 +112,12 @@ def _take(row: Row, view: AdvoView, used: set[int]) -> None:
 
 
 def _pending_carriers(planner: "_Planner", rows: list[Row]) -> dict[int, Row]:
-    """`to_espocrm`: id(row) of an entry whose EspoCRM edit is pending -> the row of EspoCRM's new value for it."""
-    shown = [r for r in rows if r.in_espo]
+    """`to_espocrm`: id(row) of an entry whose EspoCRM edit is pending -> the row of EspoCRM's new value for it.
+
+    Only new values without an Advoware entry of their own count (one matched with an unlinked entry
+    has its own status entry, and its own primary history).
+    """
+    shown = [r for r in rows if r.in_espo and r.advo is None]
     lineage = predecessors(planner, shown)
     by_link = {id(link): row for row in shown if (link := lineage.get(id(row))) is not None}
     return {id(r): by_link[id(r.keep_status)] for r in rows

@@ -71,7 +71,7 @@ def prefer_holders(planner: "_Planner") -> None:
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
             planner.blank(holder, "moved value overridden", variant=Variant.revert_move, note=(
                 f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
-                f"EspoCRM's type wins, the moved entry is now empty."))
+                f"EspoCRM's type wins, it is removed from that entry."))
             continue
         planner.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
         for note in row.notes:
