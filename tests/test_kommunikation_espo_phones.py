@@ -58,13 +58,19 @@ def test_a_rendered_number_is_recognised_as_the_value_it_came_from(national):
     assert e164(form) == form  # idempotent: EspoCRM keeps what it was given
 
 
+def _party_with_an_advoware_number(sandbox, kommkz: int, tlf: str, bemerkung: str = "") -> tuple[dict, int]:
+    """A party created by a user and synced, then a number a person adds in Advoware; returns (record, betNr)."""
+    record = sandbox.state("espocrm").human_create(PERSON)
+    run_sync(record["id"], "create", "webhook")
+    betnr = espo_record(sandbox, record["id"])["betnr"]
+    sandbox.state("advoware").human_add_kommunikation(betnr, kommkz, tlf, bemerkung=bemerkung)
+    return record, betnr
+
+
 def test_advoware_numbers_reach_an_international_espocrm_and_keep_their_format_in_advoware(
         espocrm_international, lock_redis, celery_worker):
-    espo, advo = espocrm_international.state("espocrm"), espocrm_international.state("advoware")
-    record = espo.human_create(PERSON)
-    run_sync(record["id"], "create", "webhook")
-    betnr = espo_record(espocrm_international, record["id"])["betnr"]
-    advo.human_add_kommunikation(betnr, 2, "0221 987654", bemerkung="nur vormittags")
+    espo = espocrm_international.state("espocrm")
+    record, betnr = _party_with_an_advoware_number(espocrm_international, 2, "0221 987654", "nur vormittags")
     run_sync(record["id"])
     after = espo_record(espocrm_international, record["id"])
     assert [(p["phoneNumber"], p["type"]) for p in after["phoneNumberData"]] == [("+49221987654", "Fax")]
@@ -82,11 +88,7 @@ def test_advoware_numbers_reach_an_international_espocrm_and_keep_their_format_i
 
 def test_a_number_without_an_international_form_fails_clearly_before_any_write(
         espocrm_international, lock_redis, celery_worker):
-    espo, advo = espocrm_international.state("espocrm"), espocrm_international.state("advoware")
-    record = espo.human_create(PERSON)
-    run_sync(record["id"], "create", "webhook")
-    betnr = espo_record(espocrm_international, record["id"])["betnr"]
-    advo.human_add_kommunikation(betnr, 1, "kein Anschluss")
+    record, _ = _party_with_an_advoware_number(espocrm_international, 1, "kein Anschluss")
     espocrm_international.kit("advoware").reset_calls()
     run_sync(record["id"])
     after = espo_record(espocrm_international, record["id"])

@@ -181,10 +181,6 @@ class Plan:
     changes: tuple[Change, ...] = field(default=())
 
     @property
-    def advoware_changed(self) -> bool:
-        return bool(self.actions)
-
-    @property
     def is_empty(self) -> bool:
         """Nothing to write anywhere (SPEC §5.5 H1)."""
         return not self.actions and not self.espo_changed and not self.status_changed

@@ -13,8 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .actions import Variant
-from .kinds import kinds_compatible
-from .rows import ESPO_WINS, TO_ESPOCRM, Row, key_of, type_for
+from .kinds import comparison_key, kinds_compatible
+from .rows import ESPO_WINS, TO_ESPOCRM, Row, type_for
 from .status import StatusEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,7 @@ def release_collisions(planner: "_Planner") -> None:
         if not row.candidate:
             occupied.update(row.keys())
     for row in candidates:
-        key = key_of(row.array, row.espo_value)
+        key = comparison_key(row.array, row.espo_value)
         if not occupied[key]:
             occupied.update(row.keys())
             continue
@@ -60,7 +60,7 @@ def prefer_holders(planner: "_Planner") -> None:
         wanted = _wanted_value(planner, row)
         if view is None or wanted is None:
             continue
-        key = key_of(row.array, wanted)
+        key = comparison_key(row.array, wanted)
         holder = next((v for v in planner.pool if v.key == key), None)
         if view.key == key or holder is None:
             continue
@@ -113,7 +113,7 @@ def adopt_for_needs(planner: "_Planner") -> None:
             adopt_pending(planner, row)
         if not row.need:
             continue
-        key = key_of(row.array, row.espo_value)
+        key = comparison_key(row.array, row.espo_value)
         view = next((v for v in planner.pool if v.key == key), None)
         if view is None:
             continue
@@ -136,7 +136,7 @@ def adopt_pending(planner: "_Planner", row: Row) -> None:
     fit that kind then shows as EspoCRM's change on the next run.
     """
     link = row.keep_status
-    key = key_of(row.array, link.value)
+    key = comparison_key(row.array, link.value)
     view = next((v for v in planner.pool if v.key == key), None)
     if view is None:
         return

@@ -27,11 +27,12 @@ from typing import Any, Iterable, Mapping
 
 from .actions import Change, Plan, Variant
 from .allocate import finish_plan
-from .kinds import PHONE, KommKz, array_for_kind, espo_type_for_kind, kind_matches_espo_type
+from .kinds import (PHONE, KommKz, array_for_kind, comparison_key, espo_type_for_kind,
+                    kind_matches_espo_type)
 from .markers import SlotMarker, SyncMarker
 from .lineage import bind_edits
 from .moves import adopt_for_needs, prefer_holders, release_collisions
-from .rows import BOTH, DIRECTIONS, ESPO_WINS, TO_ADVOWARE, TO_ESPOCRM, Row, key_of, type_for
+from .rows import BOTH, DIRECTIONS, ESPO_WINS, TO_ADVOWARE, TO_ESPOCRM, Row, type_for
 from .status import KommStatus, StatusEntry
 from .views import AdvoView, EspoItem, advoware_views, espo_items
 
@@ -134,7 +135,7 @@ class _Planner:
                 if claimed[index] is not None:
                     continue
                 array = array_for_kind(link.kommkz)
-                wanted = key_of(array, link.value)
+                wanted = comparison_key(array, link.value)
                 for item in free:
                     if item.array == array and (item.value == link.value if exact else item.key == wanted):
                         claimed[index] = item
@@ -177,7 +178,7 @@ class _Planner:
         a_changed, e_changed = a_val != base, e_val != base
         a_kind_changed = kind_a != base_kind
         type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
-        onto_new_key = key_of(item.array, a_val) != key_of(item.array, base)
+        onto_new_key = comparison_key(item.array, a_val) != comparison_key(item.array, base)
         row = Row(array=item.array, kind=kind_a, espo=item, advo=view, origin=view, espo_type_changed=type_changed,
                   s_primary=link.primary, a_online=view.online, e_primary=item.primary)
         self.rows.append(row)
@@ -205,8 +206,9 @@ class _Planner:
         row.espo_value = row.advo_value = row.status_value = value
         row.espo_type = type_for(kind, item)
         row.candidate = value == a_val and a_changed and onto_new_key
-        lost = key_of(item.array, a_val) not in {i.key for i in self.items}  # else EspoCRM keeps it elsewhere
-        if a_changed and lost and value != a_val and key_of(item.array, a_val) != key_of(item.array, value):
+        lost = comparison_key(item.array, a_val) not in {i.key for i in self.items}  # else EspoCRM keeps it elsewhere
+        if a_changed and lost and value != a_val \
+                and comparison_key(item.array, a_val) != comparison_key(item.array, value):
             row.notes.append(self.override_note(a_val, value, kind_a))
         if kind != kind_a:
             row.advo, row.need = None, True
@@ -233,7 +235,7 @@ class _Planner:
             self.change(Variant.moved_on_both_sides, kind_a)
             return
         note = None
-        if a_changed and key_of(view.array, view.tlf) != key_of(view.array, link.value):
+        if a_changed and comparison_key(view.array, view.tlf) != comparison_key(view.array, link.value):
             note = (f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
                     f"deleted in EspoCRM; EspoCRM wins, the value is removed from Advoware.")
         variant = Variant.C3 if a_changed else Variant.Var2

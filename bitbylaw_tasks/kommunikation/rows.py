@@ -12,15 +12,11 @@ from .kinds import EMAIL, KommKz, comparison_key, espo_type_for_kind, kind_match
 from .status import StatusEntry
 from .views import AdvoView, EspoItem
 
-__all__ = ["Row", "BOTH", "TO_ESPOCRM", "TO_ADVOWARE", "ESPO_WINS", "DIRECTIONS", "key_of", "type_for"]
+__all__ = ["Row", "BOTH", "TO_ESPOCRM", "TO_ADVOWARE", "ESPO_WINS", "DIRECTIONS", "type_for"]
 
 BOTH, TO_ESPOCRM, TO_ADVOWARE = "both", "to_espocrm", "to_advoware"
 DIRECTIONS = (BOTH, TO_ESPOCRM, TO_ADVOWARE)
 ESPO_WINS = "espo_wins"  # the planner's mode for to_advoware, or force_espo_wins in any direction
-
-
-def key_of(array: str, value: str) -> tuple[str, str]:
-    return comparison_key(array, value)
 
 
 def type_for(kind: KommKz, item: EspoItem | None) -> str | None:

@@ -60,9 +60,6 @@ class KommStatus:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def by_id(self) -> dict[int, StatusEntry]:
-        return {entry.advoware_id: entry for entry in self.entries}
-
     def to_json(self) -> str:
         """Compact JSON: `{"v":1,"e":[[id,value,kommKz,primary 0/1],…]}`."""
         text = json.dumps(
