@@ -17,6 +17,8 @@ database, the product's extension, `bitbylaw espocrm setup`), points the product
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import logging
 import random
 import sys
@@ -139,9 +141,6 @@ class ReceiptClock:
         self.app, self.received = app, {}
 
     def __call__(self, environ, start_response):
-        import io
-        import json
-
         if environ.get("PATH_INFO", "").startswith("/vmh/webhook/"):
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             now = time.monotonic()

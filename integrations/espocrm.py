@@ -183,7 +183,8 @@ def _without_429_retries(session: requests.Session) -> requests.Session:
     return session
 
 
-def _api_root(base_url: str) -> str:
+def api_root(base_url: str) -> str:
+    """`base_url` with the API path EspoCRM serves under (`…/api/v1`), given with or without it."""
     root = base_url.rstrip("/")
     return root if root.endswith("/api/v1") else root + "/api/v1"
 
@@ -193,7 +194,7 @@ class EspoCrmClient:
 
     def __init__(self, base_url: str, api_key: str, *, timeouts: Timeouts = Timeouts(),
                  gate: RateGate | None = None, session: requests.Session | None = None):
-        self.api = _api_root(base_url)
+        self.api = api_root(base_url)
         self.timeouts = timeouts
         self.gate = gate
         self.session = session or _without_429_retries(make_session())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import requests
 
-from integrations.espocrm import _api_root, encode_where, W
+from integrations.espocrm import W, api_root, encode_where
 from integrations.http import Timeouts, make_session, send
 
 SYSTEM = "espocrm"
@@ -20,7 +20,7 @@ class EspoCrmAdminClient:
 
     def __init__(self, base_url: str, user: str, password: str, *, timeouts: Timeouts = Timeouts(),
                  session: requests.Session | None = None):
-        self.api = _api_root(base_url)
+        self.api = api_root(base_url)
         self.timeouts = timeouts
         self.session = session or make_session()
         self.session.auth = (user, password)

@@ -39,16 +39,34 @@ class JournalEntry:
     snapshot: dict | None = None  # canonical form of the POSTed record (None: adopted by an operator)
 
 
-class CreateJournal:
+class JsonSlot:
+    """One JSON document per entity in Redis (DB 1) under `key_format`, kept `TTL` seconds: the storage of
+    the create journal and the write-back journal (`put_journal.py`)."""
+
+    key_format = ""
+
     def __init__(self, client: redis.Redis, entity_id: str):
         self._redis = client
-        self._key = KEY.format(entity_id)
+        self._key = self.key_format.format(entity_id)
+
+    def _load(self) -> dict | None:
+        raw = self._redis.get(self._key)
+        return json.loads(raw) if raw else None
+
+    def _store(self, data: dict) -> None:
+        self._redis.set(self._key, json.dumps(data), ex=TTL)
+
+    def clear(self) -> None:
+        self._redis.delete(self._key)
+
+
+class CreateJournal(JsonSlot):
+    key_format = KEY
 
     def get(self) -> JournalEntry | None:
-        raw = self._redis.get(self._key)
-        if not raw:
+        data = self._load()
+        if data is None:
             return None
-        data = json.loads(raw)
         return JournalEntry(data["state"], data["at"], data.get("betnr"), data.get("row_id"), data.get("snapshot"))
 
     def begin(self) -> None:
@@ -65,8 +83,5 @@ class CreateJournal:
         """This Redis server's run id (new after every restart): anchors an intent to this journal."""
         return str(self._redis.info("server")["run_id"])
 
-    def clear(self) -> None:
-        self._redis.delete(self._key)
-
     def _write(self, entry: JournalEntry) -> None:
-        self._redis.set(self._key, json.dumps(vars(entry)), ex=TTL)
+        self._store(vars(entry))

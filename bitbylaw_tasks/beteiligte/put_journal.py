@@ -19,17 +19,14 @@ Values are personal data: never logged.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 
-import redis
-
 from .compare import Override, Resume
+from .journal import JsonSlot
 from .mapping import normalise, snapshot_of_advoware
 
-KEY = "advoware_put:{}"
-TTL = 30 * 24 * 3600  # far longer than any retry schedule; gone once the write-back landed
+KEY = "advoware_put:{}"  # kept, like the create journal, far longer than any retry schedule
 
 
 @dataclass(frozen=True)
@@ -63,16 +60,13 @@ def resume_from(pending, espo: dict, advo: dict) -> tuple[Resume | None, tuple[O
     return None, ()
 
 
-class PutJournal:
-    def __init__(self, client: redis.Redis, entity_id: str):
-        self._redis = client
-        self._key = KEY.format(entity_id)
+class PutJournal(JsonSlot):
+    key_format = KEY
 
     def get(self) -> PendingPut | None:
-        raw = self._redis.get(self._key)
-        if not raw:
+        data = self._load()
+        if data is None:
             return None
-        data = json.loads(raw)
         overrides = tuple(Override(**o) for o in data["overrides"])
         return PendingPut(data["espocrm"], data["merged"], overrides, data.get("row_id"), data["at"])
 
@@ -84,10 +78,6 @@ class PutJournal:
         """Advoware answered the PUT with `row_id`."""
         self._write(dataclasses.replace(pending, row_id=row_id))
 
-    def clear(self) -> None:
-        self._redis.delete(self._key)
-
     def _write(self, pending: PendingPut) -> PendingPut:
-        data = {**dataclasses.asdict(pending), "overrides": [dataclasses.asdict(o) for o in pending.overrides]}
-        self._redis.set(self._key, json.dumps(data), ex=TTL)
+        self._store({**dataclasses.asdict(pending), "overrides": [dataclasses.asdict(o) for o in pending.overrides]})
         return pending

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import requests
@@ -95,8 +96,6 @@ class RealEspoCrm:
     @staticmethod
     def _settling(write, attempts: int = 20):
         """`write()`, again while a web worker still refuses the new entity (metadata of before the install)."""
-        import time
-
         for attempt in range(attempts):
             try:
                 return write()
@@ -161,8 +160,6 @@ class RealEspoCrm:
         """The web workers may still serve the metadata from before the install for a while (seen under load:
         one worker knew CBeteiligte, the next refused a role for it): wait until `settled` reads in a row,
         spread over the workers, show the entity."""
-        import time
-
         deadline = time.monotonic() + timeout
         seen = 0
         while time.monotonic() < deadline:

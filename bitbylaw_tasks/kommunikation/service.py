@@ -56,11 +56,11 @@ def advoware_entries(advo: dict) -> list[dict]:
 
 
 def plan_for(espo: dict, advo: dict, *, direction: str = "both", force_espo_wins: bool = False) -> Plan:
-    status = load_status(espo)
+    stored = load_status(espo)
     entries = advoware_entries(advo)
-    known = [e.value for e in (status.entries if status else ())] + [str(e.get("tlf") or "") for e in entries]
+    known = [e.value for e in (stored.entries if stored else ())] + [str(e.get("tlf") or "") for e in entries]
     phones = recognise_phones(espo.get("phoneNumberData") or [], known)  # EspoCRM's E.164 of a known value
-    return plan_kommunikation_sync(entries, espo.get("emailAddressData") or [], phones, status,
+    return plan_kommunikation_sync(entries, espo.get("emailAddressData") or [], phones, stored,
                                    direction=direction, force_espo_wins=force_espo_wins)
 
 

@@ -45,23 +45,29 @@ def signature_for(webhook_id: str, secret: str, body: bytes) -> str:
     return base64.b64encode(f"{webhook_id}:{digest}".encode()).decode()
 
 
-def signed_webhook_id(header: str) -> str | None:
-    """The webhook id a `Signature` header claims (not yet verified), or None when it is malformed."""
+def parse_signature(header: str) -> tuple[str, str] | None:
+    """(webhook id, hex digest) a `Signature` header claims (not yet verified), or None when malformed."""
     try:
         decoded = base64.b64decode(header.encode("ascii"), validate=True).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
         return None
-    webhook_id, sep, _ = decoded.partition(":")
-    return webhook_id if sep and webhook_id else None
+    webhook_id, sep, digest = decoded.partition(":")
+    return (webhook_id, digest) if sep and webhook_id else None
+
+
+def signed_webhook_id(header: str) -> str | None:
+    """The webhook id a `Signature` header claims, or None."""
+    parsed = parse_signature(header)
+    return parsed[0] if parsed else None
 
 
 def verify_signature(header: str, body: bytes, secrets: dict[str, str]) -> bool:
     """True when `header` is a valid EspoCRM signature of `body` by a known webhook (constant-time)."""
-    webhook_id = signed_webhook_id(header)
-    secret = secrets.get(webhook_id) if webhook_id else None
+    parsed = parse_signature(header)
+    secret = secrets.get(parsed[0]) if parsed else None
     if secret is None:
         return False
-    digest = base64.b64decode(header.encode("ascii")).decode("ascii").partition(":")[2]
+    digest = parsed[1]
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), digest.encode())
 
