@@ -108,6 +108,13 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"           # text | json (python-json-logger)
 
+    # --- notifications and the status page (bitbylaw_tasks/notify.py, web/status.py; docs/operators.md) ---
+    notify_language: str = "de"        # de | en: the headline of a stream note
+    notify_operator_user: str = ""     # EspoCRM userName told when a record has no assigned user
+    notify_operator_team: str = ""     # EspoCRM team id told when no operator user is set
+    notify_window: int = 21600         # seconds: one note per record and reason
+    status_basic_auth: str = ""        # user:password for /status; empty = FLOWER_BASIC_AUTH
+
     # --- workers: pool and concurrency per queue ---
     worker_pool: str = "threads"
     worker_concurrency: dict[str, int] = field(
@@ -163,7 +170,7 @@ class Settings:
 
 SECRET_FIELDS = {
     "espocrm_api_key", "espocrm_admin_password", "advoware_api_key", "advoware_password", "webhook_token",
-    "flower_basic_auth", "sentry_dsn",
+    "flower_basic_auth", "sentry_dsn", "status_basic_auth",
 }
 
 
@@ -253,6 +260,11 @@ _VARS: list[tuple[str, str, str]] = [
     ("SENTRY_ENVIRONMENT", "sentry_environment", "str"),
     ("LOG_LEVEL", "log_level", "log_level"),
     ("LOG_FORMAT", "log_format", "log_format"),
+    ("NOTIFY_LANGUAGE", "notify_language", "language"),
+    ("NOTIFY_OPERATOR_USER", "notify_operator_user", "str"),
+    ("NOTIFY_OPERATOR_TEAM", "notify_operator_team", "str"),
+    ("NOTIFY_WINDOW", "notify_window", "int"),
+    ("STATUS_BASIC_AUTH", "status_basic_auth", "basic_auth_or_empty"),
     ("WORKER_POOL", "worker_pool", "pool"),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int_mapping"),
 ]
@@ -312,6 +324,12 @@ def _parse(name: str, kind: str, raw: str):
     if kind == "basic_auth":
         if ":" not in raw or raw.startswith(":"):
             raise SettingsError(f"{name}: expected user:password")
+        return raw
+    if kind == "basic_auth_or_empty":
+        return _parse(name, "basic_auth", raw) if raw else ""
+    if kind == "language":
+        if raw not in ("de", "en"):
+            raise SettingsError(f"{name}: expected de or en, got {raw!r}")
         return raw
     if kind == "log_level":
         if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

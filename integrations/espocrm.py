@@ -312,6 +312,25 @@ class EspoCrmClient:
         data = {"type": "Post", "parentType": parent_type, "parentId": parent_id, "post": text}
         return self._call("post_note", "POST", "Note", json=data)
 
+    def post_to(self, text: str, *, users_ids: list[str] = (), teams_ids: list[str] = ()) -> dict:
+        """A stream post on no record, addressed to users (`targetType: users`) or else teams (`teams`);
+        needs the role's message permission. Mentions in `text` notify as on a record."""
+        if users_ids:
+            data = {"type": "Post", "targetType": "users", "usersIds": list(users_ids), "post": text}
+        else:
+            data = {"type": "Post", "targetType": "teams", "teamsIds": list(teams_ids), "post": text}
+        return self._call("post_note", "POST", "Note", json=data)
+
+    def get_user(self, user_id: str) -> dict:
+        """A User record (`id`, `userName`, `name`, `isActive`, …)."""
+        return self._call("get_user", "GET", f"User/{user_id}")
+
+    def find_user(self, user_name: str) -> dict | None:
+        """The user with this `userName`, or None."""
+        found = self._call("find_user", "GET", "User",
+                           params=encode_where([W.equals("userName", user_name)]) + [("maxSize", "1")])
+        return (found.get("list") or [None])[0]
+
     def subscribe_webhook(self, event: str, url: str, *, skip_own: bool = True) -> tuple[str, str]:
         """Subscribe `url` to `event` (e.g. `CBeteiligte.update`); returns (webhook id, secret key).
 

@@ -7,6 +7,7 @@ import redis
 
 from bitbylaw_tasks.beteiligte import service
 from bitbylaw_tasks.beteiligte.status import failure_prefix
+from bitbylaw_tasks.notify import notifier_for
 from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND  # one lock per CBeteiligte: the two domains never interleave
 from bitbylaw_tasks.outcomes import Domain
 from bitbylaw_tasks.settings import Settings
@@ -18,7 +19,8 @@ def sync_context(settings: Settings, lock_client: redis.Redis) -> service.SyncCo
     from bitbylaw_tasks.clients import clients_for
 
     clients = clients_for(settings)
-    return service.SyncContext(clients.espocrm, clients.advoware, lock_client, policy=settings.conflict_policy)
+    return service.SyncContext(clients.espocrm, clients.advoware, lock_client, policy=settings.conflict_policy,
+                               notifier=notifier_for(settings, clients.espocrm, lock_client))
 
 
 def _recorder(domain: str):

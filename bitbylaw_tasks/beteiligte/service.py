@@ -23,6 +23,7 @@ from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
 from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
                                                snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
+from bitbylaw_tasks import notify
 from bitbylaw_tasks.errors import SyncFailed
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
@@ -54,6 +55,7 @@ class SyncContext:
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     policy: dict = field(default_factory=dict)  # {field group: "espocrm"|"advoware"}
     recheck_after: float = RECHECK_AFTER          # seconds: an older Advoware GET is re-checked before a PUT
+    notifier: notify.Notifier | None = None       # None: default policy (notify.of)
 
     def before_write(self) -> None:
         """Fencing: raises LockLost when our lease expired; extends it otherwise."""
@@ -165,7 +167,7 @@ def _update(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         wrote_espo = True
     notes = 0
     if any(o.advoware_lost for o in due):
-        ctx.espocrm.post_note(entity_id, cmp.override_note(due))
+        notify.of(ctx).record(notify.CONFLICT, entity_id, cmp.override_note(due), espo.get("assignedUserId"))
         notes = 1
     if pending is not None:
         journal.clear()
@@ -280,7 +282,7 @@ def _deleted_in_advoware(ctx: SyncContext, espo: dict, now: datetime) -> SyncOut
     message = (f"Advoware answered 404 for betNr {espo['betnr']}: the Beteiligter was deleted there. "
                "The EspoCRM record is kept; a manual sync re-creates it in Advoware.")
     _write_espocrm(ctx, espo, status.deleted_in_advoware(now, message))
-    ctx.espocrm.post_note(espo["id"], f"Sync: {message}")
+    notify.of(ctx).record(notify.DELETED_IN_ADVOWARE, espo["id"], message, espo.get("assignedUserId"))
     return SyncOutcome(espo["id"], "deleted_in_advoware", True, False, 1)
 
 
@@ -289,6 +291,7 @@ def _deleted_in_espocrm(ctx: SyncContext, entity_id: str, source: str) -> SyncOu
     ctx.redis.hset(ESPOCRM_DELETIONS_KEY, entity_id, format_espo_datetime(ctx.clock()))
     log.warning("beteiligte %s: deleted in EspoCRM; Advoware left untouched (see `bitbylaw beteiligte "
                 "deletions`)", entity_id)
+    notify.of(ctx).record(notify.DELETED_IN_ESPOCRM, entity_id)
     return SyncOutcome(entity_id, "deleted_in_espocrm")
 
 
@@ -305,9 +308,9 @@ def record_failure(ctx: SyncContext, entity_id: str, error: Exception,
         outcome = status.after_failure(espo, now, f"{prefix}{type(error).__name__}: {error}")
         _insist(lambda: ctx.espocrm.update_beteiligte(entity_id, outcome.update))
         if outcome.permanent:
-            ctx.espocrm.post_note(entity_id, (
+            notify.of(ctx).record(notify.PERMANENT_FAILURE, entity_id, (
                 f"Sync to Advoware failed {outcome.retry_count} times and is paused until "
-                f"{format_espo_datetime(outcome.next_attempt)} UTC. Last error: {outcome.update['syncErrorMessage']}"))
+                f"{format_espo_datetime(outcome.next_attempt)} UTC. Last error: {outcome.update['syncErrorMessage']}"), espo.get("assignedUserId"))
         schedule_retry(ctx.redis, entity_id, outcome.next_attempt)
         return outcome
     except (ApiError, redis.RedisError) as exc:

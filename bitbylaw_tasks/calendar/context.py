@@ -5,8 +5,9 @@ from __future__ import annotations
 from bitbylaw_tasks.calendar import service
 from bitbylaw_tasks.calendar.state import CalendarState
 from bitbylaw_tasks.clients import clients_for, google_calendar_client
+from bitbylaw_tasks.notify import notifier_for
 from bitbylaw_tasks.outcomes import Domain
-from bitbylaw_tasks.redis_clients import calendar_redis
+from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
 
 LOCK_KIND = "calendar"
 #: The calendar has no record to write a failure to: a failed task in Flower says it all.
@@ -47,4 +48,6 @@ def context_for(settings, kuerzel: str, *, force: bool = False) -> service.Calen
     advoware = clients_for(settings).advoware
     state = CalendarState(calendar_redis(settings), kuerzel)
     google = google_calendar_client(settings, _subject(settings, advoware, state))
-    return service.CalendarContext(advoware, google, state, service.Policy.from_settings(settings), force=force)
+    notifier = notifier_for(settings, clients_for(settings).espocrm, lock_redis(settings))
+    return service.CalendarContext(advoware, google, state, service.Policy.from_settings(settings), force=force,
+                                   notifier=notifier)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Callable
 
+from bitbylaw_tasks import notify
 from bitbylaw_tasks.calendar import reconcile as rc
 from bitbylaw_tasks.calendar.mapping import (TZ, event_id_for, from_event, from_termin, keep_instants, to_event,
                                              to_termin)
@@ -93,6 +94,7 @@ class CalendarContext:
     today: Callable[[], date] = lambda: datetime.now(TZ).date()
     force: bool = False  # run even when the empty-side guard trips (operator decision)
     view: _AdvowareView | None = None  # the current round's Advoware listing
+    notifier: notify.Notifier | None = None  # who hears of a tripped guard (notify.of)
 
     @property
     def kuerzel(self) -> str:
@@ -212,6 +214,8 @@ def _round(ctx: CalendarContext, result: SyncResult, totals: collections.Counter
         plan = rc.reconcile(rc.Inputs(**{**vars(inputs), "probes": probes}))
     if plan.guard and not ctx.force:
         log.error("calendar %s: empty-side guard (%s): nothing written", ctx.kuerzel, plan.guard)
+        notify.of(ctx).record(notify.CALENDAR_GUARD, ctx.kuerzel, f"{plan.guard}; `bitbylaw calendar sync "
+                                                                 f"{ctx.kuerzel} --force` after a check")
         raise EmptySideGuard(f"calendar {ctx.kuerzel}: {plan.guard}: a side reports no appointments while "
                              f"the state knows many; check, then `bitbylaw calendar sync {ctx.kuerzel} --force`")
     result.skipped = dict(plan.skipped)

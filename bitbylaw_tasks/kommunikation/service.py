@@ -17,6 +17,7 @@ from bitbylaw_tasks.kommunikation.espo_phones import recognise_phones, render_ph
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommStatus, StatusFormatError,
                                                  kommunikation_hash)
+from bitbylaw_tasks import notify
 from bitbylaw_tasks.errors import SyncFailed
 from integrations.espocrm import is_version_conflict
 from integrations.errors import Conflict, NotFound
@@ -170,7 +171,7 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
         ctx.before_write()
         ctx.espocrm.update_beteiligte(entity_id, write, version_number=espo.get("versionNumber"))
     for note in notes:
-        ctx.espocrm.post_note(entity_id, NOTE_PREFIX + note)
+        notify.of(ctx).record(notify.CONFLICT, entity_id, NOTE_PREFIX + note, espo.get("assignedUserId"))
     path = "synced" if (plan.actions or write or notes) else "no_change"
     outcome = KommOutcome(entity_id, path, plan.summary(), len(plan.actions), bool(write), len(notes))
     log.info("kommunikation sync %s path=%s %s", entity_id, path, outcome.summary)

@@ -3,7 +3,7 @@
 `create_espocrm_app()` builds it on the shared sandbox kit. The API under `/api/v1`:
 - `GET|POST CBeteiligte`, `GET|PUT|PATCH|DELETE CBeteiligte/{id}`, `GET CBeteiligte/{id}/stream`;
 - `GET|POST Webhook`, `GET|DELETE Webhook/{id}`;
-- `GET|POST Note`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`.
+- `GET|POST Note`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`; `GET User`, `GET User/{id}`.
 Auth: `X-Api-Key`, or `X-Hmac-Authorization`; 401 without; more than 10
 failures from one address within 60 s -> 403 for that address.
 State lives in `app.extensions["espocrm"]` (an `EspoState`). The admin API
@@ -73,6 +73,15 @@ def _search(records: list[dict], field_types: dict[str, str], *, default_order=(
             item = {k: v for k, v in item.items() if k == "id" or k in select}
         items.append(item)
     return {"total": len(matches), "list": items}
+
+
+USER_FIELDS = {"id": "id", "userName": "varchar", "name": "varchar", "type": "varchar", "isActive": "bool"}
+
+
+def _public_user(user: dict) -> dict:
+    """A User record as the REST API shows it (no keys)."""
+    return {"id": user["id"], "userName": user["userName"], "name": user["name"],
+            "type": "api" if user["integration"] else "regular", "isActive": True}
 
 
 def _hmac_user(state: EspoState, header: str):
@@ -255,8 +264,21 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         me = g.espo_user
         mine = [{"id": n["id"], "type": "MentionInPost", "noteId": n["id"], "relatedType": n["parentType"],
                  "relatedId": n["parentId"], "createdAt": n["createdAt"], "userId": me["id"]}
-                for n in state.all_notes() if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {})]
+                for n in state.all_notes() if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {})
+                and n["createdById"] != me["id"]]  # EspoCRM does not notify the poster of their own mention
         return jsonify({"total": len(mine), "list": mine})
+
+    @app.get(f"{API}/User")
+    def list_users():
+        return jsonify(_search([_public_user(u) for u in state.users.values()], USER_FIELDS,
+                               default_order=("userName", "asc")))
+
+    @app.get(f"{API}/User/<user_id>")
+    def get_user(user_id):
+        user = state.users.get(user_id)
+        if user is None:
+            raise EspoError(404, "Not Found")
+        return jsonify(_public_user(user))
 
     @app.get(f"{API}/App/user")
     def app_user():

@@ -266,14 +266,20 @@ class EspoState:
                     raise EspoError(404, "Parent record not found")
             elif target_type not in ("users", "self", "all", "teams"):
                 raise validation_error("parent", "required")
+            if target_type == "users" and not data.get("usersIds"):
+                raise EspoError(400, "No user IDs.")
+            if target_type == "teams" and not data.get("teamsIds"):
+                raise EspoError(400, "No team IDS.")
             mentions = {}
-            for user_name in re.findall(r"@([A-Za-z0-9_.-]+)", post):
+            # EspoCRM's NoteMentionHookProcessor: `@[\w@.-]+`, so a trailing "." belongs to the name
+            for user_name in re.findall(r"@([\w@.-]+)", post, flags=re.ASCII):
                 for candidate in self.users.values():
                     if candidate["userName"] == user_name:
                         mentions["@" + user_name] = {"id": candidate["id"], "name": candidate["name"],
                                                      "userName": user_name}
             note = {"id": self.new_id(), "type": "Post", "post": post, "parentType": parent_type,
                     "parentId": parent_id, "targetType": target_type, "usersIds": data.get("usersIds") or [],
+                    "teamsIds": data.get("teamsIds") or [],
                     "data": {"mentions": mentions} if mentions else {}, "createdAt": self.now_string(),
                     "createdById": user["id"], "createdByName": user["name"]}
             self.notes.append(note)
