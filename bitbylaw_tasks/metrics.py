@@ -5,8 +5,16 @@ adds to the same numbers and the web shim can render them without talking to
 the workers. Recorded: syncs by domain, path and result with a duration
 histogram, API calls per external system (counted by the shared rate gates),
 and, at render time, the length of every queue.
+
+Added for operators (docs/operators.md): hourly sync/failure buckets for the
+status page's 24-hour chart, failures by reason, calendar writes by kind, and
+render-time gauges of failed / permanently failed entities (`ops.failures`),
+pending manual actions (`ops.manual`), heartbeat ages and the age of the
+oldest Advoware check (`beteiligte:checked`).
 """
 from __future__ import annotations
+
+import time
 
 import redis
 
@@ -15,6 +23,11 @@ DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_m
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
+HOURLY_KEY = "metrics:hourly:{hour}"  # hash per UTC hour (epoch // 3600): "domain|result" -> count
+HOURLY_TTL = 26 * 3600
+FAILURES_KEY = "metrics:failures"     # field "domain|exception class" -> tasks failed for good
+CALENDAR_ACTIONS_KEY = "metrics:calendar_actions"  # field action kind (create_event, update_termin…) -> count
+CHECKED_KEY = "beteiligte:checked"    # the rolling check's memory (beteiligte/sweep.py): id -> epoch checked
 
 
 def record_sync(client: redis.Redis, domain: str, path: str, result: str, duration_s: float) -> None:
@@ -27,6 +40,9 @@ def record_sync(client: redis.Redis, domain: str, path: str, result: str, durati
             pipe.hincrby(DURATION_KEY, f"{domain}|{bound}", 1)
     pipe.hincrby(DURATION_KEY, f"{domain}|+Inf", 1)
     pipe.hincrbyfloat(DURATION_KEY, f"{domain}|sum_ms", ms)
+    hourly = HOURLY_KEY.format(hour=int(time.time() // 3600))
+    pipe.hincrby(hourly, f"{domain}|{result}", 1)
+    pipe.expire(hourly, HOURLY_TTL)
     try:
         pipe.execute()
     except redis.RedisError:
@@ -46,6 +62,44 @@ def record_skipped(client: redis.Redis, domain: str, count: int) -> None:
         client.hincrby(SKIPPED_KEY, domain, count)
     except redis.RedisError:
         pass
+
+
+def record_failure_reason(client: redis.Redis, domain: str, reason: str) -> None:
+    """A task of `domain` failed for good with an exception of class `reason`."""
+    try:
+        client.hincrby(FAILURES_KEY, f"{domain}|{reason}", 1)
+    except redis.RedisError:
+        pass
+
+
+def record_calendar_actions(client: redis.Redis, actions: dict[str, int]) -> None:
+    """The writes one calendar sync made, by kind."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        for kind, count in actions.items():
+            pipe.hincrby(CALENDAR_ACTIONS_KEY, kind, int(count))
+        pipe.execute()
+    except redis.RedisError:
+        pass
+
+
+def hourly(client: redis.Redis, hours: int = 24, now: float | None = None) -> list[tuple[int, dict[str, int]]]:
+    """The last `hours` UTC hours, oldest first: (hour start epoch, {"domain|result": count})."""
+    current = int((time.time() if now is None else now) // 3600)
+    pipe = client.pipeline(transaction=False)
+    for hour in range(current - hours + 1, current + 1):
+        pipe.hgetall(HOURLY_KEY.format(hour=hour))
+    rows = pipe.execute()
+    return [((current - hours + 1 + i) * 3600, {k.decode(): int(v) for k, v in row.items()})
+            for i, row in enumerate(rows)]
+
+
+def oldest_check_age(client: redis.Redis, now: float | None = None) -> float | None:
+    """Seconds since the least recently checked Beteiligte was checked against Advoware (None: none yet)."""
+    oldest = client.zrange(CHECKED_KEY, 0, 0, withscores=True)
+    if not oldest:
+        return None
+    return max(0.0, (time.time() if now is None else now) - oldest[0][1])
 
 
 def _fields(client: redis.Redis, key: str) -> dict[str, float]:
@@ -77,6 +131,7 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "# TYPE bitbylaw_skipped_records_total counter"]
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
+    lines += _operator_lines(client)
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:
@@ -86,3 +141,39 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
                 continue
             lines.append(f'bitbylaw_queue_length{{queue="{queue}"}} {length}')
     return "\n".join(lines) + "\n"
+
+
+def _operator_lines(client: redis.Redis) -> list[str]:
+    """Failures by reason, calendar writes, and the gauges operators alert on (docs/operators.md)."""
+    from bitbylaw_tasks.ops import failures, heartbeat, manual
+
+    lines = ["# HELP bitbylaw_sync_failures_total Tasks failed for good (no retry follows) by domain and exception.",
+             "# TYPE bitbylaw_sync_failures_total counter"]
+    for field, value in sorted(_fields(client, FAILURES_KEY).items()):
+        domain, reason = field.split("|", 1)
+        lines.append(f'bitbylaw_sync_failures_total{{domain="{domain}",reason="{reason}"}} {value:g}')
+    lines += ["# HELP bitbylaw_calendar_actions_total Calendar sync writes by kind.",
+              "# TYPE bitbylaw_calendar_actions_total counter"]
+    for kind, value in sorted(_fields(client, CALENDAR_ACTIONS_KEY).items()):
+        lines.append(f'bitbylaw_calendar_actions_total{{action="{kind}"}} {value:g}')
+    per_domain = failures.counts(failures.entries(client))
+    lines += ["# HELP bitbylaw_failed_entities Entities whose last sync failed for good, by domain.",
+              "# TYPE bitbylaw_failed_entities gauge"]
+    lines += [f'bitbylaw_failed_entities{{domain="{d}"}} {n}' for d, (n, _) in sorted(per_domain.items())]
+    lines += ["# HELP bitbylaw_permanently_failed_entities Entities paused after repeated failures, by domain.",
+              "# TYPE bitbylaw_permanently_failed_entities gauge"]
+    lines += [f'bitbylaw_permanently_failed_entities{{domain="{d}"}} {p}' for d, (_, p) in sorted(per_domain.items())]
+    lines += ["# HELP bitbylaw_manual_actions_pending Decisions waiting for a person (ops.manual).",
+              "# TYPE bitbylaw_manual_actions_pending gauge", f"bitbylaw_manual_actions_pending {manual.count(client)}"]
+    now = time.time()
+    lines += ["# HELP bitbylaw_heartbeat_age_seconds Seconds since each component's last heartbeat "
+              "(absent: never seen).", "# TYPE bitbylaw_heartbeat_age_seconds gauge"]
+    for component, entry in heartbeat.report(client, 0, now).items():
+        if entry["last_seen"] is not None:
+            lines.append(f'bitbylaw_heartbeat_age_seconds{{component="{component}"}} {now - entry["last_seen"]:.1f}')
+    age = oldest_check_age(client, now)
+    lines += ["# HELP bitbylaw_advoware_check_oldest_age_seconds Age of the least recent Beteiligte check "
+              "against Advoware.", "# TYPE bitbylaw_advoware_check_oldest_age_seconds gauge"]
+    if age is not None:
+        lines.append(f"bitbylaw_advoware_check_oldest_age_seconds {age:.1f}")
+    return lines

@@ -101,7 +101,8 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     from bitbylaw_tasks.celery_app import settings_of
     from bitbylaw_tasks.enqueue import enqueuer_for
     from bitbylaw_tasks.exclusive import BUSY, run_exclusive
-    from bitbylaw_tasks.metrics import record_sync
+    from bitbylaw_tasks.metrics import record_failure_reason, record_sync
+    from bitbylaw_tasks.ops import failures
     from bitbylaw_tasks.redis_clients import lock_redis
 
     settings = settings_of(app)
@@ -128,8 +129,13 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     except Exception as exc:
         record_sync(client, domain.name, action, "retry" if isinstance(exc, Retry) else "failed",
                     time.monotonic() - started)
+        if not isinstance(exc, Retry):  # failed for good: the status page and the failure gauges show it
+            failures.record(client, domain.name, entity_id, str(exc))
+            record_failure_reason(client, domain.name, type(exc).__name__)
         raise
     busy = outcome == BUSY
+    if not busy:
+        failures.clear(client, domain.name, entity_id)
     record_sync(client, domain.name, BUSY if busy else domain.path_of(outcome), "busy" if busy else "ok",
                 time.monotonic() - started)
     return outcome

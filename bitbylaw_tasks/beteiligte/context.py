@@ -8,6 +8,7 @@ import redis
 from bitbylaw_tasks.beteiligte import service
 from bitbylaw_tasks.beteiligte.status import failure_prefix
 from bitbylaw_tasks.notify import notifier_for
+from bitbylaw_tasks.ops import failures
 from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND  # one lock per CBeteiligte: the two domains never interleave
 from bitbylaw_tasks.outcomes import Domain
 from bitbylaw_tasks.settings import Settings
@@ -25,7 +26,9 @@ def sync_context(settings: Settings, lock_client: redis.Redis) -> service.SyncCo
 
 def _recorder(domain: str):
     def record(ctx: service.SyncContext, entity_id: str, error: Exception) -> None:
-        service.record_failure(ctx, entity_id, error, prefix=failure_prefix(domain))
+        outcome = service.record_failure(ctx, entity_id, error, prefix=failure_prefix(domain))
+        if outcome is not None and outcome.permanent:
+            failures.mark_permanent(ctx.redis, domain, entity_id, str(error))
     return record
 
 

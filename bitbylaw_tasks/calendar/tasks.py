@@ -20,7 +20,7 @@ from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY
-from bitbylaw_tasks.metrics import record_skipped
+from bitbylaw_tasks.metrics import record_calendar_actions, record_skipped
 from bitbylaw_tasks.outcomes import run_entity_task
 from bitbylaw_tasks.redis_clients import calendar_redis, lock_redis
 
@@ -38,6 +38,7 @@ def sync_employee(self, kuerzel: str, force: bool = False) -> dict:
         return {"kuerzel": kuerzel, "path": BUSY}
     if outcome.rejected:
         record_skipped(lock_redis(settings_of(app)), "calendar", len(outcome.rejected))
+    record_calendar_actions(lock_redis(settings_of(app)), outcome.actions)
     return dataclasses.asdict(outcome)
 
 
