@@ -156,3 +156,31 @@ def test_deletion_in_espocrm_through_the_worker_tells_the_operator(sandbox, lock
     assert f"The party {record['id']} was deleted in EspoCRM" in note["post"]
     assert f"#CBeteiligte/view/{record['id']}" in note["post"]
     assert [n["noteId"] for n in _notifications(sandbox, "bob")] == [note["id"]]
+
+
+def test_a_tripped_calendar_guard_through_the_worker_tells_the_operator_team(sandbox, lock_redis, celery_worker,
+                                                                          redis_server):
+    import redis as redis_lib
+    from conftest import CALENDAR_DB
+
+    redis_lib.Redis.from_url(redis_server.url(CALENDAR_DB)).flushdb()
+    advo = sandbox.state("advoware")
+    advo.add_mitarbeiter("NT", "Mitarbeiter NT", "nt@kanzlei.example")
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 3 * 86400))
+    termine = [advo.add_termin(kuerzel="NT", art="Termin", datum=day, uhrzeitVon=f"{10 + i}:00",
+                               uhrzeitBis=f"{10 + i}:30", text=f"T{i}") for i in range(6)]
+    before = app.conf.bitbylaw_settings
+    app.conf.bitbylaw_settings = before.replace(notify_operator_team="team-ops")
+    try:
+        app.send_task("calendar.sync_employee", ("NT", False)).get(timeout=60)
+        for t in termine:
+            advo.human_delete_termin(t["frNr"])
+        with pytest.raises(Exception, match="NT"):
+            app.send_task("calendar.sync_employee", ("NT", False)).get(timeout=60)
+    finally:
+        app.conf.bitbylaw_settings = before
+    (note,) = _notes(sandbox)
+    assert note["targetType"] == "teams" and note["teamsIds"] == ["team-ops"]
+    assert "Kalender-Abgleich von NT wurde angehalten" in note["post"] and "--force" in note["post"]
+    (entry,) = failures.entries(lock_redis)
+    assert entry["domain"] == "calendar" and entry["entity_id"] == "NT" and "EmptySideGuard" not in entry["reason"]
