@@ -30,6 +30,7 @@ def binary(name: str) -> str:
 # What `seed` writes, for the assertions.
 SEEDED_OK = {"beteiligte": 7, "calendar": 3}
 SEEDED_FAILED = {"beteiligte": 2, "calendar": 1}
+OLDER_HOURS = ((3, 12, 1), (9, 20, 4), (20, 5, 0))  # (hours ago, beteiligte ok, beteiligte failed)
 FAILED_ID = "6a1f00000000000000000fa1"
 FAILED_REASON = "beteiligte 6a1f00000000000000000fa1: sync failed: BadRequest: Advoware answered 400"
 
@@ -45,7 +46,7 @@ def seed(client: redis.Redis, now: float | None = None) -> None:
         for _ in range(n):
             record_sync(client, domain, "update", "failed", 0.4)
     # older hours for the chart
-    for hours_ago, ok, failed in ((3, 12, 1), (9, 20, 4), (20, 5, 0)):
+    for hours_ago, ok, failed in OLDER_HOURS:
         key = f"metrics:hourly:{int((now - hours_ago * 3600) // 3600)}"
         client.hset(key, mapping={"beteiligte|ok": ok, "beteiligte|failed": failed})
     failures.record(client, "beteiligte", FAILED_ID, FAILED_REASON, now - 600)
