@@ -40,7 +40,7 @@ def missing_fields(present: dict | None) -> list[str]:
 
 def role_payload() -> dict:
     """The integration user's role: full access to CBeteiligte and its stream, webhooks, users readable
-    (for @mentions in stream notes); nothing else."""
+    (for @mentions in stream notes), posts to users and teams (operator notices); nothing else."""
     return {
         "name": ROLE_NAME,
         "data": {
@@ -52,6 +52,7 @@ def role_payload() -> dict:
         "assignmentPermission": "all",
         "userPermission": "all",
         "mentionPermission": "all",
+        "messagePermission": "all",  # stream posts addressed to the operator user/team (notify.py)
     }
 
 
@@ -65,7 +66,8 @@ def role_needs_update(role: dict, payload: dict) -> bool:
                 return True
         elif have != wanted:
             return True
-    return any(role.get(k) != payload[k] for k in ("assignmentPermission", "userPermission", "mentionPermission"))
+    return any(role.get(k) != payload[k] for k in ("assignmentPermission", "userPermission", "mentionPermission",
+                                                "messagePermission"))
 
 
 def webhook_urls(public_url: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 `create_espocrm_app()` builds it on the shared sandbox kit. The API under `/api/v1`:
 - `GET|POST CBeteiligte`, `GET|PUT|PATCH|DELETE CBeteiligte/{id}`, `GET CBeteiligte/{id}/stream`;
 - `GET|POST Webhook`, `GET|DELETE Webhook/{id}`;
-- `GET|POST Note`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`; `GET User`, `GET User/{id}`.
+- `GET|POST Note`, `GET Note/{id}`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`; `GET User`, `GET User/{id}`.
 Auth: `X-Api-Key`, or `X-Hmac-Authorization`; 401 without; more than 10
 failures from one address within 60 s -> 403 for that address.
 State lives in `app.extensions["espocrm"]` (an `EspoState`). The admin API
@@ -254,6 +254,13 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
     @app.get(f"{API}/Note")
     def list_notes():
         return jsonify(_search(state.all_notes(), NOTE_FIELDS))
+
+    @app.get(f"{API}/Note/<note_id>")
+    def get_note(note_id):
+        note = next((n for n in state.all_notes() if n["id"] == note_id), None)
+        if note is None:
+            raise EspoError(404, "Not Found")
+        return jsonify(note)
 
     @app.post(f"{API}/Notification")
     def create_notification():
