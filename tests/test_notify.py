@@ -91,7 +91,7 @@ def test_the_assigned_user_is_mentioned_once_per_window_and_conflict_notes_still
     assert first.mention == "alice" and notifier.record(notify.PERMANENT_FAILURE, record["id"], "again") is None
     (note,) = _notes(sandbox, record["id"])
     assert "@alice" in note["data"]["mentions"] and "Last error: 400" in note["post"]
-    assert [n["noteId"] for n in _notifications(sandbox, "alice")] == [note["id"]]
+    assert [n["data"]["noteId"] for n in _notifications(sandbox, "alice")] == [note["id"]]
     for _ in range(2):
         notifier.record(notify.CONFLICT, record["id"], "- titel: Advoware value overridden", alice["id"])
     conflicts = [n for n in _notes(sandbox, record["id"]) if "titel" in n["post"]]
@@ -140,7 +140,7 @@ def test_permanent_failure_through_the_worker_mentions_the_assigned_user(sandbox
     (note,) = _notes(sandbox, record["id"])
     assert note["post"].startswith("@alice ") and "keeps failing" not in note["post"]  # German by default
     assert "Abgleich mit Advoware schlägt immer wieder fehl" in note["post"]
-    assert [n["noteId"] for n in _notifications(sandbox, "alice")] == [note["id"]]
+    assert [n["data"]["noteId"] for n in _notifications(sandbox, "alice")] == [note["id"]]
     (entry,) = failures.entries(lock_redis)
     assert (entry["domain"], entry["entity_id"], entry["permanent"]) == ("beteiligte", record["id"], True)
     assert "400" in entry["reason"]
@@ -155,7 +155,7 @@ def test_deletion_in_espocrm_through_the_worker_tells_the_operator(sandbox, lock
     assert note["targetType"] == "users" and note["usersIds"] == [bob["id"]]
     assert f"The party {record['id']} was deleted in EspoCRM" in note["post"]
     assert f"#CBeteiligte/view/{record['id']}" in note["post"]
-    assert [n["noteId"] for n in _notifications(sandbox, "bob")] == [note["id"]]
+    assert [n["data"]["noteId"] for n in _notifications(sandbox, "bob")] == [note["id"]]
 
 
 def test_a_tripped_calendar_guard_through_the_worker_tells_the_operator_team(sandbox, lock_redis, celery_worker,

@@ -42,8 +42,9 @@ def test_a_record_post_mentions_the_assigned_user_and_notifies_them(backend, red
     assert note["post"] == delivery.text
     mention = note["data"]["mentions"]["@alice"]
     assert mention["id"] == alice["id"] and mention["userName"] == "alice"
-    mine = [n for n in _my_notifications(backend) if n.get("noteId") == note["id"]]
-    assert len(mine) == 1 and mine[0]["type"] == "MentionInPost"
+    mine = [n for n in _my_notifications(backend) if n["type"] == "MentionInPost" and n["relatedId"] == note["id"]]
+    assert len(mine) == 1 and mine[0]["data"]["noteId"] == note["id"] and mine[0]["relatedType"] == "Note"
+    assert mine[0]["noteData"]["post"] == delivery.text
 
 
 def test_a_trailing_dot_is_part_of_the_name_so_the_notice_puts_a_space_after_it(backend):
@@ -61,9 +62,9 @@ def test_a_post_addressed_to_the_operator_reaches_them_without_a_record(backend,
                                                                                          language="en"))
     delivery = notifier.send(Notice(notify.CALENDAR_GUARD, kuerzel, "advoware_empty"))
     assert delivery.to_user == "alice"
-    mine = [n for n in _my_notifications(backend) if n.get("type") == "MentionInPost"]
-    notes = [backend.user("GET", f"Note/{n['noteId']}").json() for n in mine]
-    (note,) = [n for n in notes if kuerzel in (n.get("post") or "")]
+    mine = [n for n in _my_notifications(backend) if n["type"] == "MentionInPost"]
+    (found,) = [n for n in mine if kuerzel in (n["noteData"].get("post") or "")]
+    note = backend.user("GET", f"Note/{found['data']['noteId']}").json()
     assert note["targetType"] == "users" and note.get("parentId") is None
     assert f"The calendar sync of {kuerzel} was stopped" in note["post"]
     assert alice["id"] in (note.get("usersIds") or [])

@@ -269,9 +269,12 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
     @app.get(f"{API}/Notification")
     def list_notifications():
         me = g.espo_user
-        mine = [{"id": n["id"], "type": "MentionInPost", "noteId": n["id"], "relatedType": n["parentType"],
-                 "relatedId": n["parentId"], "createdAt": n["createdAt"], "userId": me["id"]}
-                for n in state.all_notes() if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {})
+        # The real shape (EspoCRM 9.2.7): the note's id in `data.noteId` and `relatedId`, the note in `noteData`;
+        # newest first. Only mentions are simulated (the real server also notifies of stream updates).
+        mine = [{"id": "n" + n["id"], "type": "MentionInPost", "data": {"noteId": n["id"]}, "noteData": n,
+                 "relatedType": "Note", "relatedId": n["id"], "relatedParentType": None, "relatedParentId": None,
+                 "read": False, "createdAt": n["createdAt"], "userId": me["id"], "userName": me["name"]}
+                for n in reversed(state.all_notes()) if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {})
                 and n["createdById"] != me["id"]]  # EspoCRM does not notify the poster of their own mention
         return jsonify({"total": len(mine), "list": mine})
 
