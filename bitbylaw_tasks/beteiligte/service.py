@@ -310,7 +310,8 @@ def record_failure(ctx: SyncContext, entity_id: str, error: Exception,
         if outcome.permanent:
             notify.of(ctx).record(notify.PERMANENT_FAILURE, entity_id, (
                 f"Sync to Advoware failed {outcome.retry_count} times and is paused until "
-                f"{format_espo_datetime(outcome.next_attempt)} UTC. Last error: {outcome.update['syncErrorMessage']}"), espo.get("assignedUserId"))
+                f"{format_espo_datetime(outcome.next_attempt)} UTC. Last error: {outcome.update['syncErrorMessage']}"),
+                espo.get("assignedUserId"))
         schedule_retry(ctx.redis, entity_id, outcome.next_attempt)
         return outcome
     except (ApiError, redis.RedisError) as exc:

@@ -3,7 +3,8 @@
 `create_espocrm_app()` builds it on the shared sandbox kit. The API under `/api/v1`:
 - `GET|POST CBeteiligte`, `GET|PUT|PATCH|DELETE CBeteiligte/{id}`, `GET CBeteiligte/{id}/stream`;
 - `GET|POST Webhook`, `GET|DELETE Webhook/{id}`;
-- `GET|POST Note`, `GET Note/{id}`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`; `GET User`, `GET User/{id}`.
+- `GET|POST Note`, `GET Note/{id}`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`;
+- `GET User`, `GET User/{id}` (no keys).
 Auth: `X-Api-Key`, or `X-Hmac-Authorization`; 401 without; more than 10
 failures from one address within 60 s -> 403 for that address.
 State lives in `app.extensions["espocrm"]` (an `EspoState`). The admin API
@@ -274,8 +275,8 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         mine = [{"id": "n" + n["id"], "type": "MentionInPost", "data": {"noteId": n["id"]}, "noteData": n,
                  "relatedType": "Note", "relatedId": n["id"], "relatedParentType": None, "relatedParentId": None,
                  "read": False, "createdAt": n["createdAt"], "userId": me["id"], "userName": me["name"]}
-                for n in reversed(state.all_notes()) if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {})
-                and n["createdById"] != me["id"]]  # EspoCRM does not notify the poster of their own mention
+                for n in reversed(state.all_notes())
+                if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {}) and n["createdById"] != me["id"]]  # EspoCRM does not notify the poster of their own mention
         return jsonify({"total": len(mine), "list": mine})
 
     @app.get(f"{API}/User")
