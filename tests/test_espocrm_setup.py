@@ -88,12 +88,13 @@ def test_webhook_urls_point_at_the_shims_routes():
 def test_role_needs_update_only_when_a_right_differs():
     wanted = role_payload()
     stored = {**wanted, "data": {**wanted["data"], "Account": {"read": "all"}}, "id": "r1",
-              "messagePermission": "not-set"}
+              "portalPermission": "not-set"}
     assert not role_needs_update(stored, wanted)  # extra scopes and fields EspoCRM adds don't count
     less = {**stored, "data": {**stored["data"], "CBeteiligte": {**wanted["data"]["CBeteiligte"], "edit": "own"}}}
     assert role_needs_update(less, wanted)
     assert role_needs_update({**stored, "data": {**stored["data"], "Webhook": False}}, wanted)
     assert role_needs_update({**stored, "mentionPermission": "no"}, wanted)
+    assert role_needs_update({**stored, "messagePermission": "not-set"}, wanted)  # notices to the operator
     assert wanted["name"] == ROLE_NAME and wanted["data"]["CBeteiligte"]["delete"] == "no"
 
 
