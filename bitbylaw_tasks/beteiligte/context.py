@@ -7,9 +7,9 @@ import redis
 
 from bitbylaw_tasks.beteiligte import service
 from bitbylaw_tasks.beteiligte.status import failure_prefix
+from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND  # one lock per CBeteiligte: the two domains never interleave
 from bitbylaw_tasks.notify import notifier_for
 from bitbylaw_tasks.ops import failures
-from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND  # one lock per CBeteiligte: the two domains never interleave
 from bitbylaw_tasks.outcomes import Domain
 from bitbylaw_tasks.settings import Settings
 
