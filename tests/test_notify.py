@@ -184,3 +184,22 @@ def test_a_tripped_calendar_guard_through_the_worker_tells_the_operator_team(san
     assert "Kalender-Abgleich von NT wurde angehalten" in note["post"] and "--force" in note["post"]
     (entry,) = failures.entries(lock_redis)
     assert entry["domain"] == "calendar" and entry["entity_id"] == "NT" and "EmptySideGuard" not in entry["reason"]
+
+
+def test_a_conflict_through_the_worker_mentions_the_assigned_user_once_and_keeps_every_note(sandbox, lock_redis,
+                                                                                           celery_worker):
+    from beteiligte_helpers import advoware_record, linked_record
+
+    espo, advo = sandbox.state("espocrm"), sandbox.state("advoware")
+    record = linked_record(sandbox, {**PERSON, "assignedUserId": espo.user_by_name("alice")["id"]})
+    for titel_advo, titel_espo in (("Prof.", "Dr. med."), ("Prof. Dr.", "Dr. jur.")):
+        advo.human_update_beteiligte(record["betnr"], titel=titel_advo)
+        espo.human_update(record["id"], {"titel": titel_espo}, user="bob")
+        espo.hooks.clear()
+        assert run_sync(record["id"], "update", "webhook")["path"] == "conflict"
+        assert advoware_record(sandbox, record["betnr"])["titel"] == titel_espo
+    first, second = _notes(sandbox, record["id"])
+    assert first["post"].startswith("@alice ") and "Advoware: Prof.;" in first["post"]
+    assert "@" not in second["post"] and "Prof. Dr." in second["post"]  # within the window: posted, no mention
+    assert "Details: Sync conflict between EspoCRM and Advoware" in first["post"]
+    assert len(_notifications(sandbox, "alice")) == 1
