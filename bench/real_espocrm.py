@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, summary_ms, table
 from bench.sweep import DUE_MIX, TARGET_S, _fields, plan, stamp
+from bitbylaw_tasks import notify
 from bitbylaw_tasks.espocrm.devserver import RealEspoCrm, prerequisites
 
 COLUMNS = {"syncStatus": "sync_status", "betnr": "betnr", "advowareLastSync": "advoware_last_sync",
@@ -112,7 +113,7 @@ def measure_calls(real, env) -> list[list]:
         clients.espocrm.calls.clear()
         env.sandbox.kit("advoware").reset_calls()
         outcome = sync_beteiligte(ctx, entity_id, action, "sweep")
-        espo_calls = sum(n for name, n in clients.espocrm.calls.items() if name != "post_note")
+        espo_calls = sum(n for name, n in clients.espocrm.calls.items() if name not in notify.CLIENT_CALLS)
         advo_calls = sum(n for key, n in env.sandbox.kit("advoware").calls().items() if "/Token" not in key)
         extra = " (+1 `syncing` write, counted apart)" if outcome.path == "create" else ""
         n = espo_calls + advo_calls - (1 if outcome.path == "create" else 0)

@@ -77,6 +77,8 @@ WITHOUT_RECORD = frozenset({CALENDAR_GUARD, DELETED_IN_ESPOCRM})
 #: Notices posted even within the rate-limit window (without mention): they record data a merge overwrote.
 ALWAYS_POSTED = frozenset({CONFLICT})
 RATE_KEY = "notify:sent:{reason}:{subject}"
+#: The EspoCRM client methods a notice uses (outside a sync's call budget, SPEC §4.8).
+CLIENT_CALLS = frozenset({"post_note", "get_user", "find_user"})
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from beteiligte_helpers import advoware_record, run_sync
+from bitbylaw_tasks import notify
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.web import create_app
@@ -174,7 +175,7 @@ def test_calls_per_path_against_the_real_espocrm_stay_within_the_budget(real_sys
         clients.espocrm.calls.clear()
         sandbox.kit("advoware").reset_calls()
         outcome = sync_beteiligte(ctx, record["id"], action, "sweep")
-        espo_calls = sum(n for name, n in clients.espocrm.calls.items() if name != "post_note")
+        espo_calls = sum(n for name, n in clients.espocrm.calls.items() if name not in notify.CLIENT_CALLS)
         advo_calls = sum(n for key, n in sandbox.kit("advoware").calls().items() if "/Token" not in key)
         return outcome.path, espo_calls + advo_calls
 
