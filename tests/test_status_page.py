@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from beteiligte_helpers import PERSON, run_sync
 from bitbylaw_tasks.devredis import free_port
-from bitbylaw_tasks.ops import failures, manual
+from bitbylaw_tasks.ops import failures
 from bitbylaw_tasks.settings import get_settings
 from bitbylaw_tasks.web import create_app
 from bitbylaw_tasks.web.status import allowed, chart_svg, counts_24h, credentials
@@ -176,3 +175,15 @@ def test_flower_failed_task_list_shows_entity_and_reason(sandbox, lock_redis, ce
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     assert (DOCS / "flower-failures.png").stat().st_size > 20_000
+
+
+def test_a_long_failure_register_shows_the_newest_rows_and_says_how_many_more(lock_redis):
+    from bitbylaw_tasks.web.status import SHOWN
+
+    for i in range(SHOWN + 5):
+        failures.record(lock_redis, "beteiligte", f"id{i:04d}", f"reason {i}", now=1000 + i)
+    html = create_app(get_settings()).test_client().get(
+        "/status", headers={"Authorization": _basic(*AUTH)}).get_data(as_text=True)
+    assert html.count('<tr class="failure">') == SHOWN
+    assert f"id{SHOWN + 4:04d}" in html and "id0004<" not in html  # the newest, not the oldest
+    assert f"the newest {SHOWN} of {SHOWN + 5}" in html

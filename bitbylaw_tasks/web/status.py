@@ -37,6 +37,7 @@ RESULTS = ("ok", "failed", "retry", "busy")
 #: Domains whose entity id is an EspoCRM CBeteiligte id (the failure links to the record).
 RECORD_DOMAINS = frozenset({"beteiligte", "kommunikation"})
 FRESH_FOR = 2 * 3600  # seconds: the freshness alert's threshold (ops/prometheus/rules.yml)
+SHOWN = 200           # rows of the failure and manual-action tables (newest failures, oldest actions)
 
 
 def credentials(settings: Settings) -> str:
@@ -119,6 +120,8 @@ class Page:
     checked: int | None
     queues: dict[str, int] | None
     heartbeats: dict[str, dict] | None
+    failures_total: int = 0
+    manual_total: int = 0
 
 
 def _record_status(espocrm) -> dict[str, int] | None:
@@ -140,12 +143,14 @@ def collect(settings: Settings, espocrm, now: float | None = None) -> Page:
     try:
         hours = hourly(client, 24, now)
         page.syncs, page.chart = counts_24h(hours), chart_svg(hours)
+        entries, actions = failures.entries(client), manual.pending(client)
+        page.failures_total, page.manual_total = len(entries), len(actions)
         page.failures = [{**f, "since": iso_utc(f["at"]),
                           "link": url.format(id=f["entity_id"]) if f["domain"] in RECORD_DOMAINS else None}
-                         for f in failures.entries(client)]
+                         for f in entries[:SHOWN]]
         page.manual_actions = [{**a, "since": iso_utc(a["since"]),
                                 "link": url.format(id=a["entity_id"]) if a["domain"] != "calendar" else None}
-                               for a in manual.pending(client)]
+                               for a in actions[:SHOWN]]
         age = oldest_check_age(client, now)
         page.oldest_check, page.checks_stale = _age(age), age is not None and age > FRESH_FOR
         page.checked = int(client.zcard("beteiligte:checked"))
