@@ -77,6 +77,10 @@ WITHOUT_RECORD = frozenset({CALENDAR_GUARD, DELETED_IN_ESPOCRM})
 #: Notices posted even within the rate-limit window (without mention): they record data a merge overwrote.
 ALWAYS_POSTED = frozenset({CONFLICT})
 RATE_KEY = "notify:sent:{reason}:{subject}"
+BURST_KEY = "notify:burst:{reason}"
+#: Notices without a record all reach the same operator: at most this many per reason and window (a mass
+#: deletion in EspoCRM must not bury them; `bitbylaw beteiligte deletions` and /status list the rest).
+OPERATOR_BURST = 20
 #: The EspoCRM client methods a notice uses (outside a sync's call budget, SPEC §4.8).
 CLIENT_CALLS = frozenset({"post_note", "get_user", "find_user"})
 
@@ -173,7 +177,13 @@ class Notifier:
             return True
         key = RATE_KEY.format(reason=notice.reason, subject=notice.subject)
         try:
-            return bool(self.redis.set(key, "1", nx=True, ex=self.policy.window))
+            if not self.redis.set(key, "1", nx=True, ex=self.policy.window):
+                return False
+            if notice.reason not in WITHOUT_RECORD:
+                return True
+            burst = BURST_KEY.format(reason=notice.reason)
+            self.redis.set(burst, 0, nx=True, ex=self.policy.window)
+            return int(self.redis.incr(burst)) <= OPERATOR_BURST
         except redis.RedisError:
             return True  # better a repeated note than a lost one
 

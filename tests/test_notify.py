@@ -203,3 +203,11 @@ def test_a_conflict_through_the_worker_mentions_the_assigned_user_once_and_keeps
     assert "@" not in second["post"] and "Prof. Dr." in second["post"]  # within the window: posted, no mention
     assert "Details: Sync conflict between EspoCRM and Advoware" in first["post"]
     assert len(_notifications(sandbox, "alice")) == 1
+
+
+def test_a_mass_deletion_reaches_the_operator_at_most_the_burst_limit_per_window(sandbox, lock_redis):
+    notifier = Notifier(clients_for(get_settings()).espocrm, lock_redis, NotifyPolicy(operator_team="team-ops"))
+    posted = [notifier.record(notify.DELETED_IN_ESPOCRM, f"gone{i}") for i in range(notify.OPERATOR_BURST + 5)]
+    assert [p is not None for p in posted] == [True] * notify.OPERATOR_BURST + [False] * 5
+    assert len(_notes(sandbox)) == notify.OPERATOR_BURST
+    assert notifier.record(notify.CALENDAR_GUARD, "AB") is not None  # another reason has its own budget
