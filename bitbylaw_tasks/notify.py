@@ -15,7 +15,8 @@ A `Notice` (reason, subject, technical detail) becomes an EspoCRM stream post
 Rate limit, per subject and reason, one window (NOTIFY_WINDOW seconds, Redis
 `SET NX EX`): within it a repeated notice posts nothing — except a conflict
 note, which is the only record of the values a merge overrode: it is posted,
-but mentions nobody. `decide` is pure; `Notifier` reads the assigned user's
+but mentions nobody; notices to the operator are capped per reason and window
+(`OPERATOR_BURST`). `decide` is pure; `Notifier` reads the assigned user's
 name, takes the rate-limit slot and posts. Notifying never fails a sync.
 """
 from __future__ import annotations
