@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 from flask import Blueprint, Response, render_template, request
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from bitbylaw_tasks.beteiligte import status as bstatus
 from bitbylaw_tasks.metrics import hourly, oldest_check_age
@@ -181,7 +181,6 @@ def blueprint(settings: Settings) -> Blueprint:
         from bitbylaw_tasks.clients import clients_for
 
         page = collect(settings, clients_for(settings).espocrm)
-        return render_template("status.html", page=page, results=RESULTS, statuses=SYNC_STATUSES,
-                               escape=escape)
+        return render_template("status.html", page=page, results=RESULTS, statuses=SYNC_STATUSES)
 
     return bp
