@@ -187,3 +187,14 @@ def test_a_long_failure_register_shows_the_newest_rows_and_says_how_many_more(lo
     assert html.count('<tr class="failure">') == SHOWN
     assert f"id{SHOWN + 4:04d}" in html and "id0004<" not in html  # the newest, not the oldest
     assert f"the newest {SHOWN} of {SHOWN + 5}" in html
+
+
+def test_reasons_and_details_are_escaped(lock_redis):
+    from bitbylaw_tasks.ops import manual
+
+    failures.record(lock_redis, "beteiligte", "x1", "<script>alert(1)</script> & more")
+    manual.add(lock_redis, "adressen", "x2", "address_conflict", "<b>bold</b>")
+    html = create_app(get_settings()).test_client().get(
+        "/status", headers={"Authorization": _basic(*AUTH)}).get_data(as_text=True)
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
