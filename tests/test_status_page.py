@@ -1,6 +1,7 @@
 """The status page `/status`: its pure parts, its auth, and the page in Debian's chromium (playwright, no
 browser download) against a running shim with seeded data — plus Flower's failed-task list after a real
-failing sync. Both screenshots go to docs/ (docs/status-page.png, docs/flower-failures.png)."""
+failing sync. The screenshots refresh docs/status-page.png and docs/flower-failures.png when run with
+BITBYLAW_UPDATE_SCREENSHOTS=1."""
 from __future__ import annotations
 
 import base64
@@ -24,6 +25,12 @@ from integrations.sandbox.kit import ServerThread
 from ops_helpers import FAILED_ID, FAILED_REASON, OLDER_HOURS, SEEDED_FAILED, SEEDED_OK, binary, seed
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def shot(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: docs/ when BITBYLAW_UPDATE_SCREENSHOTS=1 (refresh the committed pictures),
+    else the test's own directory, so a test run never leaves the checkout modified."""
+    return (DOCS if os.environ.get("BITBYLAW_UPDATE_SCREENSHOTS") == "1" else tmp_path) / name
 AUTH = ("admin", "admin")  # the default FLOWER_BASIC_AUTH, used by /status when STATUS_BASIC_AUTH is empty
 
 
@@ -81,7 +88,7 @@ def browser():
         launched.close()
 
 
-def test_status_page_in_chromium_shows_the_failure_its_link_and_the_chart(sandbox, lock_redis, browser):
+def test_status_page_in_chromium_shows_the_failure_its_link_and_the_chart(sandbox, lock_redis, browser, tmp_path):
     for status, n in (("clean", 3), ("failed", 1)):
         for i in range(n):
             sandbox.state("espocrm").save(None, {"lastName": f"S{status}{i}", "syncStatus": status},
@@ -114,11 +121,11 @@ def test_status_page_in_chromium_shows_the_failure_its_link_and_the_chart(sandbo
         assert page.locator("#freshness b").inner_text() == "90 min"
         assert page.locator("#queues tr").count() == 4
         assert page.locator("#heartbeats td.bad").count() == 0
-        page.screenshot(path=str(DOCS / "status-page.png"), full_page=True)
+        page.screenshot(path=str(shot(tmp_path, "status-page.png")), full_page=True)
         context.close()
     finally:
         server.stop()
-    assert (DOCS / "status-page.png").stat().st_size > 20_000
+    assert (shot(tmp_path, "status-page.png")).stat().st_size > 20_000
 
 
 # ------------------------------------------------------------------ Flower's failed-task list
@@ -165,7 +172,7 @@ def test_flower_failed_task_list_shows_entity_and_reason(sandbox, lock_redis, ce
         box, width = cell.bounding_box(), page.viewport_size["width"]
         assert record["id"] in cell.inner_text() and "400" in cell.inner_text()
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, (box, width)
-        page.screenshot(path=str(DOCS / "flower-failures.png"), full_page=True)
+        page.screenshot(path=str(shot(tmp_path, "flower-failures.png")), full_page=True)
         context.close()
     finally:
         if proc.poll() is None:
@@ -174,7 +181,7 @@ def test_flower_failed_task_list_shows_entity_and_reason(sandbox, lock_redis, ce
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert (DOCS / "flower-failures.png").stat().st_size > 20_000
+    assert (shot(tmp_path, "flower-failures.png")).stat().st_size > 20_000
 
 
 def test_a_long_failure_register_shows_the_newest_rows_and_says_how_many_more(lock_redis):
