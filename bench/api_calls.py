@@ -166,7 +166,7 @@ def run(env: BenchEnv, timeout: float, handoff: bool) -> list[Measured]:
 
     # --- pass 2: webhooks lost (no subscription); the sweep finds everything ---
     espo.hooks.clear()
-    from bitbylaw_tasks.beteiligte.sweep import CHECKED_KEY
+    from bitbylaw_tasks.beteiligte.store import CHECKED_KEY
 
     lock_db = env.redis_client(1)
     lock_db.delete(CHECKED_KEY)  # the rolling check must see only pass 2's entity

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, summary_ms, table
 from bench.sweep import DUE_MIX, TARGET_S, _fields, plan, stamp
 from bitbylaw_tasks.espocrm.devserver import RealEspoCrm, prerequisites
+from bitbylaw_tasks.beteiligte.store import CHECKED_KEY
 
 COLUMNS = {"syncStatus": "sync_status", "betnr": "betnr", "advowareLastSync": "advoware_last_sync",
            "syncNextRetry": "sync_next_retry", "syncRetryCount": "sync_retry_count",
@@ -67,7 +68,7 @@ def seed_rows(real: RealEspoCrm, env: BenchEnv, kinds: list[str], now: datetime)
         if kind == "syncing, stale, lock alive":
             pipe.set(f"sync_lock:cbeteiligte:{record_id}", "some-other-worker", ex=900)
         if fields.get("betnr") is not None and fields["syncStatus"] == "clean":
-            pipe.zadd("beteiligte:checked", {record_id: now.timestamp() - rng.uniform(600, 80000)})
+            pipe.zadd(CHECKED_KEY, {record_id: now.timestamp() - rng.uniform(600, 80000)})
     pipe.execute()
     names = list(rows[0])
     for start in range(0, len(rows), 1000):
@@ -82,7 +83,7 @@ def measure_sweep(real, env, args) -> dict:
 
     now = datetime.now(timezone.utc)
     due = seed_rows(real, env, plan(args.records, args.due), now)
-    members = env.redis_client(LOCK_DB).zrange("beteiligte:checked", 0, -1, withscores=True)
+    members = env.redis_client(LOCK_DB).zrange(CHECKED_KEY, 0, -1, withscores=True)
     ordered = [m.decode() for m, _ in sorted(members, key=lambda item: item[1])]
     rolling = set([m for m in ordered if m not in due][:args.check_budget])
     broker = env.redis_client(BROKER_DB)

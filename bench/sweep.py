@@ -27,6 +27,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, table
+from bitbylaw_tasks.beteiligte.store import CHECKED_KEY
 
 TARGET_S = 5.0
 # Shares of the due records per rule (SPEC §4.1), and of the not-due near misses.
@@ -110,14 +111,14 @@ def seed(env: BenchEnv, kinds: list[str], now: datetime) -> tuple[set[str], dict
                 pipe.set(f"sync_lock:cbeteiligte:{record['id']}", "some-other-worker", ex=900)
             if record.get("betnr") is not None and record["syncStatus"] == "clean":
                 # the rolling check's memory: when each synced entity was last checked
-                pipe.zadd("beteiligte:checked", {record["id"]: now.timestamp() - rng.uniform(600, 80000)})
+                pipe.zadd(CHECKED_KEY, {record["id"]: now.timestamp() - rng.uniform(600, 80000)})
     pipe.execute()
     return due, kind_of
 
 
 def expected_rolling(env: BenchEnv, due: set[str], budget: int) -> set[str]:
     """The `budget` longest-unchecked entities that are not due anyway (computed independently of the sweep)."""
-    members = env.redis_client(LOCK_DB).zrange("beteiligte:checked", 0, -1, withscores=True)
+    members = env.redis_client(LOCK_DB).zrange(CHECKED_KEY, 0, -1, withscores=True)
     ordered = [m.decode() for m, _ in sorted(members, key=lambda item: item[1])]
     return set([m for m in ordered if m not in due][:budget])
 

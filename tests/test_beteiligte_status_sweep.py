@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from beteiligte_helpers import PERSON, espo_record
-from bitbylaw_tasks.beteiligte import service
+from bitbylaw_tasks.beteiligte import service, store
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
-from bitbylaw_tasks.beteiligte.sweep import record_checked, sweep
+from bitbylaw_tasks.beteiligte.store import record_checked
+from bitbylaw_tasks.beteiligte.sweep import sweep
 from bitbylaw_tasks.celery_app import create_celery
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import Enqueuer
@@ -80,9 +81,9 @@ def test_backoff_schedule_then_permanent_failure_then_auto_reset(sandbox, ctx, l
             assert stored["syncStatus"] == "failed"
             # before its time the record is skipped (and scheduled), not synced
             assert service.sync_beteiligte(ctx, record["id"], "update", "webhook").path == "backoff"
-            assert service.due_retries(lock_redis, ctx.clock()) == []
+            assert store.due_retries(lock_redis, ctx.clock()) == []
             ctx.clock.advance(seconds=waits[-1].total_seconds() + 1)
-            assert service.due_retries(lock_redis, ctx.clock()) == [record["id"]]
+            assert store.due_retries(lock_redis, ctx.clock()) == [record["id"]]
     assert waits[:4] == [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1)]
     stored = espo_record(sandbox, record["id"])
     assert stored["syncStatus"] == "permanently_failed" and stored["syncAutoResetAt"]
@@ -149,7 +150,7 @@ def test_rolling_check_takes_the_longest_unchecked_within_budget(sandbox, ctx, e
 
 def test_a_record_gone_from_espocrm_leaves_the_rolling_check(sandbox, celery_worker, lock_redis):
     from beteiligte_helpers import run_sync
-    from bitbylaw_tasks.beteiligte.sweep import CHECKED_KEY
+    from bitbylaw_tasks.beteiligte.store import CHECKED_KEY
 
     record_checked(lock_redis, "e00000000000000ff", datetime.now(timezone.utc))
     assert run_sync("e00000000000000ff")["path"] == "missing_in_espocrm"

@@ -17,14 +17,13 @@ from datetime import datetime, timedelta
 
 import redis
 
-from bitbylaw_tasks.beteiligte import status
+from bitbylaw_tasks.beteiligte import status, store
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.enqueue import Enqueuer
 from bitbylaw_tasks.locks import is_locked
 from integrations.espocrm import EspoCrmClient, W
 
-CHECKED_KEY = "beteiligte:checked"  # sorted set: entity id -> epoch of its last completed sync/check
 SELECT = ["id", "syncStatus", "syncNextRetry", "syncAutoResetAt", "advowareLastSync", "betnr", "modifiedAt"]
 ENQUEUE_CHUNK = 500
 RESET_PARALLELISM = 8
@@ -65,14 +64,6 @@ def selection(now: datetime, lock_ttl: timedelta = status.LOCK_TTL,
     )
 
 
-def record_checked(client: redis.Redis, entity_id: str, now: datetime) -> None:
-    client.zadd(CHECKED_KEY, {entity_id: now.timestamp()})
-
-
-def forget_checked(client: redis.Redis, entity_id: str) -> None:
-    client.zrem(CHECKED_KEY, entity_id)
-
-
 def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, now: datetime, *,
           check_budget: int, lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
     result = SweepResult()
@@ -91,14 +82,13 @@ def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, 
             list(pool.map(lambda i: espocrm.update_beteiligte(i, status.auto_reset(now)), resets))
         result.reset = len(resets)
     if check_budget > 0:
-        for member in lock_client.zrange(CHECKED_KEY, 0, check_budget + len(due) - 1):
-            entity_id = member.decode()
+        for entity_id in store.longest_unchecked(lock_client, check_budget + len(due)):
             if entity_id not in due and result.rolling < check_budget:
                 due[entity_id] = "rolling"
                 result.rolling += 1
-    oldest = lock_client.zrange(CHECKED_KEY, 0, 0, withscores=True)
-    if oldest:
-        result.oldest_check_age_s = round(now.timestamp() - oldest[0][1], 1)
+    oldest = store.oldest_check(lock_client)
+    if oldest is not None:
+        result.oldest_check_age_s = round(now.timestamp() - oldest, 1)
     ids = list(due)
     for start in range(0, len(ids), ENQUEUE_CHUNK):
         chunk = ids[start:start + ENQUEUE_CHUNK]

@@ -12,9 +12,9 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from bitbylaw_tasks import messages
-from bitbylaw_tasks.beteiligte import service
+from bitbylaw_tasks.beteiligte import service, store
 from bitbylaw_tasks.beteiligte.context import BETEILIGTE, sync_context
-from bitbylaw_tasks.beteiligte.sweep import forget_checked, record_checked, sweep as run_sweep
+from bitbylaw_tasks.beteiligte.sweep import sweep as run_sweep
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import enqueuer_for
@@ -40,9 +40,9 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
         return {"entity_id": entity_id, "path": BUSY}
     then = service.followups(outcome)
     if then.forget_checked:
-        forget_checked(lock_redis(settings_of(app)), entity_id)
+        store.forget_checked(lock_redis(settings_of(app)), entity_id)
     if then.record_checked:
-        record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
+        store.record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
     if then.handoff_kommunikation:
         enqueuer_for(app).enqueue([messages.kommunikation_sync(entity_id)])
     return dataclasses.asdict(outcome)
@@ -72,8 +72,8 @@ def retry_due() -> int:
     """Beat, every 30 s: queue the syncs whose back-off (syncNextRetry) has passed."""
     settings = settings_of(app)
     client = lock_redis(settings)
-    ids = service.due_retries(client, utcnow())
+    ids = store.due_retries(client, utcnow())
     if ids:
         enqueuer_for(app).enqueue([messages.beteiligte_sync(i, "update", "retry") for i in ids])
-        service.drop_retries(client, ids)
+        store.drop_retries(client, ids)
     return len(ids)
