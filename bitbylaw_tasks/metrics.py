@@ -14,6 +14,7 @@ SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
 DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
+CHECK_AGES_KEY = "metrics:check_ages"  # field "domain|quantile" -> seconds, "domain|tracked" -> entities
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -48,6 +49,22 @@ def record_skipped(client: redis.Redis, domain: str, count: int) -> None:
         pass
 
 
+def record_check_ages(client: redis.Redis, domain: str, tracked: int, ages: dict[str, float | None]) -> None:
+    """The age of the entities' last checks (`ages`: quantile label -> seconds; "1" is the oldest), as a
+    domain's freshness checker last measured them (a gauge, replaced each time)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(CHECK_AGES_KEY, f"{domain}|tracked", tracked)
+    for quantile, seconds in ages.items():
+        if seconds is None:
+            pipe.hdel(CHECK_AGES_KEY, f"{domain}|{quantile}")
+        else:
+            pipe.hset(CHECK_AGES_KEY, f"{domain}|{quantile}", round(seconds, 1))
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        pass
+
+
 def _fields(client: redis.Redis, key: str) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in client.hgetall(key).items()}
 
@@ -77,6 +94,19 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "# TYPE bitbylaw_skipped_records_total counter"]
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
+    ages = _fields(client, CHECK_AGES_KEY)
+    lines += ["# HELP bitbylaw_check_age_seconds Age of the entities' last checks at the freshness checker's "
+              "last run, by quantile (1 = the oldest check).", "# TYPE bitbylaw_check_age_seconds gauge"]
+    for field, value in sorted(ages.items()):
+        domain, quantile = field.split("|")
+        if quantile != "tracked":
+            lines.append(f'bitbylaw_check_age_seconds{{domain="{domain}",quantile="{quantile}"}} {value:g}')
+    lines += ["# HELP bitbylaw_checked_entities Entities with a recorded check.",
+              "# TYPE bitbylaw_checked_entities gauge"]
+    for field, value in sorted(ages.items()):
+        domain, quantile = field.split("|")
+        if quantile == "tracked":
+            lines.append(f'bitbylaw_checked_entities{{domain="{domain}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

@@ -47,7 +47,8 @@ class Settings:
     conflict_policy: dict[str, str] = field(default_factory=dict)  # field group -> espocrm|advoware
     sweep_interval: float = 900.0
     retry_drain_interval: float = 30.0
-    sweep_check_budget: int = 200  # Advoware GETs per sweep for the rolling check of clean entities
+    freshness_tick: float = 10.0   # seconds between the freshness checker's runs (beat)
+    freshness_headroom: int = 8    # Advoware calls per minute the checker leaves for user-triggered syncs
 
     # --- HTTP clients ---
     http_connect_timeout: float = 3.05
@@ -208,7 +209,8 @@ _VARS: list[tuple[str, str, str]] = [
     ("SYNC_LOCK_TTL", "sync_lock_ttl", "int"),
     ("SYNC_TRANSIENT_RETRIES", "transient_retries", "int"),
     ("CONFLICT_POLICY", "conflict_policy", "policy"),
-    ("SWEEP_CHECK_BUDGET", "sweep_check_budget", "int"),
+    ("FRESHNESS_TICK", "freshness_tick", "float"),
+    ("FRESHNESS_HEADROOM", "freshness_headroom", "int"),
     ("SWEEP_INTERVAL", "sweep_interval", "float"),
     ("RETRY_DRAIN_INTERVAL", "retry_drain_interval", "float"),
     ("HTTP_CONNECT_TIMEOUT", "http_connect_timeout", "float"),

@@ -31,6 +31,13 @@ def cmd_status(args, settings: Settings) -> int:
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"{status:22s} {n}")
     print(f"{'total':22s} {sum(counts.values())}")
+    import time
+
+    from bitbylaw_tasks.beteiligte.freshness import freshness
+    from bitbylaw_tasks.redis_clients import lock_redis
+
+    for line in freshness(lock_redis(settings), time.time()).lines():  # Advoware-only changes wait this long
+        print(line)
     return 0
 
 

@@ -7,6 +7,7 @@
 | `beteiligte:checked` | sorted set | entity id -> epoch of its last completed sync/check (freshness) |
 | `beteiligte:retry_due` | sorted set | entity id -> epoch its back-off ends (drained by beat) |
 | `beteiligte:deleted_in_espocrm` | hash | entity id -> when EspoCRM deleted it (for operators) |
+| `beteiligte:freshness:picked` | sorted set | entity id -> epoch the freshness checker queued its check (a lease) |
 
 The entity locks (`sync_lock:cbeteiligte:{id}`), "sync again" marks and
 coalescing keys belong to the base layer (`locks`, `exclusive`, `enqueue`).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from datetime import datetime
 
@@ -30,6 +32,7 @@ PUT_KEY = "advoware_put:{}"
 CHECKED_KEY = "beteiligte:checked"
 RETRY_SCHEDULE_KEY = "beteiligte:retry_due"
 ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"
+PICKED_KEY = "beteiligte:freshness:picked"
 JOURNAL_TTL = 30 * 24 * 3600  # far longer than any retry schedule; gone once the write-back landed
 
 
@@ -110,28 +113,48 @@ class PutJournal(JsonSlot):
 
 # --- the check times (freshness) ---
 def record_checked(client: redis.Redis, entity_id: str, now: datetime) -> None:
-    client.zadd(CHECKED_KEY, {entity_id: now.timestamp()})
+    """The entity's sync or check completed at `now` (a pick of the freshness checker is done with)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(CHECKED_KEY, {entity_id: now.timestamp()}).zrem(PICKED_KEY, entity_id)
+    pipe.execute()
 
 
 def forget_checked(client: redis.Redis, entity_id: str) -> None:
     client.zrem(CHECKED_KEY, entity_id)
 
 
-def longest_unchecked(client: redis.Redis, count: int) -> list[str]:
-    """Up to `count` entity ids, the longest-unchecked first."""
-    if count <= 0:
-        return []
-    return [m.decode() for m in client.zrange(CHECKED_KEY, 0, count - 1)]
-
-
-def check_times(client: redis.Redis) -> list[float]:
-    """The epoch of every entity's last check, oldest first (for the freshness figures)."""
-    return [score for _, score in client.zrange(CHECKED_KEY, 0, -1, withscores=True)]
-
-
 def oldest_check(client: redis.Redis) -> float | None:
     oldest = client.zrange(CHECKED_KEY, 0, 0, withscores=True)
     return oldest[0][1] if oldest else None
+
+
+def pick_unchecked(client: redis.Redis, count: int, now: float, lease: float) -> list[str]:
+    """Up to `count` of the longest-unchecked entities that no earlier pick still holds (picked less than
+    `lease` seconds ago and not checked since: `record_checked` ends a pick), recorded as picked at `now`."""
+    if count <= 0:
+        return []
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(PICKED_KEY, "-inf", now - lease)
+    pipe.zrange(PICKED_KEY, 0, -1)
+    held = set(pipe.execute()[1])
+    candidates = client.zrange(CHECKED_KEY, 0, count + len(held) - 1)
+    picked = [member.decode() for member in candidates if member not in held][:count]
+    if picked:
+        client.zadd(PICKED_KEY, {entity_id: now for entity_id in picked})
+    return picked
+
+
+def check_ages(client: redis.Redis, now: float, quantiles: tuple[float, ...]) -> tuple[int, dict[float, float]]:
+    """(entities tracked, {q: the check age, in seconds, that a share q of them does not exceed}); q = 1 is
+    the oldest check. Two round trips whatever the number of entities (ranks in the sorted set)."""
+    total = int(client.zcard(CHECKED_KEY))
+    if total == 0:
+        return 0, {}
+    pipe = client.pipeline(transaction=False)
+    for q in quantiles:  # the zset is ordered by check time: rank 0 is the oldest check
+        rank = total - max(1, math.ceil(q * total))
+        pipe.zrange(CHECKED_KEY, rank, rank, withscores=True)
+    return total, {q: max(0.0, now - hit[0][1]) for q, hit in zip(quantiles, pipe.execute())}
 
 
 # --- the retry schedule ---

@@ -3,10 +3,10 @@
 One EspoCRM query (an `or` of the five selection rules) paged through with
 keyset paging, no cap; `status.is_due` re-checks each hit (pure); due
 `permanently_failed` records are reset first; everything is enqueued through
-the same coalescing as the webhooks. The rolling check adds the
-longest-unchecked clean entities (Redis sorted set of last check times) up to
-the Advoware call budget, so Advoware-only changes are found far sooner
-than the 24 h rule alone would.
+the same coalescing as the webhooks. The rolling check of clean entities
+(Advoware-only changes) is the freshness checker's (`freshness.py`), which
+runs far more often and spends what the Advoware budget leaves; the sweep
+reports the oldest check's age.
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ LOCK_KIND = "cbeteiligte"
 @dataclass
 class SweepResult:
     by_rule: dict[str, int] = field(default_factory=lambda: collections.Counter())
-    rolling: int = 0
     queued: int = 0
     coalesced: int = 0
     reset: int = 0
@@ -41,7 +40,7 @@ class SweepResult:
     oldest_check_age_s: float | None = None
 
     def as_dict(self) -> dict:
-        return {"by_rule": dict(self.by_rule), "rolling": self.rolling, "queued": self.queued,
+        return {"by_rule": dict(self.by_rule), "queued": self.queued,
                 "coalesced": self.coalesced, "reset": self.reset, "scanned": self.scanned,
                 "oldest_check_age_s": self.oldest_check_age_s}
 
@@ -65,7 +64,7 @@ def selection(now: datetime, lock_ttl: timedelta = status.LOCK_TTL,
 
 
 def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, now: datetime, *,
-          check_budget: int, lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
+          lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
     result = SweepResult()
     due: dict[str, str] = {}
     for record in espocrm.iter_beteiligte(selection(now, lock_ttl), select=SELECT):
@@ -81,11 +80,6 @@ def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, 
         with ThreadPoolExecutor(max_workers=RESET_PARALLELISM) as pool:
             list(pool.map(lambda i: espocrm.update_beteiligte(i, status.auto_reset(now)), resets))
         result.reset = len(resets)
-    if check_budget > 0:
-        for entity_id in store.longest_unchecked(lock_client, check_budget + len(due)):
-            if entity_id not in due and result.rolling < check_budget:
-                due[entity_id] = "rolling"
-                result.rolling += 1
     oldest = store.oldest_check(lock_client)
     if oldest is not None:
         result.oldest_check_age_s = round(now.timestamp() - oldest, 1)

@@ -1,4 +1,5 @@
-"""Celery tasks of the `beteiligte` queue: sync one entity, the sweep, and the retry drain. Thin adapters.
+"""Celery tasks of the `beteiligte` queue: sync one entity, the sweep, the freshness checker and the retry
+drain. Thin adapters.
 
 Each task takes ids only, holds the entity lock (via `run_exclusive`), calls
 the service, and maps exceptions to Celery outcomes: the shared runner
@@ -12,7 +13,9 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from bitbylaw_tasks import messages
-from bitbylaw_tasks.beteiligte import service, store
+import time
+
+from bitbylaw_tasks.beteiligte import freshness as fresh, service, store
 from bitbylaw_tasks.beteiligte.context import BETEILIGTE, sync_context
 from bitbylaw_tasks.beteiligte.sweep import sweep as run_sweep
 from bitbylaw_tasks.celery_app import app, settings_of
@@ -20,6 +23,7 @@ from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY
 from bitbylaw_tasks.locks import EntityLock
+from bitbylaw_tasks.metrics import record_check_ages
 from bitbylaw_tasks.outcomes import run_entity_task
 from bitbylaw_tasks.redis_clients import lock_redis
 
@@ -59,12 +63,30 @@ def sweep() -> dict:
         return {"skipped": True}
     try:
         result = run_sweep(clients_for(settings).espocrm, client, enqueuer_for(app), utcnow(),
-                           check_budget=settings.sweep_check_budget,
                            lock_ttl=timedelta(seconds=settings.sync_lock_ttl))
     finally:
         guard.release()
     log.info("beteiligte sweep: %s", result.as_dict())
     return result.as_dict()
+
+
+@app.task(name="beteiligte.freshness", acks_late=True, ignore_result=True)
+def freshness() -> dict:
+    """Beat, every FRESHNESS_TICK s: check the longest-unchecked parties with what the shared Advoware budget
+    leaves (`freshness.py`), and publish the check ages for /metrics."""
+    settings = settings_of(app)
+    client = lock_redis(settings)
+    gate = clients_for(settings).advoware.gate
+    budget = fresh.Budget(settings.advoware_max_requests_per_minute, settings.freshness_headroom,
+                          settings.freshness_tick)
+    now = time.time()
+    step = fresh.tick(client, budget, now=now, used=gate.used() if gate is not None else 0,
+                      waiting=enqueuer_for(app).waiting("beteiligte"))
+    if step.picked:
+        enqueuer_for(app).enqueue([messages.beteiligte_sync(i, "check", "sweep") for i in step.picked])
+    ages = fresh.freshness(client, now)
+    record_check_ages(client, "beteiligte", ages.tracked, {"0.5": ages.p50_s, "0.99": ages.p99_s, "1": ages.oldest_s})
+    return step.as_dict()
 
 
 @app.task(name="beteiligte.retry_due", acks_late=True, ignore_result=True)
