@@ -223,7 +223,9 @@ class Sim:
     def calendar_all(self) -> None:
         self.gate.admit(self.t, CALENDAR)  # GET Mitarbeiter
         for employee in range(self.args.employees):
-            self.enqueue("calendar", Message("calendar", -1 - employee, self.t))
+            # the product queues every employee at once; --calendar-spread shows what spreading them would do
+            offset = 900 * employee / self.args.employees if self.args.calendar_spread else 0.0
+            self.at(self.t + offset, lambda e=employee: self.enqueue("calendar", Message("calendar", -1 - e, self.t)))
         self.at(self.t + 900, self.calendar_all)
 
     def sample_ages(self) -> None:
@@ -309,7 +311,7 @@ def report(args, r: dict) -> tuple[str, bool]:
                    f"tick {args.tick:g} s (target {sim.budget.target}/min, at most {sim.budget.cap} per tick)"],
         ["traffic", f"{args.espocrm_edits} EspoCRM edits, {args.advoware_edits} Advoware-only edits (08-18 h, "
                     f"{args.kommunikation_share:.0%} in Kommunikation), calendar every 15 min for "
-                    f"{args.employees} employees"],
+                    f"{args.employees} employees" + (" (spread over the 15 min: what-if)" if args.calendar_spread else "")],
         ["Advoware-only edit -> in EspoCRM, all", _dist(every)],
         ["  master data", _dist(sim.delays["master data"])],
         ["  Kommunikation", _dist(sim.delays["Kommunikation"])],
@@ -343,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--espocrm-edits", type=int, default=2000)
     parser.add_argument("--kommunikation-share", type=float, default=0.3, help="share of edits in e-mail/phone")
     parser.add_argument("--employees", type=int, default=20, help="calendars synced every 15 min")
+    parser.add_argument("--calendar-spread", action="store_true",
+                        help="what-if: spread the calendar's employee syncs over the 15 min (not the product's "
+                             "behaviour: it queues them all at once)")
     parser.add_argument("--per-minute", type=int, default=100, help="ADVOWARE_MAX_REQUESTS_PER_MINUTE")
     parser.add_argument("--headroom", type=int, default=8, help="FRESHNESS_HEADROOM")
     parser.add_argument("--tick", type=float, default=10.0, help="FRESHNESS_TICK")

@@ -4,6 +4,7 @@ Counters are Redis hash fields (`HINCRBY`), so every worker on every machine
 adds to the same numbers and the web shim can render them without talking to
 the workers. Recorded: syncs by domain, path and result with a duration
 histogram, API calls per external system (counted by the shared rate gates),
+the age of the entities' last checks (a gauge each freshness run replaces),
 and, at render time, the length of every queue.
 """
 from __future__ import annotations
@@ -94,19 +95,17 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "# TYPE bitbylaw_skipped_records_total counter"]
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
-    ages = _fields(client, CHECK_AGES_KEY)
-    lines += ["# HELP bitbylaw_check_age_seconds Age of the entities' last checks at the freshness checker's "
-              "last run, by quantile (1 = the oldest check).", "# TYPE bitbylaw_check_age_seconds gauge"]
-    for field, value in sorted(ages.items()):
-        domain, quantile = field.split("|")
-        if quantile != "tracked":
-            lines.append(f'bitbylaw_check_age_seconds{{domain="{domain}",quantile="{quantile}"}} {value:g}')
-    lines += ["# HELP bitbylaw_checked_entities Entities with a recorded check.",
-              "# TYPE bitbylaw_checked_entities gauge"]
-    for field, value in sorted(ages.items()):
+    ages, tracked = [], []
+    for field, value in sorted(_fields(client, CHECK_AGES_KEY).items()):
         domain, quantile = field.split("|")
         if quantile == "tracked":
-            lines.append(f'bitbylaw_checked_entities{{domain="{domain}"}} {value:g}')
+            tracked.append(f'bitbylaw_checked_entities{{domain="{domain}"}} {value:g}')
+        else:
+            ages.append(f'bitbylaw_check_age_seconds{{domain="{domain}",quantile="{quantile}"}} {value:g}')
+    lines += ["# HELP bitbylaw_check_age_seconds Age of the entities' last checks at the freshness checker's "
+              "last run, by quantile (1 = the oldest check).", "# TYPE bitbylaw_check_age_seconds gauge", *ages,
+              "# HELP bitbylaw_checked_entities Entities with a recorded check.",
+              "# TYPE bitbylaw_checked_entities gauge", *tracked]
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

@@ -149,3 +149,15 @@ def test_the_freshness_task_finds_an_advoware_only_change(sandbox, celery_worker
     assert checked > (now - timedelta(minutes=1)).timestamp()  # its check is recorded as it completes
     text = render(lock_redis, None, ())
     assert 'bitbylaw_checked_entities{domain="beteiligte"} 2' in text
+
+
+def test_beteiligte_status_shows_the_check_ages(sandbox, lock_redis, capsys):
+    from bitbylaw_tasks import cli
+
+    now = datetime.now(timezone.utc)
+    for n, hours in enumerate((0.5, 1, 3)):
+        store.record_checked(lock_redis, f"e{n}", now - timedelta(hours=hours))
+    assert cli.main(["beteiligte", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "checked parties        3" in out and "check age p50          60 min" in out
+    assert "check age p99          3.0 h" in out and "oldest check           3.0 h" in out
