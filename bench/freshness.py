@@ -312,7 +312,8 @@ def report(args, r: dict) -> tuple[str, bool]:
                    f"tick {args.tick:g} s (target {sim.budget.target}/min, at most {sim.budget.cap} per tick)"],
         ["traffic", f"{args.espocrm_edits} EspoCRM edits, {args.advoware_edits} Advoware-only edits (08-18 h, "
                     f"{args.kommunikation_share:.0%} in Kommunikation), calendar every 15 min for "
-                    f"{args.employees} employees" + (" (spread over the 15 min: what-if)" if args.calendar_spread else "")],
+                    f"{args.employees} employees" + (" (spread over the 15 min: what-if)"
+                                                     if args.calendar_spread else "")],
         ["Advoware-only edit -> in EspoCRM, all", _dist(every)],
         ["  master data", _dist(sim.delays["master data"])],
         ["  Kommunikation", _dist(sim.delays["Kommunikation"])],
@@ -324,8 +325,8 @@ def report(args, r: dict) -> tuple[str, bool]:
          f"p50 up to {_duration(max(a.p50_s for a in office_ages))}, p99 up to "
          f"{_duration(max(a.p99_s for a in office_ages))}, oldest up to "
          f"{_duration(max(a.oldest_s for a in office_ages))}" if office_ages else "n/a"],
-        ["webhook sync: queued -> started", _dist(sim.webhook_wait) + f"; mean {statistics.fmean(sim.webhook_wait):.2f} s"
-         if sim.webhook_wait else "n/a"],
+        ["webhook sync: queued -> started", _dist(sim.webhook_wait) +
+         f"; mean {statistics.fmean(sim.webhook_wait):.2f} s" if sim.webhook_wait else "n/a"],
         ["webhook sync: waiting at the gate (inside the sync)", _dist(sim.webhook_gate) +
          f"; mean {statistics.fmean(sim.webhook_gate):.2f} s" if sim.webhook_gate else "n/a"],
         ["webhook sync: queued -> done", _dist(sim.webhook_total) if sim.webhook_total else "n/a"],

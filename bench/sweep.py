@@ -8,9 +8,11 @@ advowareLastSync, syncing with no live lock and older than the lock TTL) and
 the rest not due, including the near misses (failed/permanently_failed not
 yet due, recent syncing, stale syncing whose lock is alive, clean without a
 betnr, deleted_in_advoware). The rolling check of clean records is the
-freshness checker's (`bench.freshness`), not the sweep's. Then runs the `beteiligte.sweep` task in this process (no worker, so the
-queue keeps what it queued), times it, counts its EspoCRM calls, and checks
-that the `beteiligte` queue holds exactly the due ids. A second sweep right after must queue nothing new (coalescing).
+freshness checker's (`bench.freshness`), not the sweep's. Then runs the
+`beteiligte.sweep` task in this process (no worker, so the queue keeps what
+it queued), times it, counts its EspoCRM calls, and checks that the
+`beteiligte` queue holds exactly the due ids. A second sweep right after must
+queue nothing new (coalescing).
 
     .venv/bin/python -m bench.sweep --records 10000 --due 1000
 """

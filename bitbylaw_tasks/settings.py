@@ -386,6 +386,8 @@ def load_settings(environ_map: dict | None = None, env_file: str | Path | None =
     settings = dataclasses.replace(defaults, **values)
     if settings.task_soft_time_limit >= settings.task_time_limit:
         raise SettingsError("TASK_SOFT_TIME_LIMIT: must be below TASK_TIME_LIMIT")
+    if not 0 < settings.freshness_tick <= 30:
+        raise SettingsError("FRESHNESS_TICK: expected seconds between 0 and 30 (the checker reads a 60 s window)")
     if settings.visibility_timeout <= settings.task_time_limit:
         raise SettingsError("BROKER_VISIBILITY_TIMEOUT: must exceed TASK_TIME_LIMIT")
     return settings

@@ -55,6 +55,10 @@ class RateGate:
         stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
         return max(0, self._item.amount - stats.remaining)
 
+    def paused(self) -> bool:
+        """True while every caller holds off after a 429 (`pause`)."""
+        return bool(self._redis.pttl(self._pause_key) > 0)
+
     def _count(self) -> None:
         """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
         try:

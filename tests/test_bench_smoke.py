@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 CASES = {
-    "api_calls": (["--timeout", "15"], [r"\| create\s+\| webhook \| create ", r"\| no change \(rolling check\)",
+    "api_calls": (["--timeout", "15"], [r"\| create\s+\| webhook\s+\| create ", r"\| no change \(rolling check\)",
                                         "Every path within the SPEC §4.8 budget."]),
     "sync_throughput": (["--n", "16", "--latency-ms", "20", "--concurrency", "4", "--paced", "8",
                          "--paced-interval", "0.02", "--timeout", "30"],

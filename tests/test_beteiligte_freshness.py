@@ -33,6 +33,7 @@ from bitbylaw_tasks.metrics import record_check_ages, render
 ])
 def test_checks_to_queue(per_minute, headroom, tick_s, used, waiting, expected):
     assert checks_to_queue(Budget(per_minute, headroom, tick_s), used, waiting) == expected
+    assert checks_to_queue(Budget(per_minute, headroom, tick_s), used, waiting, paused=True) == 0
 
 
 def _run_loop(budget: Budget, others: list[int], ticks: int) -> list[tuple[int, int, int]]:
@@ -135,11 +136,17 @@ def test_the_freshness_task_finds_an_advoware_only_change(sandbox, celery_worker
     from conftest import wait_idle
     from bitbylaw_tasks.beteiligte.tasks import freshness as freshness_task
 
+    from bitbylaw_tasks.celery_app import app, settings_of
+    from bitbylaw_tasks.clients import clients_for
+
     record = linked_record(sandbox)
     fresh = linked_record(sandbox, {"firstName": "Erika", "lastName": "Frisch"})
     now = datetime.now(timezone.utc)
     store.record_checked(lock_redis, record["id"], now - timedelta(hours=3))  # the longest-unchecked
     sandbox.state("advoware").human_update_beteiligte(record["betnr"], vorname="Moritz")
+    clients_for(settings_of(app)).advoware.gate.pause(0.5)  # Advoware answered 429: no checks meanwhile
+    assert freshness_task()["allowed"] == 0
+    time.sleep(0.6)
     result = freshness_task()
     wait_idle()
     assert result["queued"] >= 1 and result["allowed"] >= result["queued"]
@@ -161,3 +168,14 @@ def test_beteiligte_status_shows_the_check_ages(sandbox, lock_redis, capsys):
     out = capsys.readouterr().out
     assert "checked parties        3" in out and "check age p50          60 min" in out
     assert "check age p99          3.0 h" in out and "oldest check           3.0 h" in out
+
+
+@pytest.mark.parametrize("tick_s,ok", [("10", True), ("0.5", True), ("30", True), ("0", False), ("45", False)])
+def test_freshness_tick_must_fit_the_window(tick_s, ok):
+    from bitbylaw_tasks.settings import SettingsError, load_settings
+
+    if ok:
+        assert load_settings({"FRESHNESS_TICK": tick_s}).freshness_tick == float(tick_s)
+    else:
+        with pytest.raises(SettingsError, match="FRESHNESS_TICK"):
+            load_settings({"FRESHNESS_TICK": tick_s})

@@ -25,17 +25,17 @@ def existing_beteiligte(settings: Settings, entity_id: str) -> dict:
 
 
 def cmd_status(args, settings: Settings) -> int:
-    """Count CBeteiligte by syncStatus (pages through all records)."""
-    counts = collections.Counter(r.get("syncStatus") or "(none)"
-                                 for r in _clients(settings).espocrm.iter_beteiligte(select=["syncStatus"]))
-    for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        print(f"{status:22s} {n}")
-    print(f"{'total':22s} {sum(counts.values())}")
+    """Count CBeteiligte by syncStatus (pages through all records), then the parties' check ages."""
     import time
 
     from bitbylaw_tasks.beteiligte.freshness import freshness
     from bitbylaw_tasks.redis_clients import lock_redis
 
+    counts = collections.Counter(r.get("syncStatus") or "(none)"
+                                 for r in _clients(settings).espocrm.iter_beteiligte(select=["syncStatus"]))
+    for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{status:22s} {n}")
+    print(f"{'total':22s} {sum(counts.values())}")
     for line in freshness(lock_redis(settings), time.time()).lines():  # Advoware-only changes wait this long
         print(line)
     return 0

@@ -12,8 +12,9 @@ and queues
   T = per_minute - headroom,   cap = ceil(T * tick / 60)
 checks of the parties checked longest ago. `U * (60 - tick) / 60` is the part of
 the window still in it while the checks queued now run: the oldest tick's
-calls leave it meanwhile (without that the loop would settle at 6/7 of T). `checks_to_queue` is that rule, pure; `tick` applies it
-to the store. Why it is stable, and the figures: docs/freshness.md.
+calls leave it meanwhile (without that the loop would settle at 6/7 of T).
+`checks_to_queue` is that rule, pure; `tick` applies it to the store. Why it is
+stable, and the figures: docs/freshness.md.
 """
 from __future__ import annotations
 
@@ -46,9 +47,12 @@ class Budget:
         return math.ceil(self.target * self.tick / WINDOW)
 
 
-def checks_to_queue(budget: Budget, used: int, waiting: int) -> int:
+def checks_to_queue(budget: Budget, used: int, waiting: int, paused: bool = False) -> int:
     """The control rule: top the window's calls up to the target, at most `cap` per tick, minus what is
-    still queued (so the queue never holds more than one tick's share of checks ahead of a webhook sync)."""
+    still queued (so the queue never holds more than one tick's share of checks ahead of a webhook sync);
+    none while the gate is paused (Advoware answered 429 with Retry-After)."""
+    if paused:
+        return 0
     # the oldest tick's share leaves the window meanwhile (a tick longer than half the window counts as half)
     still = used * (WINDOW - min(budget.tick, WINDOW / 2)) / WINDOW
     return max(0, min(budget.cap, math.floor(budget.target - still)) - waiting)
@@ -65,10 +69,10 @@ class Tick:
         return {"used": self.used, "waiting": self.waiting, "allowed": self.count, "queued": len(self.picked)}
 
 
-def tick(client: redis.Redis, budget: Budget, *, now: float, used: int, waiting: int) -> Tick:
+def tick(client: redis.Redis, budget: Budget, *, now: float, used: int, waiting: int, paused: bool = False) -> Tick:
     """One step of the checker: how many (the rule), which (the longest-unchecked parties no earlier pick
     still holds). The caller queues the checks; an entity counts as checked when its sync completes."""
-    count = checks_to_queue(budget, used, waiting)
+    count = checks_to_queue(budget, used, waiting, paused)
     lease = max(10 * budget.tick, 300.0)  # a pick lost with its message is picked again after this
     return Tick(used, waiting, count, tuple(store.pick_unchecked(client, count, now, lease)))
 

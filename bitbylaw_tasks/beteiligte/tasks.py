@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 from bitbylaw_tasks import messages
-import time
-
 from bitbylaw_tasks.beteiligte import freshness as fresh, service, store
 from bitbylaw_tasks.beteiligte.context import BETEILIGTE, sync_context
 from bitbylaw_tasks.beteiligte.sweep import sweep as run_sweep
@@ -80,12 +79,13 @@ def freshness() -> dict:
     budget = fresh.Budget(settings.advoware_max_requests_per_minute, settings.freshness_headroom,
                           settings.freshness_tick)
     now = time.time()
-    step = fresh.tick(client, budget, now=now, used=gate.used() if gate is not None else 0,
-                      waiting=enqueuer_for(app).waiting("beteiligte"))
+    step = fresh.tick(client, budget, now=now, used=gate.used() if gate else 0,
+                      waiting=enqueuer_for(app).waiting("beteiligte"), paused=bool(gate and gate.paused()))
     if step.picked:
         enqueuer_for(app).enqueue([messages.beteiligte_sync(i, "check", "sweep") for i in step.picked])
     ages = fresh.freshness(client, now)
-    record_check_ages(client, "beteiligte", ages.tracked, {"0.5": ages.p50_s, "0.99": ages.p99_s, "1": ages.oldest_s})
+    record_check_ages(client, "beteiligte", ages.tracked,
+                      {"0.5": ages.p50_s, "0.99": ages.p99_s, "1": ages.oldest_s})
     return step.as_dict()
 
 
