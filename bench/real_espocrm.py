@@ -26,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, summary_ms, table
 from bench.sweep import DUE_MIX, TARGET_S, _fields, plan, stamp
+from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND
+from bitbylaw_tasks.locks import lock_name
 from bitbylaw_tasks.espocrm.devserver import RealEspoCrm, prerequisites
 
 COLUMNS = {"syncStatus": "sync_status", "betnr": "betnr", "advowareLastSync": "advoware_last_sync",
@@ -63,7 +65,7 @@ def seed_rows(real: RealEspoCrm, env: BenchEnv, kinds: list[str], now: datetime)
         if kind in due_kinds:
             due.add(record_id)
         if kind == "syncing, stale, lock alive":
-            pipe.set(f"sync_lock:cbeteiligte:{record_id}", "some-other-worker", ex=900)
+            pipe.set(lock_name(LOCK_KIND, record_id), "some-other-worker", ex=900)
     pipe.execute()
     names = list(rows[0])
     for start in range(0, len(rows), 1000):

@@ -27,6 +27,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, table
+from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND
+from bitbylaw_tasks.locks import lock_name
 
 TARGET_S = 5.0
 # Shares of the due records per rule (SPEC §4.1), and of the not-due near misses.
@@ -106,7 +108,7 @@ def seed(env: BenchEnv, kinds: list[str], now: datetime) -> tuple[set[str], dict
             if kind in due_kinds:
                 due.add(record["id"])
             if kind == "syncing, stale, lock alive":
-                pipe.set(f"sync_lock:cbeteiligte:{record['id']}", "some-other-worker", ex=900)
+                pipe.set(lock_name(LOCK_KIND, record["id"]), "some-other-worker", ex=900)
     pipe.execute()
     return due, kind_of
 
