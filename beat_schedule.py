@@ -27,6 +27,13 @@ def build(settings: Settings) -> dict:
             "schedule": settings.retry_drain_interval,
             "options": {"expires": settings.retry_drain_interval},
         },
+        # SPEC §4.1 rolling check / issue 15: checks the longest-unchecked parties with what the
+        # shared Advoware budget leaves (docs/freshness.md).
+        "beteiligte-freshness": {
+            "task": "beteiligte.freshness",
+            "schedule": settings.freshness_tick,
+            "options": {"expires": settings.freshness_tick},
+        },
         # SPEC §6: fans out one calendar.sync_employee per active employee.
         "calendar-sync-all": {
             "task": "calendar.sync_all",

@@ -1,8 +1,8 @@
 """API calls per Beteiligte sync path, counted by the simulators, next to the SPEC §4.8 budget.
 
 Runs every path against the sandbox through the real moving parts (signed
-webhook -> shim -> queue -> worker subprocess, or the sweep task -> queue ->
-worker) one at a time, resets the simulators' per-endpoint counters before
+webhook -> shim -> queue -> worker subprocess, or the sweep or freshness task
+-> queue -> worker) one at a time, resets the simulators' per-endpoint counters before
 each step and prints, per path: the calls to EspoCRM and Advoware of the sync
 itself, the budget and the original system's count, then separately (as
 SPEC §4.8 asks) the `syncing` status writes, stream notes, Advoware token
@@ -38,7 +38,7 @@ LIST = "GET /api/v1/CBeteiligte"
 @dataclass
 class Step:
     label: str
-    trigger: str        # webhook | sweep
+    trigger: str        # webhook | sweep | freshness
     expected: str       # the sync path it must take
     nothing_to_write: bool = False
 
@@ -138,6 +138,12 @@ class Runner:
 
         return sweep()
 
+    def freshness(self) -> dict:
+        """One run of the freshness checker (the rolling check), as beat runs it every FRESHNESS_TICK s."""
+        from bitbylaw_tasks.beteiligte.tasks import freshness
+
+        return freshness()
+
 
 def run(env: BenchEnv, timeout: float, handoff: bool) -> list[Measured]:
     runner = Runner(env, timeout, handoff)
@@ -166,7 +172,7 @@ def run(env: BenchEnv, timeout: float, handoff: bool) -> list[Measured]:
 
     # --- pass 2: webhooks lost (no subscription); the sweep finds everything ---
     espo.hooks.clear()
-    from bitbylaw_tasks.beteiligte.sweep import CHECKED_KEY
+    from bitbylaw_tasks.beteiligte.store import CHECKED_KEY
 
     lock_db = env.redis_client(1)
     lock_db.delete(CHECKED_KEY)  # the rolling check must see only pass 2's entity
@@ -175,8 +181,8 @@ def run(env: BenchEnv, timeout: float, handoff: bool) -> list[Measured]:
     betnr = espo.get(rid)["betnr"]
     out.append(runner.measure(Step("update EspoCRM -> Advoware (dirty)", "sweep", "espocrm_newer"), rid,
                               lambda: (espo.human_update(rid, {"lastName": "Musterfrau"}), runner.sweep())))
-    out.append(runner.measure(Step("update Advoware -> EspoCRM (rolling check)", "sweep", "advoware_newer"), rid,
-                              lambda: (advo.human_update_beteiligte(betnr, titel="Prof."), runner.sweep())))
+    out.append(runner.measure(Step("update Advoware -> EspoCRM (rolling check)", "freshness", "advoware_newer"),
+                              rid, lambda: (advo.human_update_beteiligte(betnr, titel="Prof."), runner.freshness())))
 
     def sweep_conflict():
         advo.human_update_beteiligte(betnr, vorname="Erika Maria")
@@ -185,8 +191,8 @@ def run(env: BenchEnv, timeout: float, handoff: bool) -> list[Measured]:
 
     out.append(runner.measure(Step("conflict (different fields: merged, no note)", "sweep", "conflict"), rid,
                               sweep_conflict))
-    out.append(runner.measure(Step("no change (rolling check)", "sweep", "no_change", nothing_to_write=True), rid,
-                              runner.sweep))
+    out.append(runner.measure(Step("no change (rolling check)", "freshness", "no_change", nothing_to_write=True),
+                              rid, runner.freshness))
 
     def stale():
         old = (datetime.now(timezone.utc) - timedelta(hours=25)).strftime("%Y-%m-%d %H:%M:%S")

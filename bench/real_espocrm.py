@@ -10,7 +10,7 @@ database, the product's extension, `bitbylaw espocrm setup`), points the product
 3. the sweep over `--records` CBeteiligte rows inserted into the real MariaDB in SQL (the
    API would take minutes for 10,000), `--due` of them due under every rule of SPEC §4.1
    (the mix of `bench.sweep`), timed in this process; the queue must hold exactly the due ids
-   plus the rolling check's picks.
+   (the rolling check is the freshness checker's, `bench.freshness`).
 
     .venv/bin/python -m bench.real_espocrm --records 10000 --due 1000 --edits 30
 """
@@ -20,7 +20,6 @@ import argparse
 import io
 import json
 import logging
-import random
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -28,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, summary_ms, table
 from bench.sweep import DUE_MIX, TARGET_S, _fields, plan, stamp
 from bitbylaw_tasks import notify
+from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND
+from bitbylaw_tasks.locks import lock_name
 from bitbylaw_tasks.espocrm.devserver import RealEspoCrm, prerequisites
 
 COLUMNS = {"syncStatus": "sync_status", "betnr": "betnr", "advowareLastSync": "advoware_last_sync",
@@ -45,10 +46,9 @@ def _sql_value(value) -> str:
 
 
 def seed_rows(real: RealEspoCrm, env: BenchEnv, kinds: list[str], now: datetime) -> set[str]:
-    """Insert the records in SQL (and the rolling check's memory, the live locks in Redis); returns the due ids."""
+    """Insert the records in SQL (and the live locks in Redis); returns the due ids."""
     real.sql("DELETE FROM c_beteiligte")
     due_kinds = {k for k, _ in DUE_MIX}
-    rng = random.Random(11)
     due, rows = set(), []
     lock_db = env.redis_client(LOCK_DB)
     pipe = lock_db.pipeline(transaction=False)
@@ -66,9 +66,7 @@ def seed_rows(real: RealEspoCrm, env: BenchEnv, kinds: list[str], now: datetime)
         if kind in due_kinds:
             due.add(record_id)
         if kind == "syncing, stale, lock alive":
-            pipe.set(f"sync_lock:cbeteiligte:{record_id}", "some-other-worker", ex=900)
-        if fields.get("betnr") is not None and fields["syncStatus"] == "clean":
-            pipe.zadd("beteiligte:checked", {record_id: now.timestamp() - rng.uniform(600, 80000)})
+            pipe.set(lock_name(LOCK_KIND, record_id), "some-other-worker", ex=900)
     pipe.execute()
     names = list(rows[0])
     for start in range(0, len(rows), 1000):
@@ -83,9 +81,6 @@ def measure_sweep(real, env, args) -> dict:
 
     now = datetime.now(timezone.utc)
     due = seed_rows(real, env, plan(args.records, args.due), now)
-    members = env.redis_client(LOCK_DB).zrange("beteiligte:checked", 0, -1, withscores=True)
-    ordered = [m.decode() for m, _ in sorted(members, key=lambda item: item[1])]
-    rolling = set([m for m in ordered if m not in due][:args.check_budget])
     broker = env.redis_client(BROKER_DB)
     broker.delete("beteiligte")
     started = time.monotonic()
@@ -94,8 +89,8 @@ def measure_sweep(real, env, args) -> dict:
     queued = queued_ids(broker, "beteiligte")
     broker.delete("beteiligte")
     real.sql("DELETE FROM c_beteiligte")
-    return {"elapsed": elapsed, "due": len(due), "rolling": len(rolling), "queued": len(queued),
-            "exact": sorted(queued) == sorted(due | rolling), "by_rule": result.get("by_rule")}
+    return {"elapsed": elapsed, "due": len(due), "queued": len(queued),
+            "exact": sorted(queued) == sorted(due), "by_rule": result.get("by_rule")}
 
 
 def measure_calls(real, env) -> list[list]:
@@ -197,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=10000)
     parser.add_argument("--due", type=int, default=1000)
-    parser.add_argument("--check-budget", type=int, default=200)
     parser.add_argument("--edits", type=int, default=30, help="user edits for the latency figure")
     args = parser.parse_args(argv)
     reason = prerequisites()
@@ -207,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     real = RealEspoCrm().start()
     try:
-        env = BenchEnv(extra_env={"ESPOCRM_BASE_URL": real.url, "ESPOCRM_API_KEY": real.api_key,
-                                  "SWEEP_CHECK_BUDGET": str(args.check_budget)}).start()
+        env = BenchEnv(extra_env={"ESPOCRM_BASE_URL": real.url, "ESPOCRM_API_KEY": real.api_key}).start()
         calls = measure_calls(real, env)
         latency = measure_latency(real, env, args.edits)
         for worker in env.workers:  # the sweep's queue must stay as the sweep left it
@@ -234,9 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     meets = sweep["elapsed"] < TARGET_S
     print(table(["figure", "value"], [
         ["CBeteiligte rows in MariaDB (inserted in SQL)", args.records], ["due (SPEC §4.1 rules)", sweep["due"]],
-        ["rolling-check picks", sweep["rolling"]],
         ["sweep time (queries + resets + enqueue)", f"{sweep['elapsed']:.2f} s ({'meets' if meets else 'MISSES'} < 5 s)"],
-        ["queued", sweep["queued"]], ["queue == due + rolling picks", "yes" if sweep["exact"] else "NO"],
+        ["queued", sweep["queued"]], ["queue == due", "yes" if sweep["exact"] else "NO"],
         ["by rule", sweep["by_rule"]],
     ], "Beteiligte sweep against the real EspoCRM"))
     ok = meets and sweep["exact"] and all(row[-1] == "yes" for row in calls) and len(lat) == latency["edits"]

@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240.0, help="drain timeout per phase")
     args = parser.parse_args(argv)
 
-    env = BenchEnv(extra_env={"SYNC_LOCK_TTL": "8", "SYNC_TRANSIENT_RETRIES": "3", "HTTP_READ_TIMEOUT": "2",
-                              "SWEEP_CHECK_BUDGET": "0"}).start()
+    env = BenchEnv(extra_env={"SYNC_LOCK_TTL": "8", "SYNC_TRANSIENT_RETRIES": "3", "HTTP_READ_TIMEOUT": "2"}).start()
     espo, advo = env.sandbox.state("espocrm"), env.sandbox.state("advoware")
     ids = [espo.human_create({"firstName": "Rel", "lastName": f"Party{i:04d}",
                               "phoneNumberData": [{"phoneNumber": f"0171 {1000000 + i}", "type": "Mobile"}]})["id"]

@@ -7,12 +7,12 @@ or empty syncAutoResetAt, clean with a betnr and an old or empty
 advowareLastSync, syncing with no live lock and older than the lock TTL) and
 the rest not due, including the near misses (failed/permanently_failed not
 yet due, recent syncing, stale syncing whose lock is alive, clean without a
-betnr, deleted_in_advoware). The rolling check's sorted set holds every
-synced record, so the sweep also picks its budget of longest-unchecked ones.
-Then runs the `beteiligte.sweep` task in this process (no worker, so the
-queue keeps what it queued), times it, counts its EspoCRM calls, and checks
-that the `beteiligte` queue holds exactly the due ids plus the rolling
-picks. A second sweep right after must queue nothing new (coalescing).
+betnr, deleted_in_advoware). The rolling check of clean records is the
+freshness checker's (`bench.freshness`), not the sweep's. Then runs the
+`beteiligte.sweep` task in this process (no worker, so the queue keeps what
+it queued), times it, counts its EspoCRM calls, and checks that the
+`beteiligte` queue holds exactly the due ids. A second sweep right after must
+queue nothing new (coalescing).
 
     .venv/bin/python -m bench.sweep --records 10000 --due 1000
 """
@@ -27,6 +27,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from bench.common import BROKER_DB, LOCK_DB, BenchEnv, queued_ids, table
+from bitbylaw_tasks.beteiligte.sweep import LOCK_KIND
+from bitbylaw_tasks.locks import lock_name
 
 TARGET_S = 5.0
 # Shares of the due records per rule (SPEC §4.1), and of the not-due near misses.
@@ -93,7 +95,6 @@ def seed(env: BenchEnv, kinds: list[str], now: datetime) -> tuple[set[str], dict
     lock_db = env.redis_client(LOCK_DB)
     pipe = lock_db.pipeline(transaction=False)
     due, kind_of = set(), {}
-    rng = random.Random(11)
     with espo.lock:
         for n, kind in enumerate(kinds):
             record = copy.deepcopy(template)
@@ -107,28 +108,17 @@ def seed(env: BenchEnv, kinds: list[str], now: datetime) -> tuple[set[str], dict
             if kind in due_kinds:
                 due.add(record["id"])
             if kind == "syncing, stale, lock alive":
-                pipe.set(f"sync_lock:cbeteiligte:{record['id']}", "some-other-worker", ex=900)
-            if record.get("betnr") is not None and record["syncStatus"] == "clean":
-                # the rolling check's memory: when each synced entity was last checked
-                pipe.zadd("beteiligte:checked", {record["id"]: now.timestamp() - rng.uniform(600, 80000)})
+                pipe.set(lock_name(LOCK_KIND, record["id"]), "some-other-worker", ex=900)
     pipe.execute()
     return due, kind_of
 
 
-def expected_rolling(env: BenchEnv, due: set[str], budget: int) -> set[str]:
-    """The `budget` longest-unchecked entities that are not due anyway (computed independently of the sweep)."""
-    members = env.redis_client(LOCK_DB).zrange("beteiligte:checked", 0, -1, withscores=True)
-    ordered = [m.decode() for m, _ in sorted(members, key=lambda item: item[1])]
-    return set([m for m in ordered if m not in due][:budget])
-
-
 def run(args) -> dict:
-    env = BenchEnv(extra_env={"SWEEP_CHECK_BUDGET": str(args.check_budget)}).start()
+    env = BenchEnv().start()
     try:
         now = datetime.now(timezone.utc)
         kinds = plan(args.records, args.due)
         due, kind_of = seed(env, kinds, now)
-        rolling = expected_rolling(env, due, args.check_budget)
         env.set_latency(args.latency_ms, systems=("espocrm",))
         env.reset_calls()
         from bitbylaw_tasks.beteiligte.tasks import sweep
@@ -149,12 +139,12 @@ def run(args) -> dict:
         queued_after = queued_ids(broker, "beteiligte")
     finally:
         env.close()
-    exact = sorted(queued) == sorted(due | rolling)
+    exact = sorted(queued) == sorted(due)
     counts: dict[str, int] = {}
     for entity_id in due:
         counts[kind_of[entity_id]] = counts.get(kind_of[entity_id], 0) + 1
     return {"elapsed": elapsed, "first": first, "calls": calls, "in_espocrm": in_espocrm, "queued": queued,
-            "due": due, "rolling": rolling, "exact": exact, "duplicates": len(queued) - len(set(queued)),
+            "due": due, "exact": exact, "duplicates": len(queued) - len(set(queued)),
             "second": second, "second_elapsed": second_elapsed, "queued_after": len(queued_after),
             "due_by_kind": counts}
 
@@ -165,13 +155,12 @@ def report(args, r: dict) -> tuple[str, bool]:
     calls = ", ".join(f"{k} x{n}" for k, n in sorted(r["calls"].items()))
     rows = [
         ["records in EspoCRM", args.records], ["due (SPEC §4.1 rules)", len(r["due"])],
-        ["rolling-check picks (budget)", f"{len(r['rolling'])} ({args.check_budget})"],
         ["simulated EspoCRM latency per call", f"{args.latency_ms} ms"],
         ["sweep time (query + resets + enqueue)", f"{r['elapsed']:.2f} s ({'meets' if meets else 'MISSES'} < 5 s)"],
         ["  of which inside the EspoCRM simulator", f"{r['in_espocrm']:.2f} s"],
         ["EspoCRM calls", f"{sum(r['calls'].values())} ({calls})"],
         ["queued", f"{len(r['queued'])} messages, {r['duplicates']} duplicate(s)"],
-        ["queue == due + rolling picks", "yes" if r["exact"] else "NO"],
+        ["queue == due", "yes" if r["exact"] else "NO"],
         ["sweep result by rule", r["first"].get("by_rule")],
         ["second sweep right after", f"{r['second_elapsed']:.2f} s, queued {r['second'].get('queued')}, "
                                      f"coalesced {r['second'].get('coalesced')}, queue length "
@@ -185,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=10000)
     parser.add_argument("--due", type=int, default=1000)
-    parser.add_argument("--check-budget", type=int, default=200, help="SWEEP_CHECK_BUDGET (rolling check)")
     parser.add_argument("--latency-ms", type=int, default=0, help="simulated EspoCRM latency per call")
     args = parser.parse_args(argv)
     if args.due > args.records:

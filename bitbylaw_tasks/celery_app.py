@@ -14,6 +14,7 @@ from celery.signals import beat_init, celeryd_init
 import beat_schedule
 import celeryconfig
 from bitbylaw_tasks import logs
+from bitbylaw_tasks.beteiligte.compare import check_settings as check_beteiligte_settings
 from bitbylaw_tasks.settings import Settings, SettingsError, get_settings
 
 TASK_MODULES = [
@@ -32,9 +33,21 @@ def create_celery(settings: Settings) -> Celery:
     return celery
 
 
+# Checks of settings whose valid values only a domain knows (the base `settings` module names no domain);
+# each raises `SettingsError` with one line.
+DOMAIN_SETTING_CHECKS = (check_beteiligte_settings,)
+
+
+def check_domain_settings(settings: Settings) -> None:
+    for check in DOMAIN_SETTING_CHECKS:
+        check(settings)
+
+
 def _settings_or_exit() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
+        check_domain_settings(settings)
+        return settings
     except SettingsError as exc:
         print(f"bitbylaw: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

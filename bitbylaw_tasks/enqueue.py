@@ -182,6 +182,10 @@ class Enqueuer:
             out.append(first and flags[task.coalesce_key])
         return out
 
+    def waiting(self, queue: str) -> int:
+        """Messages waiting in `queue` (a Redis list on the broker): work queued but not yet started."""
+        return int(self._redis.llen(queue))
+
     def mark_started(self, key: str) -> None:
         """Called by the task as it starts: later changes must queue a new task."""
         self._redis.delete(key)

@@ -4,13 +4,13 @@ Counters are Redis hash fields (`HINCRBY`), so every worker on every machine
 adds to the same numbers and the web shim can render them without talking to
 the workers. Recorded: syncs by domain, path and result with a duration
 histogram, API calls per external system (counted by the shared rate gates),
+the age of the entities' last checks (a gauge each freshness run replaces),
 and, at render time, the length of every queue.
 
 Added for operators (docs/operators.md): hourly sync/failure buckets for the
 status page's 24-hour chart, failures by reason, calendar writes by kind, and
 render-time gauges of failed / permanently failed entities (`ops.failures`),
-pending manual actions (`ops.manual`), heartbeat ages and the age of the
-oldest Advoware check (`beteiligte:checked`).
+pending manual actions (`ops.manual`) and heartbeat ages.
 """
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
 DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
+CHECK_AGES_KEY = "metrics:check_ages"  # field "domain|quantile" -> seconds, "domain|tracked" -> entities
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 HOURLY_KEY = "metrics:hourly:{hour}"  # hash per UTC hour (epoch // 3600): "domain|result" -> count
 HOURLY_TTL = 26 * 3600
 FAILURES_KEY = "metrics:failures"     # field "domain|exception class" -> tasks failed for good
 CALENDAR_ACTIONS_KEY = "metrics:calendar_actions"  # field action kind (create_event, update_termin…) -> count
-CHECKED_KEY = "beteiligte:checked"    # the rolling check's memory (beteiligte/sweep.py): id -> epoch checked
 
 
 def record_sync(client: redis.Redis, domain: str, path: str, result: str, duration_s: float) -> None:
@@ -83,6 +83,22 @@ def record_calendar_actions(client: redis.Redis, actions: dict[str, int]) -> Non
         pass
 
 
+def record_check_ages(client: redis.Redis, domain: str, tracked: int, ages: dict[str, float | None]) -> None:
+    """The age of the entities' last checks (`ages`: quantile label -> seconds; "1" is the oldest), as a
+    domain's freshness checker last measured them (a gauge, replaced each time)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(CHECK_AGES_KEY, f"{domain}|tracked", tracked)
+    for quantile, seconds in ages.items():
+        if seconds is None:
+            pipe.hdel(CHECK_AGES_KEY, f"{domain}|{quantile}")
+        else:
+            pipe.hset(CHECK_AGES_KEY, f"{domain}|{quantile}", round(seconds, 1))
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        pass
+
+
 def hourly(client: redis.Redis, hours: int = 24, now: float | None = None) -> list[tuple[int, dict[str, int]]]:
     """The last `hours` UTC hours, oldest first: (hour start epoch, {"domain|result": count})."""
     current = int((time.time() if now is None else now) // 3600)
@@ -92,14 +108,6 @@ def hourly(client: redis.Redis, hours: int = 24, now: float | None = None) -> li
     rows = pipe.execute()
     return [((current - hours + 1 + i) * 3600, {k.decode(): int(v) for k, v in row.items()})
             for i, row in enumerate(rows)]
-
-
-def oldest_check_age(client: redis.Redis, now: float | None = None) -> float | None:
-    """Seconds since the least recently checked Beteiligte was checked against Advoware (None: none yet)."""
-    oldest = client.zrange(CHECKED_KEY, 0, 0, withscores=True)
-    if not oldest:
-        return None
-    return max(0.0, (time.time() if now is None else now) - oldest[0][1])
 
 
 def _fields(client: redis.Redis, key: str) -> dict[str, float]:
@@ -132,6 +140,17 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
     lines += _operator_lines(client)
+    ages, tracked = [], []
+    for field, value in sorted(_fields(client, CHECK_AGES_KEY).items()):
+        domain, quantile = field.split("|")
+        if quantile == "tracked":
+            tracked.append(f'bitbylaw_checked_entities{{domain="{domain}"}} {value:g}')
+        else:
+            ages.append(f'bitbylaw_check_age_seconds{{domain="{domain}",quantile="{quantile}"}} {value:g}')
+    lines += ["# HELP bitbylaw_check_age_seconds Age of the entities' last checks at the freshness checker's "
+              "last run, by quantile (1 = the oldest check).", "# TYPE bitbylaw_check_age_seconds gauge", *ages,
+              "# HELP bitbylaw_checked_entities Entities with a recorded check.",
+              "# TYPE bitbylaw_checked_entities gauge", *tracked]
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:
@@ -171,9 +190,4 @@ def _operator_lines(client: redis.Redis) -> list[str]:
     for component, entry in heartbeat.report(client, 0, now).items():
         if entry["last_seen"] is not None:
             lines.append(f'bitbylaw_heartbeat_age_seconds{{component="{component}"}} {now - entry["last_seen"]:.1f}')
-    age = oldest_check_age(client, now)
-    lines += ["# HELP bitbylaw_advoware_check_oldest_age_seconds Age of the least recent Beteiligte check "
-              "against Advoware.", "# TYPE bitbylaw_advoware_check_oldest_age_seconds gauge"]
-    if age is not None:
-        lines.append(f"bitbylaw_advoware_check_oldest_age_seconds {age:.1f}")
     return lines

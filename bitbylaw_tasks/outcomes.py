@@ -98,14 +98,13 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     """The body of every entity task: the context, the entity lock with its "sync again" mark, the
     exception policy, the sync metrics. `context(settings, lock_redis)` builds the domain's context once
     the lock is held (as `ctx.lock`); `work(ctx)` runs the sync. Returns its outcome, or `BUSY`."""
-    from bitbylaw_tasks.celery_app import settings_of
     from bitbylaw_tasks.enqueue import enqueuer_for
     from bitbylaw_tasks.exclusive import BUSY, run_exclusive
     from bitbylaw_tasks.metrics import record_failure_reason, record_sync
     from bitbylaw_tasks.ops import failures
     from bitbylaw_tasks.redis_clients import lock_redis
 
-    settings = settings_of(app)
+    settings: Settings = app.conf.bitbylaw_settings  # put there by `celery_app.create_celery`
     client = lock_redis(settings)
 
     def body(lock: EntityLock):

@@ -49,6 +49,16 @@ class RateGate:
                 raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
 
+    def used(self) -> int:
+        """Calls admitted in the current window (the last minute), by every process: what the budget
+        has spent (the freshness checker spends what is left, `beteiligte/freshness.py`)."""
+        stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
+        return max(0, self._item.amount - stats.remaining)
+
+    def paused(self) -> bool:
+        """True while every caller holds off after a 429 (`pause`)."""
+        return bool(self._redis.pttl(self._pause_key) > 0)
+
     def _count(self) -> None:
         """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
         try:

@@ -7,6 +7,8 @@ import time
 import pytest
 import redis
 
+from bitbylaw_tasks import metrics
+from bitbylaw_tasks.beteiligte import store as beteiligte_store
 from bitbylaw_tasks.metrics import record_sync
 from bitbylaw_tasks.ops import failures, heartbeat, manual
 
@@ -57,4 +59,5 @@ def seed(client: redis.Redis, now: float | None = None) -> None:
                "Two addresses claim the same EspoCRM-ID; choose one in Advoware", now - 7200)
     for component in heartbeat.COMPONENTS:
         heartbeat.record(client, component, now - 20)
-    client.zadd("beteiligte:checked", {"6a1f0000000000000000c001": now - 5400, "6a1f0000000000000000c002": now - 30})
+    client.zadd(beteiligte_store.CHECKED_KEY, {"6a1f0000000000000000c001": now - 5400, "6a1f0000000000000000c002": now - 30})
+    metrics.record_check_ages(client, "beteiligte", 2, {"0.5": 30.0, "0.99": 5400.0, "1": 5400.0})  # the checker's gauge

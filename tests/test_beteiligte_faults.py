@@ -15,7 +15,7 @@ import requests
 
 from beteiligte_helpers import (PERSON, advoware_record, espo_record, linked_record, run_sync, start_shim,
                                 wait_for)
-from bitbylaw_tasks.beteiligte.journal import CreateJournal
+from bitbylaw_tasks.beteiligte.store import CreateJournal
 from bitbylaw_tasks.beteiligte.service import resolve_create
 from bitbylaw_tasks.web.webhooks import signature_for
 

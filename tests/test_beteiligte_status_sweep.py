@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from beteiligte_helpers import PERSON, espo_record
-from bitbylaw_tasks.beteiligte import service
+from bitbylaw_tasks.beteiligte import service, store
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
-from bitbylaw_tasks.beteiligte.sweep import record_checked, sweep
+from bitbylaw_tasks.beteiligte.store import record_checked
+from bitbylaw_tasks.beteiligte.sweep import sweep
 from bitbylaw_tasks.celery_app import create_celery
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import Enqueuer
@@ -80,9 +81,9 @@ def test_backoff_schedule_then_permanent_failure_then_auto_reset(sandbox, ctx, l
             assert stored["syncStatus"] == "failed"
             # before its time the record is skipped (and scheduled), not synced
             assert service.sync_beteiligte(ctx, record["id"], "update", "webhook").path == "backoff"
-            assert service.due_retries(lock_redis, ctx.clock()) == []
+            assert store.due_retries(lock_redis, ctx.clock()) == []
             ctx.clock.advance(seconds=waits[-1].total_seconds() + 1)
-            assert service.due_retries(lock_redis, ctx.clock()) == [record["id"]]
+            assert store.due_retries(lock_redis, ctx.clock()) == [record["id"]]
     assert waits[:4] == [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1)]
     stored = espo_record(sandbox, record["id"])
     assert stored["syncStatus"] == "permanently_failed" and stored["syncAutoResetAt"]
@@ -97,7 +98,7 @@ def test_sweep_auto_resets_permanently_failed_when_due(sandbox, ctx, enqueuer, l
                            "syncAutoResetAt": format_espo_datetime(now - timedelta(minutes=1))}, espo.integration_user)
     later = espo.save(None, {"lastName": "B", "syncStatus": "permanently_failed", "syncRetryCount": 5,
                              "syncAutoResetAt": format_espo_datetime(now + timedelta(hours=3))}, espo.integration_user)
-    result = sweep(ctx.espocrm, lock_redis, enqueuer, now, check_budget=0)
+    result = sweep(ctx.espocrm, lock_redis, enqueuer, now)
     assert result.reset == 1 and _queued_ids(enqueuer) == [due["id"]]
     reset = espo_record(sandbox, due["id"])
     assert (reset["syncStatus"], reset["syncRetryCount"]) == ("failed", 0)
@@ -109,9 +110,9 @@ def test_sweep_recovers_stale_syncing_only_without_a_live_lock(sandbox, ctx, enq
     stuck = espo.save(None, {"lastName": "S", "syncStatus": "syncing"}, espo.integration_user)
     held = espo.save(None, {"lastName": "H", "syncStatus": "syncing"}, espo.integration_user)
     EntityLock(lock_redis, "cbeteiligte", held["id"], ttl=60).acquire()
-    soon = sweep(ctx.espocrm, lock_redis, enqueuer, ctx.clock() + timedelta(minutes=5), check_budget=0)
+    soon = sweep(ctx.espocrm, lock_redis, enqueuer, ctx.clock() + timedelta(minutes=5))
     assert soon.by_rule.get("syncing_stale", 0) == 0
-    later = sweep(ctx.espocrm, lock_redis, enqueuer, ctx.clock() + timedelta(minutes=20), check_budget=0)
+    later = sweep(ctx.espocrm, lock_redis, enqueuer, ctx.clock() + timedelta(minutes=20))
     assert later.by_rule["syncing_stale"] == 1 and _queued_ids(enqueuer) == [stuck["id"]]
 
 
@@ -130,26 +131,27 @@ def test_sweep_selects_every_rule_pages_without_cap_and_coalesces(sandbox, ctx, 
     make(syncStatus="clean", betnr=44, advowareLastSync=fresh)
     make(syncStatus="clean", advowareLastSync=old)  # never linked: nothing to check
     make(syncStatus="deleted_in_advoware")
-    first = sweep(ctx.espocrm, lock_redis, enqueuer, now, check_budget=0)
+    first = sweep(ctx.espocrm, lock_redis, enqueuer, now)
     assert first.queued == len(expected) and _queued_ids(enqueuer) == sorted(expected)
     assert first.by_rule == {"pending": 231, "failed_due": 2, "clean_stale": 2}
-    second = sweep(ctx.espocrm, lock_redis, enqueuer, now, check_budget=0)  # overlapping sweep: nothing twice
+    second = sweep(ctx.espocrm, lock_redis, enqueuer, now)  # overlapping sweep: nothing twice
     assert second.queued == 0 and second.coalesced == len(expected)
 
 
-def test_rolling_check_takes_the_longest_unchecked_within_budget(sandbox, ctx, enqueuer, lock_redis):
+def test_the_sweep_leaves_the_rolling_check_to_the_freshness_checker_and_reports_the_oldest_check(
+        sandbox, ctx, enqueuer, lock_redis):
     now = ctx.clock()
     ages = {"e0000000000000001": 50, "e0000000000000002": 40, "e0000000000000003": 30, "e0000000000000004": 1}
     for entity_id, minutes in ages.items():
         record_checked(lock_redis, entity_id, now - timedelta(minutes=minutes))
-    result = sweep(ctx.espocrm, lock_redis, enqueuer, now, check_budget=2)
-    assert result.rolling == 2 and _queued_ids(enqueuer) == ["e0000000000000001", "e0000000000000002"]
+    result = sweep(ctx.espocrm, lock_redis, enqueuer, now)
+    assert result.queued == 0 and _queued_ids(enqueuer) == []  # tests/test_beteiligte_freshness.py
     assert result.oldest_check_age_s == 50 * 60
 
 
 def test_a_record_gone_from_espocrm_leaves_the_rolling_check(sandbox, celery_worker, lock_redis):
     from beteiligte_helpers import run_sync
-    from bitbylaw_tasks.beteiligte.sweep import CHECKED_KEY
+    from bitbylaw_tasks.beteiligte.store import CHECKED_KEY
 
     record_checked(lock_redis, "e00000000000000ff", datetime.now(timezone.utc))
     assert run_sync("e00000000000000ff")["path"] == "missing_in_espocrm"

@@ -14,7 +14,7 @@ open while a test thread edits as a human:
 import pytest
 
 from beteiligte_helpers import PERSON, OnCall, advoware_record, espo_record, linked_record, run_sync
-from bitbylaw_tasks.beteiligte.journal import CreateJournal
+from bitbylaw_tasks.beteiligte.store import CreateJournal
 from bitbylaw_tasks.beteiligte.mapping import espo_to_advoware, mapped_snapshot
 
 ADVO_ONE = "/api/v1/advonet/Beteiligte/*"

@@ -345,11 +345,14 @@ def test_initial_kommunikation_sync_matches_equal_values_across_formats(real_sys
 
 
 # ------------------------------------------------------------------ the sweep against the real EspoCRM
-def test_the_sweep_finds_an_advoware_only_change_and_auto_resets_a_permanent_failure(real_system, sandbox):
+def test_the_sweep_finds_an_advoware_only_change_and_auto_resets_a_permanent_failure(real_system, sandbox,
+                                                                                     lock_redis):
     """The `beteiligte.sweep` task queries the real EspoCRM (both `where` rules and keyset paging in real
-    SQL): the rolling check picks up a change made only in Advoware; a `permanently_failed` record whose
-    reset time passed is reset and synced."""
+    SQL): a `permanently_failed` record whose reset time passed is reset and synced; the freshness checker
+    (the rolling check) picks up a change made only in Advoware."""
     from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
+    from bitbylaw_tasks.beteiligte.store import record_checked
+    from bitbylaw_tasks.beteiligte.tasks import freshness
 
     real, _ = real_system
     changed = _created(real, {"firstName": "Rolling", "lastName": unique("Muster")})
@@ -360,7 +363,10 @@ def test_the_sweep_finds_an_advoware_only_change_and_auto_resets_a_permanent_fai
                                                     "syncAutoResetAt": past, "syncErrorMessage": "Unavailable: 503"})
     result = app.send_task("beteiligte.sweep").get(timeout=60)
     wait_idle()
-    assert result["by_rule"].get("auto_reset") == 1 and result["rolling"] >= 1
+    record_checked(lock_redis, changed["id"], datetime.now(timezone.utc) - timedelta(days=2))  # the oldest check
+    checked = freshness()  # beat runs it every FRESHNESS_TICK s
+    wait_idle()
+    assert result["by_rule"].get("auto_reset") == 1 and checked["queued"] >= 1
     assert _espo(real, changed["id"])["firstName"] == "Rollo"
     after = _espo(real, paused["id"])
     assert (after["syncStatus"], after["syncRetryCount"], after["syncErrorMessage"] or "") == ("clean", 0, "")

@@ -25,12 +25,19 @@ def existing_beteiligte(settings: Settings, entity_id: str) -> dict:
 
 
 def cmd_status(args, settings: Settings) -> int:
-    """Count CBeteiligte by syncStatus (pages through all records)."""
+    """Count CBeteiligte by syncStatus (pages through all records), then the parties' check ages."""
+    import time
+
+    from bitbylaw_tasks.beteiligte.freshness import freshness
+    from bitbylaw_tasks.redis_clients import lock_redis
+
     counts = collections.Counter(r.get("syncStatus") or "(none)"
                                  for r in _clients(settings).espocrm.iter_beteiligte(select=["syncStatus"]))
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"{status:22s} {n}")
     print(f"{'total':22s} {sum(counts.values())}")
+    for line in freshness(lock_redis(settings), time.time()).lines():  # Advoware-only changes wait this long
+        print(line)
     return 0
 
 
@@ -96,7 +103,8 @@ def cmd_audit(args, settings: Settings) -> int:
         mark = "" if e[field] == a.get(field) else "  <- differs"
         print(f"{field:16s} {e[field][:30]:30s} {a.get(field, '')[:30]:30s}{mark}")
     print(f"rowId stored={espo.get('advowareRowId')} current={advo.get('rowId')}")
-    from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
+    from bitbylaw_tasks.beteiligte.put_journal import resume_from
+    from bitbylaw_tasks.beteiligte.store import PutJournal
     from bitbylaw_tasks.redis_clients import lock_redis
 
     resume, owed = resume_from(PutJournal(lock_redis(settings), espo["id"]).get(), espo, advo)
@@ -139,14 +147,14 @@ def cmd_resolve_create(args, settings: Settings) -> int:
 
 def cmd_deletions(args, settings: Settings) -> int:
     """List CBeteiligte deleted in EspoCRM (Advoware was left untouched, SPEC §4.5)."""
-    from bitbylaw_tasks.beteiligte.service import ESPOCRM_DELETIONS_KEY
+    from bitbylaw_tasks.beteiligte.store import deletions
     from bitbylaw_tasks.redis_clients import lock_redis
 
-    deletions = sorted(lock_redis(settings).hgetall(ESPOCRM_DELETIONS_KEY).items())
-    if not deletions:
+    recorded = deletions(lock_redis(settings))
+    if not recorded:
         print("no CBeteiligte deleted in EspoCRM recorded")
-    for entity_id, when in deletions:
-        print(f"{entity_id.decode()}  deleted {when.decode()} UTC")
+    for entity_id, when in recorded:
+        print(f"{entity_id}  deleted {when} UTC")
     return 0
 
 

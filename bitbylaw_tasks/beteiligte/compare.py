@@ -134,6 +134,17 @@ def conflict_policy(policy: Mapping[str, str] | None = None) -> dict[str, str]:
     return out
 
 
+def check_settings(settings) -> None:
+    """Run where a process starts (`celery_app`): `CONFLICT_POLICY` names only this domain's field groups.
+    The base settings module checks the setting's shape and names no domain; the groups are known here."""
+    from bitbylaw_tasks.settings import SettingsError
+
+    try:
+        conflict_policy(settings.conflict_policy)
+    except ValueError as exc:
+        raise SettingsError(f"CONFLICT_POLICY: {exc}") from None
+
+
 def dump_snapshot(canonical: Mapping[str, str]) -> str:
     """The stored form: compact JSON `{"f":{field: value},"v":1}`, keys sorted (stable, diffable)."""
     return json.dumps({"v": SNAPSHOT_VERSION, "f": {f: canonical[f] for f in FIELDS}},

@@ -6,27 +6,22 @@ note). If the EspoCRM write-back then fails (a 500, a lost answer, a 409 because
 user edited meanwhile), the retry sees Advoware already holding EspoCRM's values:
 without a record of the decision it would find no conflict and post no note, or
 take the sync's own PUT value for an Advoware edit. So, like the create journal,
-the decision is kept in Redis DB 1 (`advoware_put:{espo id}`):
+the decision is kept in Redis DB 1 (`advoware_put:{espo id}`, stored by `store.PutJournal`):
 
 - `putting` is written before the PUT (the overrides, the merged values, EspoCRM's
   canonical form at the decision);
 - the PUT's answer adds Advoware's new rowId;
 - the entry is deleted once the EspoCRM write-back and the note landed.
 
-`resume_from()` decides, purely, what a later sync makes of an entry.
+`resume_from()` decides, purely, what a later sync makes of an entry; this module does no I/O.
 Values are personal data: never logged.
 """
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass
 
 from .compare import Override, Resume
-from .journal import JsonSlot
 from .mapping import normalise, snapshot_of_advoware
-
-KEY = "advoware_put:{}"  # kept, like the create journal, far longer than any retry schedule
 
 
 @dataclass(frozen=True)
@@ -58,26 +53,3 @@ def resume_from(pending, espo: dict, advo: dict) -> tuple[Resume | None, tuple[O
     if current and current != stored and snapshot_of_advoware(advo) == pending.merged:
         return Resume(pending.espocrm, pending.merged, current), pending.overrides
     return None, ()
-
-
-class PutJournal(JsonSlot):
-    key_format = KEY
-
-    def get(self) -> PendingPut | None:
-        data = self._load()
-        if data is None:
-            return None
-        overrides = tuple(Override(**o) for o in data["overrides"])
-        return PendingPut(data["espocrm"], data["merged"], overrides, data.get("row_id"), data["at"])
-
-    def putting(self, espocrm: dict, merged: dict, overrides) -> PendingPut:
-        """Before the PUT: the decision, without Advoware's answer yet."""
-        return self._write(PendingPut(dict(espocrm), dict(merged), tuple(overrides), None, time.time()))
-
-    def put(self, pending: PendingPut, row_id: str | None) -> None:
-        """Advoware answered the PUT with `row_id`."""
-        self._write(dataclasses.replace(pending, row_id=row_id))
-
-    def _write(self, pending: PendingPut) -> PendingPut:
-        self._store({**dataclasses.asdict(pending), "overrides": [dataclasses.asdict(o) for o in pending.overrides]})
-        return pending

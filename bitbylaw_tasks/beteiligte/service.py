@@ -17,9 +17,11 @@ from typing import Callable
 import redis
 
 from bitbylaw_tasks.beteiligte import compare as cmp
-from bitbylaw_tasks.beteiligte import status
-from bitbylaw_tasks.beteiligte.journal import CLEARED, CREATED, POSTING, CreateJournal
-from bitbylaw_tasks.beteiligte.put_journal import PutJournal, resume_from
+from bitbylaw_tasks.beteiligte import journal as create_journal
+from bitbylaw_tasks.beteiligte import status, store
+from bitbylaw_tasks.beteiligte.journal import Effect, Event
+from bitbylaw_tasks.beteiligte.put_journal import resume_from
+from bitbylaw_tasks.beteiligte.store import CreateJournal, PutJournal
 from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_datetime, mapped_snapshot,
                                                snapshot_of_advoware)
 from bitbylaw_tasks.kommunikation import service as kommunikation
@@ -38,8 +40,6 @@ MAX_VERSION_ROUNDS = 4  # 409 on the EspoCRM write, or a create that found EspoC
 # sync GETs again and re-decides if the rowId moved (docs/beteiligte-sync.md, "The GET->PUT window").
 RECHECK_AFTER = 1.0
 MAX_RECHECKS = 2
-RETRY_SCHEDULE_KEY = "beteiligte:retry_due"  # sorted set: entity id -> due epoch (drained by beat)
-ESPOCRM_DELETIONS_KEY = "beteiligte:deleted_in_espocrm"  # hash: entity id -> when (for operators)
 
 
 class VersionConflict(Exception):
@@ -121,7 +121,7 @@ def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:
     entity_id, now = espo["id"], ctx.clock()
     decided = status.route(espo, source, now)
     if decided.kind == "backoff":
-        schedule_retry(ctx.redis, entity_id, decided.not_before)
+        store.schedule_retry(ctx.redis, entity_id, decided.not_before)
         return SyncOutcome(entity_id, "backoff", detail={"not_before": format_espo_datetime(decided.not_before)})
     if decided.kind == "deleted_in_advoware":
         return SyncOutcome(entity_id, "deleted_in_advoware")
@@ -204,23 +204,25 @@ UNCERTAIN = ("An earlier attempt to create this Beteiligter in Advoware got no a
 
 
 def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
+    """The executor of the create journal (`journal.step` decides each move; this only carries it out)."""
     entity_id = espo["id"]
     journal = CreateJournal(ctx.redis, entity_id)
     entry = journal.get()
     intent = espo.get(INTENT_FIELD) or ""
-    adopted = False
-    if entry is not None and entry.state == CREATED:
-        created, adopted = {"betNr": entry.betnr, "rowId": entry.row_id}, True
-        posted = entry.snapshot
-        if posted is None:  # adopted by an operator: what Advoware holds is the base
-            created = ctx.advoware.get_beteiligte(entry.betnr)
-            posted = snapshot_of_advoware(created)
-    elif entry is not None and entry.state == POSTING:
+    kind = create_journal.intent_of(intent, journal.server_id() if intent else "")
+    state, effect = create_journal.step(create_journal.state_of(entry), create_journal.START_EVENT[kind])
+    if effect is Effect.ASK_UNCERTAIN:
         raise SyncFailed(UNCERTAIN.format(why="", id=entity_id))
-    elif entry is None and intent and not intent.startswith(journal.server_id() + ":"):
+    if effect is Effect.ASK_JOURNAL_LOST:
         raise SyncFailed(UNCERTAIN.format(why=" and Redis restarted since (its journal is lost)", id=entity_id))
+    adopted = effect in (Effect.ADOPT, Effect.ADOPT_ASSIGNED)
+    if effect is Effect.ADOPT:
+        created, posted = {"betNr": entry.betnr, "rowId": entry.row_id}, entry.snapshot
+    elif effect is Effect.ADOPT_ASSIGNED:  # adopted by an operator: what Advoware holds is the base
+        created = ctx.advoware.get_beteiligte(entry.betnr)
+        posted = snapshot_of_advoware(created)
     else:
-        if not intent or (entry is not None and entry.state == CLEARED):
+        if effect is Effect.ANNOUNCE_AND_POST:
             # the durable anchor of the journal (SPEC §4.8: the `syncing` write is counted separately)
             espo = _write_espocrm(ctx, espo, {"syncStatus": status.SYNCING,
                                               INTENT_FIELD: f"{journal.server_id()}:{format_espo_datetime(now)}"})
@@ -230,14 +232,18 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         try:
             created = ctx.advoware.create_beteiligte(espo_to_advoware(espo))
         except ApiError as exc:
-            if not getattr(exc, "maybe_sent", False):  # an error answer, or never connected: nothing created
+            state, effect = create_journal.step(state, create_journal.post_failed(getattr(exc, "maybe_sent", False)))
+            if effect is Effect.WITHDRAW:
                 _withdraw_intent(ctx, espo, journal)
             raise
-        journal.created(int(created["betNr"]), created.get("rowId"), posted)
+        state, effect = create_journal.step(state, Event.ANSWERED)
+        if effect is Effect.RECORD_CREATED:
+            journal.created(int(created["betNr"]), created.get("rowId"), posted)
     # Until this write lands, only the Redis journal knows the new betNr: try hard before giving up.
     write = {**cmp.create_write(posted, created, now, espo), INTENT_FIELD: ""}
     _insist(lambda: _write_espocrm(ctx, espo, write))
-    journal.clear()
+    if create_journal.step(state, Event.WRITTEN_BACK)[1] is Effect.FORGET:
+        journal.clear()
     return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted},
                        kommunikation_due=True, again=write["syncStatus"] == status.DIRTY)
 
@@ -272,7 +278,9 @@ def _insist(write):
 def resolve_create(client: redis.Redis, entity_id: str, betnr: int | None, row_id: str | None = None) -> None:
     """Operator decision after an uncertain create: adopt `betnr`, or (None) allow a new POST."""
     journal = CreateJournal(client, entity_id)
-    if betnr is None:
+    _, effect = create_journal.step(create_journal.state_of(journal.get()),
+                                    Event.RESOLVED_NONE if betnr is None else Event.RESOLVED_BETNR)
+    if effect is Effect.RECORD_CLEARED:
         journal.cleared()
     else:
         journal.created(betnr, row_id)
@@ -288,7 +296,7 @@ def _deleted_in_advoware(ctx: SyncContext, espo: dict, now: datetime) -> SyncOut
 
 def _deleted_in_espocrm(ctx: SyncContext, entity_id: str, source: str) -> SyncOutcome:
     """SPEC §4.5: record and report; Advoware stays untouched (a law firm must not lose a party)."""
-    ctx.redis.hset(ESPOCRM_DELETIONS_KEY, entity_id, format_espo_datetime(ctx.clock()))
+    store.record_deletion(ctx.redis, entity_id, format_espo_datetime(ctx.clock()))
     log.warning("beteiligte %s: deleted in EspoCRM; Advoware left untouched (see `bitbylaw beteiligte "
                 "deletions`)", entity_id)
     notify.of(ctx).record(notify.DELETED_IN_ESPOCRM, entity_id)
@@ -312,25 +320,11 @@ def record_failure(ctx: SyncContext, entity_id: str, error: Exception,
                 f"Sync to Advoware failed {outcome.retry_count} times and is paused until "
                 f"{format_espo_datetime(outcome.next_attempt)} UTC. Last error: {outcome.update['syncErrorMessage']}"),
                 espo.get("assignedUserId"))
-        schedule_retry(ctx.redis, entity_id, outcome.next_attempt)
+        store.schedule_retry(ctx.redis, entity_id, outcome.next_attempt)
         return outcome
     except (ApiError, redis.RedisError) as exc:
         log.error("beteiligte %s: could not record the failure (%s)", entity_id, type(exc).__name__)
         return None
-
-
-def schedule_retry(client: redis.Redis, entity_id: str, at: datetime) -> None:
-    client.zadd(RETRY_SCHEDULE_KEY, {entity_id: at.timestamp()})
-
-
-def due_retries(client: redis.Redis, now: datetime, limit: int = 500) -> list[str]:
-    """Entity ids whose retry time has come (left in the set until `drop_retries`)."""
-    return [m.decode() for m in client.zrangebyscore(RETRY_SCHEDULE_KEY, "-inf", now.timestamp(), 0, limit)]
-
-
-def drop_retries(client: redis.Redis, entity_ids: list[str]) -> None:
-    if entity_ids:
-        client.zrem(RETRY_SCHEDULE_KEY, *entity_ids)
 
 
 def _log(outcome: SyncOutcome) -> SyncOutcome:

@@ -3,10 +3,10 @@
 One EspoCRM query (an `or` of the five selection rules) paged through with
 keyset paging, no cap; `status.is_due` re-checks each hit (pure); due
 `permanently_failed` records are reset first; everything is enqueued through
-the same coalescing as the webhooks. The rolling check adds the
-longest-unchecked clean entities (Redis sorted set of last check times) up to
-the Advoware call budget, so Advoware-only changes are found far sooner
-than the 24 h rule alone would.
+the same coalescing as the webhooks. The rolling check of clean entities
+(Advoware-only changes) is the freshness checker's (`freshness.py`), which
+runs far more often and spends what the Advoware budget leaves; the sweep
+reports the oldest check's age.
 """
 from __future__ import annotations
 
@@ -17,14 +17,13 @@ from datetime import datetime, timedelta
 
 import redis
 
-from bitbylaw_tasks.beteiligte import status
+from bitbylaw_tasks.beteiligte import status, store
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.enqueue import Enqueuer
 from bitbylaw_tasks.locks import is_locked
 from integrations.espocrm import EspoCrmClient, W
 
-CHECKED_KEY = "beteiligte:checked"  # sorted set: entity id -> epoch of its last completed sync/check
 SELECT = ["id", "syncStatus", "syncNextRetry", "syncAutoResetAt", "advowareLastSync", "betnr", "modifiedAt"]
 ENQUEUE_CHUNK = 500
 RESET_PARALLELISM = 8
@@ -34,7 +33,6 @@ LOCK_KIND = "cbeteiligte"
 @dataclass
 class SweepResult:
     by_rule: dict[str, int] = field(default_factory=lambda: collections.Counter())
-    rolling: int = 0
     queued: int = 0
     coalesced: int = 0
     reset: int = 0
@@ -42,7 +40,7 @@ class SweepResult:
     oldest_check_age_s: float | None = None
 
     def as_dict(self) -> dict:
-        return {"by_rule": dict(self.by_rule), "rolling": self.rolling, "queued": self.queued,
+        return {"by_rule": dict(self.by_rule), "queued": self.queued,
                 "coalesced": self.coalesced, "reset": self.reset, "scanned": self.scanned,
                 "oldest_check_age_s": self.oldest_check_age_s}
 
@@ -65,16 +63,8 @@ def selection(now: datetime, lock_ttl: timedelta = status.LOCK_TTL,
     )
 
 
-def record_checked(client: redis.Redis, entity_id: str, now: datetime) -> None:
-    client.zadd(CHECKED_KEY, {entity_id: now.timestamp()})
-
-
-def forget_checked(client: redis.Redis, entity_id: str) -> None:
-    client.zrem(CHECKED_KEY, entity_id)
-
-
 def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, now: datetime, *,
-          check_budget: int, lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
+          lock_ttl: timedelta = status.LOCK_TTL) -> SweepResult:
     result = SweepResult()
     due: dict[str, str] = {}
     for record in espocrm.iter_beteiligte(selection(now, lock_ttl), select=SELECT):
@@ -90,15 +80,9 @@ def sweep(espocrm: EspoCrmClient, lock_client: redis.Redis, enqueuer: Enqueuer, 
         with ThreadPoolExecutor(max_workers=RESET_PARALLELISM) as pool:
             list(pool.map(lambda i: espocrm.update_beteiligte(i, status.auto_reset(now)), resets))
         result.reset = len(resets)
-    if check_budget > 0:
-        for member in lock_client.zrange(CHECKED_KEY, 0, check_budget + len(due) - 1):
-            entity_id = member.decode()
-            if entity_id not in due and result.rolling < check_budget:
-                due[entity_id] = "rolling"
-                result.rolling += 1
-    oldest = lock_client.zrange(CHECKED_KEY, 0, 0, withscores=True)
-    if oldest:
-        result.oldest_check_age_s = round(now.timestamp() - oldest[0][1], 1)
+    oldest = store.oldest_check(lock_client)
+    if oldest is not None:
+        result.oldest_check_age_s = round(now.timestamp() - oldest, 1)
     ids = list(due)
     for start in range(0, len(ids), ENQUEUE_CHUNK):
         chunk = ids[start:start + ENQUEUE_CHUNK]

@@ -1,4 +1,5 @@
-"""Celery tasks of the `beteiligte` queue: sync one entity, the sweep, and the retry drain. Thin adapters.
+"""Celery tasks of the `beteiligte` queue: sync one entity, the sweep, the freshness checker and the retry
+drain. Thin adapters.
 
 Each task takes ids only, holds the entity lock (via `run_exclusive`), calls
 the service, and maps exceptions to Celery outcomes: the shared runner
@@ -9,17 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 from bitbylaw_tasks import messages
-from bitbylaw_tasks.beteiligte import service
+from bitbylaw_tasks.beteiligte import freshness as fresh, service, store
 from bitbylaw_tasks.beteiligte.context import BETEILIGTE, sync_context
-from bitbylaw_tasks.beteiligte.sweep import forget_checked, record_checked, sweep as run_sweep
+from bitbylaw_tasks.beteiligte.sweep import sweep as run_sweep
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY
 from bitbylaw_tasks.locks import EntityLock
+from bitbylaw_tasks.metrics import record_check_ages
 from bitbylaw_tasks.outcomes import run_entity_task
 from bitbylaw_tasks.redis_clients import lock_redis
 
@@ -40,9 +43,9 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
         return {"entity_id": entity_id, "path": BUSY}
     then = service.followups(outcome)
     if then.forget_checked:
-        forget_checked(lock_redis(settings_of(app)), entity_id)
+        store.forget_checked(lock_redis(settings_of(app)), entity_id)
     if then.record_checked:
-        record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
+        store.record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
     if then.handoff_kommunikation:
         enqueuer_for(app).enqueue([messages.kommunikation_sync(entity_id)])
     return dataclasses.asdict(outcome)
@@ -59,7 +62,6 @@ def sweep() -> dict:
         return {"skipped": True}
     try:
         result = run_sweep(clients_for(settings).espocrm, client, enqueuer_for(app), utcnow(),
-                           check_budget=settings.sweep_check_budget,
                            lock_ttl=timedelta(seconds=settings.sync_lock_ttl))
     finally:
         guard.release()
@@ -67,13 +69,33 @@ def sweep() -> dict:
     return result.as_dict()
 
 
+@app.task(name="beteiligte.freshness", acks_late=True, ignore_result=True)
+def freshness() -> dict:
+    """Beat, every FRESHNESS_TICK s: check the longest-unchecked parties with what the shared Advoware budget
+    leaves (`freshness.py`), and publish the check ages for /metrics."""
+    settings = settings_of(app)
+    client = lock_redis(settings)
+    gate = clients_for(settings).advoware.gate
+    budget = fresh.Budget(settings.advoware_max_requests_per_minute, settings.freshness_headroom,
+                          settings.freshness_tick)
+    now = time.time()
+    step = fresh.tick(client, budget, now=now, used=gate.used() if gate else 0,
+                      waiting=enqueuer_for(app).waiting("beteiligte"), paused=bool(gate and gate.paused()))
+    if step.picked:
+        enqueuer_for(app).enqueue([messages.beteiligte_sync(i, "check", "sweep") for i in step.picked])
+    ages = fresh.freshness(client, now)
+    record_check_ages(client, "beteiligte", ages.tracked,
+                      {"0.5": ages.p50_s, "0.99": ages.p99_s, "1": ages.oldest_s})
+    return step.as_dict()
+
+
 @app.task(name="beteiligte.retry_due", acks_late=True, ignore_result=True)
 def retry_due() -> int:
     """Beat, every 30 s: queue the syncs whose back-off (syncNextRetry) has passed."""
     settings = settings_of(app)
     client = lock_redis(settings)
-    ids = service.due_retries(client, utcnow())
+    ids = store.due_retries(client, utcnow())
     if ids:
         enqueuer_for(app).enqueue([messages.beteiligte_sync(i, "update", "retry") for i in ids])
-        service.drop_retries(client, ids)
+        store.drop_retries(client, ids)
     return len(ids)

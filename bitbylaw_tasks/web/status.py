@@ -22,7 +22,8 @@ from flask import Blueprint, Response, render_template, request
 from markupsafe import Markup
 
 from bitbylaw_tasks.beteiligte import status as bstatus
-from bitbylaw_tasks.metrics import hourly, oldest_check_age
+from bitbylaw_tasks.beteiligte import store as beteiligte_store
+from bitbylaw_tasks.metrics import hourly
 from bitbylaw_tasks.notify import record_url_template
 from bitbylaw_tasks.ops import failures, heartbeat, manual
 from bitbylaw_tasks.redis_clients import client_for
@@ -151,9 +152,9 @@ def collect(settings: Settings, espocrm, now: float | None = None) -> Page:
         page.manual_actions = [{**a, "since": iso_utc(a["since"]),
                                 "link": url.format(id=a["entity_id"]) if a["domain"] != "calendar" else None}
                                for a in actions[:SHOWN]]
-        age = oldest_check_age(client, now)
+        page.checked, ages = beteiligte_store.check_ages(client, now, (1.0,))
+        age = ages.get(1.0)
         page.oldest_check, page.checks_stale = _age(age), age is not None and age > FRESH_FOR
-        page.checked = int(client.zcard("beteiligte:checked"))
         page.heartbeats = {c: {**e, "last_seen": iso_utc(e["last_seen"]), "age": _age(e["age_s"])}
                            for c, e in heartbeat.report(client, settings.heartbeat_stale_after, now).items()}
     except (redis.RedisError, OSError):

@@ -1,0 +1,368 @@
+"""Freshness of Advoware-only changes over a simulated day, within the shared Advoware budget (issue 15).
+
+Runs the product's scheduling code - `beteiligte.freshness.tick` (the control
+rule and the longest-unchecked picks) on the product's store
+(`beteiligte.store`, a private redis-server) - against a simulated clock: no
+sleeping, a day takes seconds. Around it, a discrete-event model of the rest:
+- one shared Advoware rate gate, a 60 s moving window of
+  ADVOWARE_MAX_REQUESTS_PER_MINUTE calls, first come first served (as
+  `integrations/rategate.py`); EspoCRM and Google are not the limit and are
+  only given their latency;
+- worker pools per queue (beteiligte 8, kommunikation 8, calendar 4 threads,
+  the product's defaults), FIFO queues, coalescing per entity;
+- Beteiligte syncs with the call sequences `bench.api_calls` measured: a check
+  = EspoCRM GET + Advoware GET (+ EspoCRM PUT when Advoware changed, and the
+  Kommunikation hand-off when its entries changed); a webhook sync = EspoCRM
+  GET + Advoware GET + PUT + EspoCRM PUT; a Kommunikation sync = EspoCRM GET +
+  Advoware GET + one Advoware write when EspoCRM changed + EspoCRM PUT;
+- traffic: `--espocrm-edits` user edits in EspoCRM (webhooks, delivered by
+  EspoCRM's job at the next full minute; `--kommunikation-share` of them touch
+  e-mail/phone), `--advoware-edits` edits made only in Advoware (the same share
+  in Kommunikation), both uniform over office hours (08:00-18:00) and over the
+  parties; the calendar's `sync_all` every 15 min (1 Advoware call + one
+  listing per employee);
+- the freshness checker every FRESHNESS_TICK s, as beat runs it.
+
+An Advoware-only edit "reaches EspoCRM" when the EspoCRM write of the sync
+that saw it ends (for Kommunikation: of the Kommunikation sync it handed
+off to). Printed: that delay (p50/p99/max), Advoware calls per minute per
+consumer (max and mean), the webhook syncs' queueing delay (queued -> started)
+and their waits at the gate, the check ages the product reports.
+
+    .venv/bin/python -m bench.freshness                    # 10,000 parties, 24 h
+    .venv/bin/python -m bench.freshness --parties 50000
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import heapq
+import random
+import statistics
+import sys
+import time
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from bench.common import percentile, table
+from bitbylaw_tasks.beteiligte import store
+from bitbylaw_tasks.beteiligte.freshness import Budget, freshness, tick
+from bitbylaw_tasks.devredis import PrivateRedis
+
+DAY0 = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()  # a Monday, 00:00 UTC: simulated time 0
+OFFICE = (8 * 3600, 18 * 3600)
+WINDOW = 60.0
+CHECK, WEBHOOK, KOMM, CALENDAR = "checks", "webhook syncs", "Kommunikation syncs", "calendar"
+CONSUMERS = (CHECK, WEBHOOK, KOMM, CALENDAR)
+
+
+class Gate:
+    """The shared Advoware budget: a moving window, calls admitted first come first served."""
+
+    def __init__(self, per_minute: int):
+        self.limit = per_minute
+        self.admits: list[float] = []  # nondecreasing: a later request is never admitted before an earlier one
+        self.per_minute: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+    def admit(self, t: float, consumer: str) -> float:
+        at = max(t, self.admits[-1]) if self.admits else t
+        if len(self.admits) >= self.limit and self.admits[-self.limit] > at - WINDOW:
+            at = self.admits[-self.limit] + WINDOW
+        self.admits.append(at)
+        self.per_minute[consumer][int(at // 60)] += 1
+        return at
+
+    def used(self, t: float) -> int:
+        """Calls admitted in (t - 60 s, t]: what `RateGate.used()` reports."""
+        return bisect_right(self.admits, t) - bisect_right(self.admits, t - WINDOW)
+
+
+@dataclass
+class Message:
+    kind: str                  # check | webhook | kommunikation | calendar
+    party: int
+    queued: float
+    edits: list = field(default_factory=list)  # Kommunikation: the Advoware-only edits it must deliver
+    espocrm_change: bool = False
+
+
+class Sim:
+    def __init__(self, args, client):
+        self.args, self.redis = args, client
+        self.rng = random.Random(args.seed)
+        self.t = 0.0
+        self.events: list = []
+        self.seq = 0
+        self.gate = Gate(args.per_minute)
+        self.queues = {"beteiligte": deque(), "kommunikation": deque(), "calendar": deque()}
+        self.capacity = {"beteiligte": 8, "kommunikation": 8, "calendar": 4}
+        self.busy = collections.Counter()
+        self.queued_parties: dict[str, set] = collections.defaultdict(set)
+        self.pending: dict[int, list] = collections.defaultdict(list)  # party -> Advoware-only edits unseen
+        self.delays = {"master data": [], "Kommunikation": []}
+        self.webhook_wait: list[float] = []   # queued -> started
+        self.webhook_gate: list[float] = []   # time spent waiting at the gate inside the sync
+        self.webhook_total: list[float] = []  # queued -> done
+        self.checks = 0
+        self.ages: list[tuple[float, object]] = []
+        self.budget = Budget(args.per_minute, args.headroom, args.tick)
+
+    # --- the event loop ---
+    def at(self, t: float, action) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, self.seq, action))
+
+    def run(self, until: float) -> None:
+        while self.events and self.events[0][0] <= until:
+            self.t, _, action = heapq.heappop(self.events)
+            action()
+
+    # --- queues and workers ---
+    def enqueue(self, queue: str, message: Message) -> None:
+        if message.kind != "kommunikation" and message.party in self.queued_parties[queue]:
+            return  # coalesced: a message for this entity is already waiting
+        self.queued_parties[queue].add(message.party)
+        self.queues[queue].append(message)
+        self.dispatch(queue)
+
+    def dispatch(self, queue: str) -> None:
+        while self.busy[queue] < self.capacity[queue] and self.queues[queue]:
+            message = self.queues[queue].popleft()
+            self.queued_parties[queue].discard(message.party)
+            self.busy[queue] += 1
+            body = {"check": self.check, "webhook": self.webhook, "kommunikation": self.kommunikation,
+                    "calendar": self.calendar_employee}[message.kind]
+            self.step(queue, message, body(message), None)
+
+    def step(self, queue: str, message: Message, gen, sent) -> None:
+        """Advance a task to its next call: ("advoware"|"espocrm", consumer) -> resumed with (admitted, done)."""
+        try:
+            system, consumer = gen.send(sent)
+        except StopIteration:
+            self.busy[queue] -= 1
+            self.dispatch(queue)
+            return
+        if system == "advoware":
+            admitted = self.gate.admit(self.t, consumer)
+            done = admitted + self.args.advoware_latency_ms / 1000
+        else:
+            admitted = self.t
+            done = admitted + self.args.espocrm_latency_ms / 1000
+        self.at(done, lambda: self.step(queue, message, gen, (admitted, done)))
+
+    # --- what the tasks do (the call sequences of bench.api_calls) ---
+    def seen(self, party: int, read_at: float) -> tuple[list, list]:
+        """The Advoware-only edits a GET at `read_at` sees (and takes off the unseen list)."""
+        edits = self.pending.get(party, [])
+        seen = [e for e in edits if e[0] < read_at]
+        if seen:
+            self.pending[party] = [e for e in edits if e[0] >= read_at]
+        return [e for e in seen if e[1] == "master data"], [e for e in seen if e[1] == "Kommunikation"]
+
+    def beteiligte_sync(self, message: Message, consumer: str, espocrm_changed: bool):
+        yield "espocrm", consumer                         # GET the record
+        read_at, _ = yield "advoware", consumer           # GET the Beteiligter (with its kommunikation)
+        master, komm = self.seen(message.party, read_at)
+        if espocrm_changed:
+            yield "advoware", consumer                    # PUT the merged record
+        done = self.t
+        if espocrm_changed or master:
+            _, done = yield "espocrm", consumer           # the one EspoCRM write
+        for edit_at, kind in master:
+            self.delays[kind].append(done - edit_at)
+        if komm or message.espocrm_change:
+            self.enqueue("kommunikation", Message("kommunikation", message.party, self.t, komm,
+                                                  message.espocrm_change))
+        store.record_checked(self.redis, str(message.party), datetime.fromtimestamp(DAY0 + done, timezone.utc))
+
+    def check(self, message: Message):
+        self.checks += 1
+        yield from self.beteiligte_sync(message, CHECK, espocrm_changed=False)
+
+    def webhook(self, message: Message):
+        started = self.t
+        self.webhook_wait.append(started - message.queued)
+        gate_wait = [0.0]
+        sync = self.beteiligte_sync(message, WEBHOOK, espocrm_changed=True)
+        sent = None
+        while True:  # the same sync, measuring its waits at the gate
+            try:
+                request = sync.send(sent)
+            except StopIteration:
+                break
+            asked = self.t
+            sent = yield request
+            if request[0] == "advoware":
+                gate_wait[0] += sent[0] - asked
+        self.webhook_gate.append(gate_wait[0])
+        self.webhook_total.append(self.t - message.queued)
+
+    def kommunikation(self, message: Message):
+        yield "espocrm", KOMM
+        read_at, _ = yield "advoware", KOMM
+        _, komm = self.seen(message.party, read_at)  # entries edited since the Beteiligte sync's GET, too
+        if message.espocrm_change:
+            yield "advoware", KOMM                       # POST/PUT the entry
+        _, done = yield "espocrm", KOMM                  # both arrays, status and hash in one write
+        for edit_at, kind in message.edits + komm:
+            self.delays[kind].append(done - edit_at)
+
+    def calendar_employee(self, message: Message):
+        yield "advoware", CALENDAR                      # the Termine listing (Google is not the limit)
+
+    # --- the periodic tasks ---
+    def freshness_tick(self) -> None:
+        step = tick(self.redis, self.budget, now=DAY0 + self.t, used=self.gate.used(self.t),
+                    waiting=len(self.queues["beteiligte"]))
+        for party in step.picked:
+            self.enqueue("beteiligte", Message("check", int(party), self.t))
+        self.at(self.t + self.args.tick, self.freshness_tick)
+
+    def calendar_all(self) -> None:
+        self.gate.admit(self.t, CALENDAR)  # GET Mitarbeiter
+        for employee in range(self.args.employees):
+            # the product queues every employee at once; --calendar-spread shows what spreading them would do
+            offset = 900 * employee / self.args.employees if self.args.calendar_spread else 0.0
+            self.at(self.t + offset, lambda e=employee: self.enqueue("calendar", Message("calendar", -1 - e, self.t)))
+        self.at(self.t + 900, self.calendar_all)
+
+    def sample_ages(self) -> None:
+        self.ages.append((self.t, freshness(self.redis, DAY0 + self.t)))
+        self.at(self.t + 600, self.sample_ages)
+
+
+def seed(sim: Sim, args) -> None:
+    """Every party checked once in the cycle before the day starts (the steady state of the night)."""
+    cycle = args.parties / max(1, sim.budget.target) * 60
+    pipe = sim.redis.pipeline(transaction=False)
+    for party in range(args.parties):
+        pipe.zadd(store.CHECKED_KEY, {str(party): DAY0 - sim.rng.uniform(0, cycle)})
+    pipe.execute()
+    office = lambda: sim.rng.uniform(*OFFICE)  # noqa: E731
+    for _ in range(args.advoware_edits):
+        party, at = sim.rng.randrange(args.parties), office()
+        kind = "Kommunikation" if sim.rng.random() < args.kommunikation_share else "master data"
+        sim.at(at, lambda p=party, a=at, k=kind: sim.pending[p].append((a, k)))
+    for _ in range(args.espocrm_edits):
+        party, at = sim.rng.randrange(args.parties), office()
+        delivered = (at // 60 + 1) * 60 + 1  # EspoCRM's webhook job runs once a minute
+        komm = sim.rng.random() < args.kommunikation_share
+        sim.at(delivered, lambda p=party, d=delivered, k=komm: sim.enqueue(
+            "beteiligte", Message("webhook", p, d, espocrm_change=k)))
+    sim.at(sim.rng.uniform(0, args.tick), sim.freshness_tick)
+    sim.at(sim.rng.uniform(0, 900), sim.calendar_all)
+    sim.at(0.0, sim.sample_ages)
+
+
+def simulate(args) -> dict:
+    server = PrivateRedis().start()
+    try:
+        import redis
+
+        client = redis.Redis.from_url(server.url(1))
+        sim = Sim(args, client)
+        seed(sim, args)
+        wall = time.monotonic()
+        sim.run(args.hours * 3600)
+        wall = time.monotonic() - wall
+        unseen = sum(len(v) for v in sim.pending.values())
+        return {"sim": sim, "wall": wall, "unseen": unseen}
+    finally:
+        server.stop()
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # nan
+        return "n/a"
+    return f"{seconds:.0f} s" if seconds < 120 else (f"{seconds / 60:.0f} min" if seconds < 7200
+                                                     else f"{seconds / 3600:.2f} h")
+
+
+def _dist(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return (f"p50 {_duration(percentile(values, 0.5))}, p99 {_duration(percentile(values, 0.99))}, "
+            f"max {_duration(max(values))} (n={len(values)})")
+
+
+def report(args, r: dict) -> tuple[str, bool]:
+    sim: Sim = r["sim"]
+    minutes = int(args.hours * 60)
+    office = range(OFFICE[0] // 60, OFFICE[1] // 60)
+    rows = []
+    for consumer in CONSUMERS:
+        counts = sim.gate.per_minute[consumer]
+        rows.append([consumer, max(counts.values(), default=0), f"{sum(counts.values()) / minutes:.1f}",
+                     f"{sum(counts[m] for m in office) / len(office):.1f}", sum(counts.values())])
+    total = collections.Counter()
+    for counts in sim.gate.per_minute.values():
+        total.update(counts)
+    rows.append(["all", max(total.values(), default=0), f"{sum(total.values()) / minutes:.1f}",
+                 f"{sum(total[m] for m in office) / len(office):.1f}", sum(total.values())])
+    windows = [sim.gate.used(t) for t in range(0, int(args.hours * 3600), 5)]
+    every = sim.delays["master data"] + sim.delays["Kommunikation"]
+    # an edit not seen by the end counts as later than any seen one (run longer with --hours to see it)
+    p99 = percentile(every + [float("inf")] * r["unseen"], 0.99) if every or r["unseen"] else float("inf")
+    office_ages = [a for t, a in sim.ages if OFFICE[0] <= t <= OFFICE[1] and a.tracked]
+    figures = [
+        ["parties", f"{args.parties:,}"],
+        ["budget", f"{args.per_minute} Advoware calls/min shared; checker headroom {args.headroom}/min, "
+                   f"tick {args.tick:g} s (target {sim.budget.target}/min, at most {sim.budget.cap} per tick)"],
+        ["traffic", f"{args.espocrm_edits} EspoCRM edits, {args.advoware_edits} Advoware-only edits (08-18 h, "
+                    f"{args.kommunikation_share:.0%} in Kommunikation), calendar every 15 min for "
+                    f"{args.employees} employees" + (" (spread over the 15 min: what-if)"
+                                                     if args.calendar_spread else "")],
+        ["Advoware-only edit -> in EspoCRM, all", _dist(every)],
+        ["  master data", _dist(sim.delays["master data"])],
+        ["  Kommunikation", _dist(sim.delays["Kommunikation"])],
+        ["  not yet seen at the end", f"{r['unseen']}" + (" (the figures above leave them out; run longer with "
+                                                          "--hours)" if r["unseen"] else "")],
+        ["target p99 <= 2 h", "meets" if p99 <= 7200 else "MISSES"],
+        ["checks run", f"{sim.checks:,} ({sim.checks / args.parties:.1f} per party per day)"],
+        ["check age, office hours (the product's figures, sampled every 10 min)",
+         f"p50 up to {_duration(max(a.p50_s for a in office_ages))}, p99 up to "
+         f"{_duration(max(a.p99_s for a in office_ages))}, oldest up to "
+         f"{_duration(max(a.oldest_s for a in office_ages))}" if office_ages else "n/a"],
+        ["webhook sync: queued -> started", _dist(sim.webhook_wait) +
+         f"; mean {statistics.fmean(sim.webhook_wait):.2f} s" if sim.webhook_wait else "n/a"],
+        ["webhook sync: waiting at the gate (inside the sync)", _dist(sim.webhook_gate) +
+         f"; mean {statistics.fmean(sim.webhook_gate):.2f} s" if sim.webhook_gate else "n/a"],
+        ["webhook sync: queued -> done", _dist(sim.webhook_total) if sim.webhook_total else "n/a"],
+        ["Advoware calls in any 60 s window (sampled every 5 s)", f"max {max(windows)}, mean "
+                                                                  f"{statistics.fmean(windows):.1f} "
+                                                                  f"(limit {args.per_minute})"],
+        ["simulated", f"{args.hours:g} h in {r['wall']:.1f} s of wall time"],
+    ]
+    out = table(["figure", "value"], figures, f"Freshness over a simulated day, {args.parties:,} parties")
+    out += "\n\n" + table(["consumer", "max calls/min", "mean calls/min (day)", "mean calls/min (08-18 h)",
+                           "calls"], rows, "Advoware calls per minute by consumer")
+    return out, p99 <= 7200 and max(windows) <= args.per_minute
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parties", type=int, default=10000)
+    parser.add_argument("--advoware-edits", type=int, default=500)
+    parser.add_argument("--espocrm-edits", type=int, default=2000)
+    parser.add_argument("--kommunikation-share", type=float, default=0.3, help="share of edits in e-mail/phone")
+    parser.add_argument("--employees", type=int, default=20, help="calendars synced every 15 min")
+    parser.add_argument("--calendar-spread", action="store_true",
+                        help="what-if: spread the calendar's employee syncs over the 15 min (not the product's "
+                             "behaviour: it queues them all at once)")
+    parser.add_argument("--per-minute", type=int, default=100, help="ADVOWARE_MAX_REQUESTS_PER_MINUTE")
+    parser.add_argument("--headroom", type=int, default=8, help="FRESHNESS_HEADROOM")
+    parser.add_argument("--tick", type=float, default=10.0, help="FRESHNESS_TICK")
+    parser.add_argument("--advoware-latency-ms", type=int, default=300)
+    parser.add_argument("--espocrm-latency-ms", type=int, default=100)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    text, ok = report(args, simulate(args))
+    print(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
