@@ -2,7 +2,10 @@
 
 A static check of the source: every import in the base modules (module level and inside functions),
 followed through the other top-level `bitbylaw_tasks` modules they import, must never reach a sub-package
-of `bitbylaw_tasks` (the domains `beteiligte`, `kommunikation`, `calendar`, … and the adapters `web`, `ops`).
+of `bitbylaw_tasks` (the domains `beteiligte`, `kommunikation`, `calendar`, … and the adapters `web`, `ops`)
+— except the operational registers in `REGISTERS` (the failure register, the manual actions, the
+heartbeats: Redis bookkeeping every domain writes), which are followed like base modules, so they too must
+never reach a domain.
 """
 import ast
 from pathlib import Path
@@ -13,11 +16,14 @@ import bitbylaw_tasks
 
 PACKAGE = Path(bitbylaw_tasks.__file__).parent
 BASE = ("settings", "outcomes", "locks", "enqueue", "exclusive", "messages", "metrics")
+REGISTERS = ("ops.failures", "ops.manual", "ops.heartbeat")
+REGISTER_PACKAGES = {register.split(".")[0] for register in REGISTERS}
 
 
 def _imports(module: str) -> set[str]:
-    """Every `bitbylaw_tasks…` module `module` (a top-level module of the package) imports, anywhere."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """Every `bitbylaw_tasks…` module `module` (a top-level module of the package, or a register)
+    imports, anywhere."""
+    tree = ast.parse((PACKAGE / f"{module.replace('.', '/')}.py").read_text())
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -42,6 +48,14 @@ def domain_imports(module: str) -> dict[str, list[str]]:
     while todo:
         current, chain = todo.pop()
         for name in sorted(_imports(current)):
+            inner = name.partition(".")[2]
+            if inner in REGISTERS:  # a register: followed like a base module
+                if inner not in seen:
+                    seen.add(inner)
+                    todo.append((inner, chain + [inner]))
+                continue
+            if inner in REGISTER_PACKAGES and "import" not in (PACKAGE / inner / "__init__.py").read_text():
+                continue  # `from bitbylaw_tasks.ops import failures` also names the (empty) package
             if _sub_package(name):
                 found.setdefault(name, chain)
                 continue
@@ -66,6 +80,21 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
     assert domain_imports("base") == {"bitbylaw_tasks.beteiligte": ["base", "helper"],
                                       "bitbylaw_tasks.beteiligte.service": ["base", "helper"]}
+
+
+def test_a_register_is_followed_and_other_modules_of_its_package_are_not_base(tmp_path, monkeypatch):
+    """A register that reaches a domain is reported; a non-register module of the same package is a domain."""
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "__init__.py").write_text('"""ops."""\n')
+    (tmp_path / "ops" / "failures.py").write_text("from bitbylaw_tasks.calendar import state\n")
+    (tmp_path / "ops" / "tasks.py").write_text("")
+    (tmp_path / "calendar").mkdir()
+    (tmp_path / "calendar" / "__init__.py").write_text("")
+    (tmp_path / "base.py").write_text("from bitbylaw_tasks.ops import failures, tasks\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
+    assert domain_imports("base") == {"bitbylaw_tasks.ops.tasks": ["base"],
+                                      "bitbylaw_tasks.calendar": ["base", "ops.failures"],
+                                      "bitbylaw_tasks.calendar.state": ["base", "ops.failures"]}
 
 
 def test_conflict_policy_groups_are_checked_by_the_domain_where_the_app_starts():
