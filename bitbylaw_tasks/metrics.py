@@ -14,6 +14,7 @@ SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
 DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
+PROXY_KEY = "metrics:proxy"          # field "key name|status" -> Advoware proxy answers
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -48,6 +49,15 @@ def record_skipped(client: redis.Redis, domain: str, count: int) -> None:
         pass
 
 
+def record_proxy_answer(client, key_name: str, status: int) -> None:
+    """One Advoware proxy answer by caller key (`-` without a valid key) and status; `client` may be a
+    pipeline (the audit sends it with its stream entry in one round trip)."""
+    try:
+        client.hincrby(PROXY_KEY, f"{key_name}|{status}", 1)
+    except redis.RedisError:
+        pass
+
+
 def _fields(client: redis.Redis, key: str) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in client.hgetall(key).items()}
 
@@ -77,6 +87,11 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "# TYPE bitbylaw_skipped_records_total counter"]
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
+    lines += ["# HELP bitbylaw_proxy_requests_total Advoware proxy answers by caller key and status.",
+              "# TYPE bitbylaw_proxy_requests_total counter"]
+    for field, value in sorted(_fields(client, PROXY_KEY).items()):
+        key_name, _, status = field.rpartition("|")
+        lines.append(f'bitbylaw_proxy_requests_total{{key="{key_name}",status="{status}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

@@ -1,4 +1,5 @@
-"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Termine.
+"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Termine,
+and `forward`, the generic call the Advoware proxy uses.
 
 Auth (SPEC §3.2): a token from the security gateway (`POST /api/v1/Token`,
 signed with HMAC-SHA512 over `product:app:nonce:timestamp` keyed with the
@@ -29,8 +30,8 @@ from datetime import date, datetime, timezone
 import redis as redis_lib
 import requests
 
-from integrations.errors import ApiError, AuthError, NotFound, RateLimited, Unavailable
-from integrations.http import Timeouts, make_session, send
+from integrations.errors import ApiError, AuthError, NotFound, RateLimited, TimedOut, Unavailable
+from integrations.http import Timeouts, make_session, parse_retry_after, send
 from integrations.rategate import RateGate
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,19 @@ def _one(data, what: str):
     if isinstance(data, dict):
         return data
     raise ApiError(f"{SYSTEM}: {what}: unexpected answer", system=SYSTEM)
+
+
+class AnswerTooLarge(ApiError):
+    """Advoware's answer exceeded the caller's size limit; it was not read to the end."""
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """Advoware's answer as received, whatever its status (`forward`); `headers` as Advoware sent them."""
+
+    status: int
+    headers: dict
+    body: bytes
 
 
 def _day(value) -> str:
@@ -282,3 +296,67 @@ class AdvowareClient:
 
     def delete_termin(self, frnr: int) -> None:
         self._call("DELETE", "/Termine", "Termine", params={"frnr": int(frnr)})
+
+    # --- the generic call (the Advoware proxy) ---
+    def forward(self, method: str, path: str, *, params=None, body: bytes | None = None,
+                extra_headers: dict | None = None, max_bytes: int = 8 << 20, admit=None) -> RawAnswer:
+        """One call to `API + path` with the shared token, answered as received (any status).
+
+        `admit()` runs before every attempt (default: the rate gate's polite wait); a 401 drops the token
+        and retries once with a fresh one (admitted again). The answer is read up to `max_bytes`
+        (`AnswerTooLarge` beyond); transport failures raise `Unavailable` (`TimedOut` for timeouts).
+        Redirects are not followed. The token is sent only to Advoware: should Advoware echo it, it is
+        replaced in the body and its headers are dropped, so it is in nothing this returns.
+        """
+        url = self.base_url + API + path
+        admit = admit or (self.gate.wait if self.gate is not None else (lambda: None))
+        headers = {**(extra_headers or {}), "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            admit()
+            token = self.token()
+            self._count(f"{method} forward")
+            response = send(SYSTEM, self.session, method, url, timeouts=self.timeouts, accept_errors=True,
+                            stream=True, allow_redirects=False, params=params, data=body,
+                            headers={**headers, "Authorization": f"Bearer {token}"})
+            try:
+                if response.status_code == 401 and attempt == 1:
+                    self._drop_token(token)
+                    log.info("advoware: %s forward -> 401, refreshing the token once", method)
+                    continue
+                if response.status_code == 429 and self.gate is not None:
+                    self.gate.pause(parse_retry_after(response.headers.get("Retry-After")) or 0)
+                return _without_token(RawAnswer(response.status_code, dict(response.headers),
+                                                _read_limited(response, max_bytes)), token)
+            finally:
+                response.close()
+        raise AssertionError("unreachable")
+
+
+def _without_token(answer: RawAnswer, token: str) -> RawAnswer:
+    """The answer with every copy of the token replaced (also JSON-escaped) and headers naming it dropped."""
+    body = answer.body
+    for form in {token, token.replace("/", "\\/")}:
+        body = body.replace(form.encode(), b"[redacted]")
+    headers = {k: v for k, v in answer.headers.items() if token not in v}
+    return RawAnswer(answer.status, headers, body)
+
+
+def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
+    """The body of a streamed answer, at most `max_bytes` (else `AnswerTooLarge`, the rest left unread)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise AnswerTooLarge(f"{SYSTEM}: answer of {declared} bytes exceeds {max_bytes}", system=SYSTEM)
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > max_bytes:
+                raise AnswerTooLarge(f"{SYSTEM}: answer exceeds {max_bytes} bytes", system=SYSTEM)
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        timed_out = "timed out" in str(exc).lower() or isinstance(exc, requests.Timeout)
+        cls = TimedOut if timed_out else Unavailable
+        raise cls(f"{SYSTEM}: reading the answer failed", system=SYSTEM, maybe_sent=True) from None
+    return b"".join(chunks)

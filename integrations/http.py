@@ -11,7 +11,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from integrations.errors import (ApiError, AuthError, BadRequest, Conflict, Forbidden, Gone, NotFound,
-                                 PreconditionFailed, RateLimited, Unavailable)
+                                 PreconditionFailed, RateLimited, TimedOut, Unavailable)
 
 if TYPE_CHECKING:
     from integrations.rategate import RateGate
@@ -102,22 +102,26 @@ def make_session(*, retry_idempotent: int = 2, pool_size: int = 16) -> requests.
 
 
 def send(system: str, session: requests.Session, method: str, url: str, *,
-         timeouts: Timeouts, gate: "RateGate | None" = None, **kwargs) -> requests.Response:
-    """One HTTP call: wait for the shared rate budget, send, map failures to `ApiError`s."""
+         timeouts: Timeouts, gate: "RateGate | None" = None, accept_errors: bool = False,
+         **kwargs) -> requests.Response:
+    """One HTTP call: wait for the shared rate budget, send, map failures to `ApiError`s.
+
+    `accept_errors=True` returns an error answer (status >= 400) instead of raising (the Advoware proxy
+    passes Advoware's answers on); transport failures raise either way."""
     if gate is not None:
         gate.wait()
     try:
         response = session.request(method, url, timeout=timeouts.as_tuple(), **kwargs)
     except requests.ConnectTimeout as exc:
-        raise Unavailable(f"{system}: {method} {_path_of(url)} connect timed out", system=system) from exc
+        raise TimedOut(f"{system}: {method} {_path_of(url)} connect timed out", system=system) from exc
     except requests.Timeout as exc:
-        raise Unavailable(f"{system}: {method} {_path_of(url)} timed out", system=system,
-                          maybe_sent=True) from exc
+        raise TimedOut(f"{system}: {method} {_path_of(url)} timed out", system=system,
+                       maybe_sent=True) from exc
     except requests.ConnectionError as exc:
         refused = _connect_refused(exc)
         raise Unavailable(f"{system}: {method} {_path_of(url)} connection failed", system=system,
                           maybe_sent=not refused) from exc
-    if response.status_code >= 400:
+    if response.status_code >= 400 and not accept_errors:
         raise error_for_response(system, response)
     return response
 

@@ -49,6 +49,18 @@ class RateGate:
                 raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
 
+    def try_acquire(self) -> float | None:
+        """Admit one call now, without waiting: None when admitted (and counted), else the seconds until the
+        budget may admit one (for a `Retry-After`). The Advoware proxy answers 429 instead of blocking."""
+        paused_ms = self._redis.pttl(self._pause_key)
+        if paused_ms and paused_ms > 0:
+            return paused_ms / 1000.0
+        if self._limiter.hit(self._item, "bitbylaw", self._name):
+            self._count()
+            return None
+        stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
+        return max(stats.reset_time - time.time(), 0.05)
+
     def _count(self) -> None:
         """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
         try:
