@@ -118,12 +118,21 @@ def send(system: str, session: requests.Session, method: str, url: str, *,
         raise TimedOut(f"{system}: {method} {_path_of(url)} timed out", system=system,
                        maybe_sent=True) from exc
     except requests.ConnectionError as exc:
+        if _read_timed_out(exc):  # urllib3 Retry(read=0) reports a read timeout as a connection error
+            raise TimedOut(f"{system}: {method} {_path_of(url)} timed out", system=system, maybe_sent=True) from exc
         refused = _connect_refused(exc)
         raise Unavailable(f"{system}: {method} {_path_of(url)} connection failed", system=system,
                           maybe_sent=not refused) from exc
     if response.status_code >= 400 and not accept_errors:
         raise error_for_response(system, response)
     return response
+
+
+def _read_timed_out(exc: requests.ConnectionError) -> bool:
+    from urllib3.exceptions import ReadTimeoutError
+
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), ReadTimeoutError)
 
 
 def _connect_refused(exc: requests.ConnectionError) -> bool:

@@ -52,3 +52,38 @@ def advoware_log(sandbox) -> list[dict]:
 def cached_tokens(lock_redis: redis.Redis) -> list[str]:
     return [lock_redis.get(k).decode() for k in lock_redis.scan_iter("advoware:token:*")
             if not k.endswith(b":lock") and lock_redis.get(k)]
+
+
+def raw_call(base_url: str, method: str, target: str, headers=(), body: bytes | None = None,
+             chunked: bool = False) -> tuple[int, dict, bytes]:
+    """One request with the target exactly as given (requests and urllib3 would normalise `..` away)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(base_url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=15)
+    try:
+        conn.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None and not chunked:
+            conn.putheader("Content-Length", str(len(body)))
+        if chunked:
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            for start in range(0, len(body or b""), 65536):
+                part = body[start:start + 65536]
+                conn.send(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        else:
+            conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def seed(sandbox, **counts) -> dict:
+    from integrations.sandbox.advoware_seed import seed_state
+
+    return seed_state(sandbox.state("advoware"), **counts)
