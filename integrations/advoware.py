@@ -26,9 +26,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from urllib.parse import urlencode, urlsplit
 
 import redis as redis_lib
 import requests
+import urllib3
 
 from integrations.errors import ApiError, AuthError, NotFound, RateLimited, TimedOut, Unavailable
 from integrations.http import Timeouts, make_session, parse_retry_after, send
@@ -305,33 +307,56 @@ class AdvowareClient:
         `admit()` runs before every attempt (default: the rate gate's polite wait); a 401 drops the token
         and retries once with a fresh one (admitted again). The answer is read up to `max_bytes`
         (`AnswerTooLarge` beyond); transport failures raise `Unavailable` (`TimedOut` for timeouts).
-        Redirects are not followed. The token is sent only to Advoware: should Advoware echo it, it is
-        replaced in the body and its headers are dropped, so it is in nothing this returns.
+        No redirect is followed and nothing is retried at the transport level. The token is sent only to
+        Advoware: should Advoware echo it, it is replaced in the body and its headers are dropped, so it is
+        in nothing this returns.
+
+        It goes through the session's urllib3 pool directly rather than `requests` (the proxy's hot path:
+        requests' own work per call costs ~0.8 ms here, docs/advoware-proxy.md).
         """
-        url = self.base_url + API + path
+        url = self.base_url + API + path + (f"?{urlencode(params)}" if params else "")
         admit = admit or (self.gate.wait if self.gate is not None else (lambda: None))
-        headers = {**(extra_headers or {}), "Accept": "application/json"}
+        headers = {**(extra_headers or {}), "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        pool = self.session.get_adapter(url).poolmanager
+        timeout = urllib3.Timeout(connect=self.timeouts.connect, read=self.timeouts.read)
         for attempt in (1, 2):
             admit()
             token = self.token()
             self._count(f"{method} forward")
-            response = send(SYSTEM, self.session, method, url, timeouts=self.timeouts, accept_errors=True,
-                            stream=True, allow_redirects=False, params=params, data=body,
-                            headers={**headers, "Authorization": f"Bearer {token}"})
+            response = _urlopen(pool, method, url, body, {**headers, "Authorization": f"Bearer {token}"}, timeout)
             try:
-                if response.status_code == 401 and attempt == 1:
+                if response.status == 401 and attempt == 1:
                     self._drop_token(token)
                     log.info("advoware: %s forward -> 401, refreshing the token once", method)
                     continue
-                if response.status_code == 429 and self.gate is not None:
+                if response.status == 429 and self.gate is not None:
                     self.gate.pause(parse_retry_after(response.headers.get("Retry-After")) or 0)
-                return _without_token(RawAnswer(response.status_code, dict(response.headers),
+                return _without_token(RawAnswer(response.status, dict(response.headers),
                                                 _read_limited(response, max_bytes)), token)
             finally:
                 response.close()
+                response.release_conn()
         raise AssertionError("unreachable")
+
+
+def _urlopen(pool, method: str, url: str, body, headers: dict, timeout) -> "urllib3.BaseHTTPResponse":
+    """One request on the pool, failures mapped like `integrations.http.send` maps them."""
+    from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+
+    where = f"{SYSTEM}: {method} {urlsplit(url).path}"
+    try:
+        return pool.urlopen(method, url, body=body, headers=headers, retries=False, redirect=False,
+                            timeout=timeout, preload_content=False)
+    except NewConnectionError:  # before ConnectTimeoutError: urllib3 makes it a subclass of it
+        raise Unavailable(f"{where} connection failed", system=SYSTEM) from None
+    except ConnectTimeoutError:
+        raise TimedOut(f"{where} connect timed out", system=SYSTEM) from None
+    except ReadTimeoutError:
+        raise TimedOut(f"{where} timed out", system=SYSTEM, maybe_sent=True) from None
+    except HTTPError:
+        raise Unavailable(f"{where} connection failed", system=SYSTEM, maybe_sent=True) from None
 
 
 def _without_token(answer: RawAnswer, token: str) -> RawAnswer:
@@ -343,20 +368,19 @@ def _without_token(answer: RawAnswer, token: str) -> RawAnswer:
     return RawAnswer(answer.status, headers, body)
 
 
-def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
-    """The body of a streamed answer, at most `max_bytes` (else `AnswerTooLarge`, the rest left unread)."""
+def _read_limited(response, max_bytes: int) -> bytes:
+    """The (decoded) body of a streamed answer, at most `max_bytes` (else `AnswerTooLarge`, the rest unread)."""
+    from urllib3.exceptions import HTTPError, ReadTimeoutError
+
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise AnswerTooLarge(f"{SYSTEM}: answer of {declared} bytes exceeds {max_bytes}", system=SYSTEM)
-    chunks, size = [], 0
     try:
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > max_bytes:
-                raise AnswerTooLarge(f"{SYSTEM}: answer exceeds {max_bytes} bytes", system=SYSTEM)
-            chunks.append(chunk)
-    except requests.RequestException as exc:
-        timed_out = "timed out" in str(exc).lower() or isinstance(exc, requests.Timeout)
-        cls = TimedOut if timed_out else Unavailable
-        raise cls(f"{SYSTEM}: reading the answer failed", system=SYSTEM, maybe_sent=True) from None
-    return b"".join(chunks)
+        data = response.read(max_bytes + 1, decode_content=True)
+    except ReadTimeoutError:
+        raise TimedOut(f"{SYSTEM}: reading the answer timed out", system=SYSTEM, maybe_sent=True) from None
+    except HTTPError:
+        raise Unavailable(f"{SYSTEM}: reading the answer failed", system=SYSTEM, maybe_sent=True) from None
+    if len(data) > max_bytes:
+        raise AnswerTooLarge(f"{SYSTEM}: answer exceeds {max_bytes} bytes", system=SYSTEM)
+    return data

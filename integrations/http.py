@@ -102,12 +102,8 @@ def make_session(*, retry_idempotent: int = 2, pool_size: int = 16) -> requests.
 
 
 def send(system: str, session: requests.Session, method: str, url: str, *,
-         timeouts: Timeouts, gate: "RateGate | None" = None, accept_errors: bool = False,
-         **kwargs) -> requests.Response:
-    """One HTTP call: wait for the shared rate budget, send, map failures to `ApiError`s.
-
-    `accept_errors=True` returns an error answer (status >= 400) instead of raising (the Advoware proxy
-    passes Advoware's answers on); transport failures raise either way."""
+         timeouts: Timeouts, gate: "RateGate | None" = None, **kwargs) -> requests.Response:
+    """One HTTP call: wait for the shared rate budget, send, map failures to `ApiError`s."""
     if gate is not None:
         gate.wait()
     try:
@@ -123,7 +119,7 @@ def send(system: str, session: requests.Session, method: str, url: str, *,
         refused = _connect_refused(exc)
         raise Unavailable(f"{system}: {method} {_path_of(url)} connection failed", system=system,
                           maybe_sent=not refused) from exc
-    if response.status_code >= 400 and not accept_errors:
+    if response.status_code >= 400:
         raise error_for_response(system, response)
     return response
 

@@ -60,8 +60,9 @@ def _refusal_answer(exc: Refusal) -> ProxyAnswer:
 
 
 class AdvowareProxy:
-    """The proxy of one web process: its own Advoware client (no transport retries: one admitted call is one
-    request), the shared token and gate, the keys and audit in `redis`."""
+    """The proxy of one web process: its own Advoware client (its own timeouts; `forward` never retries at the
+    transport level, so one admitted call is one request), the shared token and gate, the keys and audit in
+    `redis`."""
 
     def __init__(self, client: AdvowareClient, redis_client: redis.Redis, budget: ProxyBudget, *,
                  max_body_bytes: int, max_response_bytes: int, audit_maxlen: int):
@@ -76,11 +77,10 @@ class AdvowareProxy:
     def from_settings(cls, settings) -> "AdvowareProxy":
         from bitbylaw_tasks.clients import advoware_client
         from bitbylaw_tasks.redis_clients import lock_redis
-        from integrations.http import Timeouts, make_session
+        from integrations.http import Timeouts
 
-        client = advoware_client(settings, session=make_session(retry_idempotent=0),
-                                 timeouts_=Timeouts(connect=settings.http_connect_timeout,
-                                                   read=settings.proxy_read_timeout))
+        client = advoware_client(settings, timeouts_=Timeouts(connect=settings.http_connect_timeout,
+                                                              read=settings.proxy_read_timeout))
         budget = ProxyBudget(client.gate, settings.lock_redis_url, settings.advoware_max_requests_per_minute,
                              settings.proxy_share_percent, settings.proxy_key_share_percent)
         return cls(client, lock_redis(settings), budget, max_body_bytes=settings.proxy_max_body_bytes,
@@ -98,6 +98,10 @@ class AdvowareProxy:
             log.warning("proxy: Redis unavailable (%s)", type(exc).__name__)
             state["reason"] = "redis_unavailable"
             answer = _refusal_answer(refuse(503, "unavailable", "the proxy's store is unavailable, retry later"))
+        except Exception:  # a bug: still a JSON answer and an audit entry (the traceback goes to the log/Sentry)
+            log.exception("proxy: internal error")
+            state["reason"] = "internal_error"
+            answer = _refusal_answer(refuse(500, "internal_error", "internal error"))
         key = state["key"]
         entry = audit.AuditEntry(
             at=time.time(), key_id=key.id if key else audit.NO_KEY, key=key.name if key else audit.NO_KEY,

@@ -1,0 +1,183 @@
+"""Advoware proxy overhead per call: the same GET sent to the Advoware simulator directly and through the proxy
+(issue 13: target < 2 ms p50 added at zero simulated latency), and the proxy as plain WSGI middleware (what the
+product ships) against the same proxy behind a Flask route (the alternative: `flask_variant`).
+
+Everything runs on loopback in separate processes: a private Redis, the simulator under gunicorn (1 sync worker,
+zero latency, seeded), and the web app under gunicorn with the flags of `bitbylaw web` (2 sync workers),
+LOG_LEVEL=INFO (the audit line is written, to a file). One client sends the calls one after another, the targets
+alternating per round so that machine noise falls on all of them; direct calls carry the very token the proxy
+uses (read from the shared Redis cache). Prints Markdown tables for docs/PERFORMANCE.md.
+
+    .venv/bin/python -m bench.advoware_proxy --calls 400 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.common import percentile, table
+from bench.webhook_shim import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+API = "/api/v1/advonet"
+
+
+def flask_variant():
+    """The web app with the proxy behind a Flask route instead of the WSGI middleware (bench only)."""
+    from flask import Response, request
+
+    from bitbylaw_tasks.proxy.service import AdvowareProxy
+    from bitbylaw_tasks.proxy.wsgi import proxy_request
+    from bitbylaw_tasks.settings import get_settings
+    from bitbylaw_tasks.web import wsgi_app
+
+    app = wsgi_app()
+    app.wsgi_app = app.wsgi_app.app  # take the proxy middleware (outermost) off again
+    proxy = AdvowareProxy.from_settings(get_settings())
+
+    @app.route("/advoware/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
+    def proxied(rest):
+        answer = proxy.handle(proxy_request(request.environ))
+        return Response(answer.body, status=answer.status, headers=answer.all_headers())
+
+    return app
+
+
+class Server:
+    """`python -m gunicorn` on a free loopback port, its log in a temp file."""
+
+    def __init__(self, target: str, env: dict[str, str], workers: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-proxy-", suffix=".log", delete=False)
+        argv = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
+                "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", target]
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self.log, stderr=self.log)
+
+    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                requests.get(self.url + path, timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not answer in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def timed_calls(session: requests.Session, urls: list[str], headers: dict, expect: int) -> list[float]:
+    out = []
+    for url in urls:
+        start = time.perf_counter()
+        response = session.get(url, headers=headers, timeout=10)
+        out.append(time.perf_counter() - start)
+        if response.status_code != expect:
+            raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")
+    return out
+
+
+def ms(values: list[float], q: float) -> str:
+    return f"{percentile(values, q) * 1000:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=400, help="calls per target per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    from bitbylaw_tasks.devredis import PrivateRedis
+
+    redis_server = PrivateRedis().start()
+    servers: list[Server] = []
+    try:
+        env = {**os.environ, "BITBYLAW_ENV_FILE": os.devnull, "SENTRY_DSN": "", "LOG_LEVEL": "INFO",
+               "REDIS_BROKER_URL": redis_server.url(0), "REDIS_LOCK_URL": redis_server.url(1),
+               "REDIS_CALENDAR_URL": redis_server.url(2), "REDIS_RESULT_URL": redis_server.url(3),
+               "ADVOWARE_MAX_REQUESTS_PER_MINUTE": "100000000", "PYTHONPATH": str(REPO)}
+        env.pop("ADVOWARE_BASE_URL", None)
+        simulator = Server("integrations.sandbox.advoware:create_advoware_app()", env, workers=1)
+        servers.append(simulator)
+        simulator.wait_ready("/_sandbox/info")
+        made = requests.post(simulator.url + "/_sandbox/seed", json={"count": 20, "employees": 5}, timeout=10).json()
+        env["SANDBOX_ADVOWARE_PORT"] = str(simulator.port)
+        shipped = Server("bitbylaw_tasks.web:wsgi_app()", env, workers=2)
+        variant = Server("bench.advoware_proxy:flask_variant()", env, workers=2)
+        servers += [shipped, variant]
+        shipped.wait_ready("/healthz")
+        variant.wait_ready("/healthz")
+
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("REDIS_", "SANDBOX_", "ADVOWARE_", "BITBYLAW_"))})
+        import redis
+
+        from bitbylaw_tasks.clients import advoware_client
+        from bitbylaw_tasks.proxy import audit, keys
+        from bitbylaw_tasks.settings import load_settings
+
+        lock = redis.Redis.from_url(redis_server.url(1))
+        secret = keys.create(lock, "bench", "read", ["Beteiligte"])[1]
+        token = advoware_client(load_settings(env)).token()   # the token the proxy's processes share
+        paths = [f"/Beteiligte/{made['betNrs'][i % len(made['betNrs'])]}" for i in range(args.calls)]
+        targets = {
+            "direct to the simulator": ([simulator.url + API + p for p in paths], {"Authorization": f"Bearer {token}"}, 200),
+            "through the proxy (WSGI middleware, shipped)": ([shipped.url + "/advoware" + API + p for p in paths],
+                                                             {"X-Api-Key": secret}, 200),
+            "through the proxy (Flask route, alternative)": ([variant.url + "/advoware" + API + p for p in paths],
+                                                             {"X-Api-Key": secret}, 200),
+            "proxy refusal, no Advoware call (403 allow-list)": (
+                [shipped.url + "/advoware" + API + "/Termine" for _ in paths], {"X-Api-Key": secret}, 403),
+        }
+        samples = {name: [] for name in targets}
+        with requests.Session() as session:
+            for name, (urls, headers, expect) in targets.items():  # warm-up: imports, pools, the first token read
+                timed_calls(session, urls[:20], headers, expect)
+            lock.delete(audit.STREAM)
+            for _ in range(args.rounds):
+                for name, (urls, headers, expect) in targets.items():
+                    samples[name] += timed_calls(session, urls, headers, expect)
+        direct = samples["direct to the simulator"]
+        rows = []
+        for name, values in samples.items():
+            added = "" if values is direct else f"{(percentile(values, 0.5) - percentile(direct, 0.5)) * 1000:+.2f}"
+            rows.append([name, len(values), ms(values, 0.5), ms(values, 0.9), ms(values, 0.99),
+                         f"{statistics.fmean(values) * 1000:.2f}", added])
+        print(table(["target", "calls", "p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 added ms"], rows,
+                    "Advoware proxy: latency per call, one sequential client, zero simulated latency"))
+        entries = audit.read(lock, limit=10 ** 6)
+        forwarded = [e.ms / 1000 for e in entries if e.reason == "forwarded"]
+        refused = [e.ms / 1000 for e in entries if e.reason == "allow_list"]
+        print()
+        print(table(["inside the proxy (audit `ms`)", "calls", "p50 ms", "p99 ms"], [
+            ["forwarded (includes Advoware's answer)", len(forwarded), ms(forwarded, 0.5), ms(forwarded, 0.99)],
+            ["refused (key, rules, audit; no Advoware call)", len(refused), ms(refused, 0.5), ms(refused, 0.99)]]))
+        added_p50 = (percentile(samples["through the proxy (WSGI middleware, shipped)"], 0.5) - percentile(direct, 0.5)) * 1000
+        print(f"\nadded p50 (shipped): {added_p50:.2f} ms -> target < 2 ms: {'met' if added_p50 < 2 else 'NOT met'}")
+    finally:
+        for server in servers:
+            server.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
