@@ -47,7 +47,9 @@ def flask_variant():
     @app.route("/advoware/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
     def proxied(rest):
         answer = proxy.handle(proxy_request(request.environ))
-        return Response(answer.body, status=answer.status, headers=answer.all_headers())
+        response = Response(answer.body, status=answer.status, headers=answer.all_headers())
+        response.call_on_close(lambda: proxy.record(answer))  # as the shipped middleware: after the answer
+        return response
 
     return app
 

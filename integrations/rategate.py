@@ -49,14 +49,22 @@ class RateGate:
                 raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
 
-    def try_acquire(self) -> float | None:
+    @property
+    def pause_key(self) -> str:
+        """The Redis key whose TTL is the pause after a 429 (the Advoware proxy checks it in its own script)."""
+        return self._pause_key
+
+    def try_acquire(self, *, check_pause: bool = True, count: bool = True) -> float | None:
         """Admit one call now, without waiting: None when admitted (and counted), else the seconds until the
-        budget may admit one (for a `Retry-After`). The Advoware proxy answers 429 instead of blocking."""
-        paused_ms = self._redis.pttl(self._pause_key)
+        budget may admit one (for a `Retry-After`). The Advoware proxy answers 429 instead of blocking;
+        it passes `check_pause=False` when it has just read the pause itself, and `count=False` when it
+        counts the call in its own audit write (`metrics:api_calls`)."""
+        paused_ms = self._redis.pttl(self._pause_key) if check_pause else 0
         if paused_ms and paused_ms > 0:
             return paused_ms / 1000.0
         if self._limiter.hit(self._item, "bitbylaw", self._name):
-            self._count()
+            if count:
+                self._count()
             return None
         stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
         return max(stats.reset_time - time.time(), 0.05)

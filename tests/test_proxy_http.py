@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 
 import pytest
 import requests
@@ -345,6 +346,13 @@ def test_error_bodies_are_scrubbed(hostile):
 
 
 # --- audit, log, metrics ---
+def audit_entries(lock_redis, count: int, timeout: float = 5.0) -> list:
+    """The audit entries once `count` are there (each is written right after its answer was sent)."""
+    deadline = time.monotonic() + timeout
+    while len(entries := audit.read(lock_redis)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return entries
+
 def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read_key, write_key, lock_redis, caplog,
                                                               capsys):
     betnr = seed(sandbox, count=1)["betNrs"][0]
@@ -353,7 +361,7 @@ def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read
     requests.post(f"{web}{API}/Beteiligte", json={"name": "Geheim GmbH"}, headers=bearer(read_key), timeout=10)
     requests.post(f"{web}{API}/Beteiligte", json={"name": "Geheim GmbH"}, headers=bearer(write_key), timeout=10)
     requests.get(f"{web}{API}/Beteiligte/{betnr}", timeout=10)
-    entries = audit.read(lock_redis)
+    entries = audit_entries(lock_redis, 4)
     assert [(e.key, e.method, e.path, e.status, e.reason) for e in entries] == [
         ("assistant", "GET", "advonet/Beteiligte/{id}", 200, "forwarded"),
         ("assistant", "POST", "advonet/Beteiligte", 403, "scope"),
@@ -371,7 +379,8 @@ def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read
     for line in ('bitbylaw_proxy_requests_total{key="assistant",status="200"} 1',
                  'bitbylaw_proxy_requests_total{key="assistant",status="403"} 1',
                  'bitbylaw_proxy_requests_total{key="writer",status="201"} 1',
-                 'bitbylaw_proxy_requests_total{key="-",status="401"} 1'):
+                 'bitbylaw_proxy_requests_total{key="-",status="401"} 1',
+                 'bitbylaw_api_calls_total{system="advoware"} 2'):  # the two forwarded calls, counted by the audit
         assert line in metrics
     capsys.readouterr()
     assert cli.main(["proxy", "audit", "--key", "assistant", "--since", "5m"]) == 0

@@ -35,18 +35,22 @@ class AuditEntry:
     bytes_in: int
     bytes_out: int
     reason: str
+    advoware_calls: int = 0   # calls admitted to Advoware (2 when the token was refreshed)
 
 
 def record(client: redis.Redis, entry: AuditEntry, maxlen: int) -> None:
-    """Log the call, append it to the stream and count it, in one Redis round trip; a Redis failure is
-    logged, never turned into the caller's error."""
+    """Log the call, append it to the stream and count it (by key and status, and the Advoware calls it made
+    in `metrics:api_calls`), in one Redis round trip; a Redis failure is logged, never the caller's error."""
     log.info("proxy %s %s -> %d key=%s %.1f ms in=%d out=%d %s", entry.method, entry.path, entry.status,
              entry.key, entry.ms, entry.bytes_in, entry.bytes_out, entry.reason,
              extra={"proxy": asdict(entry)})
-    fields = {k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in asdict(entry).items()}
+    fields = {k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in asdict(entry).items()
+              if k != "advoware_calls"}
     pipe = client.pipeline(transaction=False)
     pipe.xadd(STREAM, fields, maxlen=maxlen, approximate=True)
     metrics.record_proxy_answer(pipe, entry.key, entry.status)
+    if entry.advoware_calls:
+        pipe.hincrby(metrics.API_CALLS_KEY, "advoware", entry.advoware_calls)
     try:
         pipe.execute()
     except redis.RedisError as exc:

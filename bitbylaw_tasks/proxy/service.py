@@ -4,7 +4,8 @@ adapts it); `AdvowareProxy.handle` never raises for anything a caller sent.
 
 The order of the checks: key (401) → method (405) → path (403/404) → scope and allow-list (403) → body size
 (413, read only after the key was accepted) → body shape (400/415) → budget (429) → Advoware (its status,
-or 502/504). Every answer, refusals included, is audited.
+or 502/504). Every answer, refusals included, carries its audit entry; `record(answer)` writes it (the web
+adapter does so right after the answer is sent, off the caller's wait).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class ProxyAnswer:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    audit_entry: audit.AuditEntry | None = None
 
     def all_headers(self) -> list[tuple[str, str]]:
         merged = {"content-type": JSON, **self.headers, **ALWAYS, "content-length": str(len(self.body))}
@@ -81,14 +83,15 @@ class AdvowareProxy:
 
         client = advoware_client(settings, timeouts_=Timeouts(connect=settings.http_connect_timeout,
                                                               read=settings.proxy_read_timeout))
-        budget = ProxyBudget(client.gate, settings.lock_redis_url, settings.advoware_max_requests_per_minute,
+        budget = ProxyBudget(client.gate, lock_redis(settings), settings.advoware_max_requests_per_minute,
                              settings.proxy_share_percent, settings.proxy_key_share_percent)
         return cls(client, lock_redis(settings), budget, max_body_bytes=settings.proxy_max_body_bytes,
                    max_response_bytes=settings.proxy_max_response_bytes, audit_maxlen=settings.proxy_audit_maxlen)
 
     def handle(self, request: ProxyRequest) -> ProxyAnswer:
+        """The answer to one request, with its audit entry (`answer.audit_entry`, written by `record`)."""
         started = time.perf_counter()
-        state = {"key": None, "path": "-", "in": 0, "reason": "forwarded"}
+        state = {"key": None, "path": "-", "in": 0, "reason": "forwarded", "admitted": 0}
         try:
             answer = self._handle(request, state)
         except Refusal as exc:
@@ -103,13 +106,21 @@ class AdvowareProxy:
             state["reason"] = "internal_error"
             answer = _refusal_answer(refuse(500, "internal_error", "internal error"))
         key = state["key"]
-        entry = audit.AuditEntry(
+        answer.audit_entry = audit.AuditEntry(
             at=time.time(), key_id=key.id if key else audit.NO_KEY, key=key.name if key else audit.NO_KEY,
             method=rules.audit_method(request.method), path=state["path"], status=answer.status,
             ms=(time.perf_counter() - started) * 1000.0, bytes_in=state["in"], bytes_out=len(answer.body),
-            reason=state["reason"])
-        audit.record(self.redis, entry, self.audit_maxlen)
+            reason=state["reason"], advoware_calls=state["admitted"])
         return answer
+
+    def record(self, answer: ProxyAnswer) -> None:
+        """Write the answer's audit entry (log line, stream entry, counts)."""
+        if answer.audit_entry is not None:
+            audit.record(self.redis, answer.audit_entry, self.audit_maxlen)
+
+    def _admit(self, key_id: str, state: dict) -> None:
+        self.budget.admit(key_id)
+        state["admitted"] += 1
 
     def _handle(self, request: ProxyRequest, state: dict) -> ProxyAnswer:
         headers = request.headers
@@ -133,7 +144,7 @@ class AdvowareProxy:
         try:
             raw = self.client.forward(request.method, "/" + resource, params=params or None,
                                       body=body if request.method in rules.WITH_BODY else None,
-                                      max_bytes=self.max_response_bytes, admit=lambda: self.budget.admit(key.id),
+                                      max_bytes=self.max_response_bytes, admit=lambda: self._admit(key.id, state),
                                       extra_headers=rules.forwarded_request_headers(headers))
         except RateLimited as exc:
             state["reason"] = "budget" if exc.status is None else "advoware_429"

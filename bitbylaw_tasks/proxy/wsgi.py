@@ -83,9 +83,25 @@ class ProxyEndpoint:
         path = environ.get("PATH_INFO", "")
         if not (path.startswith(rules.PREFIX) or path == rules.PREFIX.rstrip("/")):
             return self.app(environ, start_response)
-        answer = self.proxy.handle(proxy_request(environ))
+        proxy = self.proxy
+        answer = proxy.handle(proxy_request(environ))
         start_response(f"{answer.status} {REASONS.get(answer.status, 'Unknown')}", answer.all_headers())
-        return [answer.body]
+        return AuditedBody(answer.body, lambda: proxy.record(answer))
+
+
+class AuditedBody:
+    """The answer's body for the WSGI server; the server calls `close()` once the body is sent (PEP 3333),
+    and that writes the audit entry: the caller does not wait for it, the worker does."""
+
+    def __init__(self, body: bytes, after):
+        self.body = body
+        self._after = after
+
+    def __iter__(self):
+        yield self.body
+
+    def close(self) -> None:
+        self._after()
 
 
 def register(app: Flask, settings: Settings) -> None:
