@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,7 @@ from pathlib import Path
 import requests
 
 from bench.common import cpu_seconds, percentile, table
-from bench.webhook_shim import free_port
+from bench.webhook_shim import Gunicorn, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 API = "/api/v1/advonet"
@@ -54,8 +52,9 @@ def flask_variant():
     return app
 
 
-class Server:
-    """`python -m gunicorn` on a free loopback port, its log in a temp file."""
+class Server(Gunicorn):
+    """`bench.webhook_shim.Gunicorn`, its output in a temp file (the audit writes a log line per call: a pipe
+    nobody reads would fill and block the workers), ready when `path` answers."""
 
     def __init__(self, target: str, env: dict[str, str], workers: int):
         self.port = free_port()
@@ -79,17 +78,10 @@ class Server:
 
     def pids(self) -> list[int]:
         """The master and its workers."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [self.proc.pid, *(int(p) for p in out.split())]
+        return [self.proc.pid, *self.worker_pids()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
         Path(self.log.name).unlink(missing_ok=True)
 
 
@@ -159,7 +151,6 @@ def main() -> None:
         cpu = {name: 0.0 for name in targets}  # CPU seconds of simulator, web app and Redis during the calls
         parts = {"simulator": simulator.pids(), "web app": shipped.pids() + variant.pids(),
                  "Redis": [redis_server._proc.pid]}
-        processes = [p for pids in parts.values() for p in pids]
         by_part = {(name, part): 0.0 for name in targets for part in parts}
         with requests.Session() as session:
             for name, (urls, headers, expect) in targets.items():  # warm-up: imports, pools, the first token read
