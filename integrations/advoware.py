@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "advoware"
 TOKEN_PATH = "/api/v1/Token"
 API = "/api/v1/advonet"
+FORWARD_TOKEN_MEMORY = 2.0  # seconds `forward` reuses the shared token without reading Redis again
 
 # Compare-and-delete: drop the cached token only if it is still the one that got a 401.
 _DROP_IF_SAME = """
@@ -125,6 +127,7 @@ class AdvowareClient:
         self.session = session or make_session()
         self.token_margin = token_margin
         self.lock_timeout = lock_timeout
+        self._remembered: tuple[str, float] | None = None  # forward's token and until when (monotonic)
         ident = "|".join((self.token_url, credentials.kanzlei, credentials.database, credentials.user,
                           credentials.app_id))
         self.token_key = "advoware:token:" + hashlib.sha256(ident.encode()).hexdigest()[:24]
@@ -323,11 +326,12 @@ class AdvowareClient:
         timeout = urllib3.Timeout(connect=self.timeouts.connect, read=self.timeouts.read)
         for attempt in (1, 2):
             admit()
-            token = self.token()
+            token = self._forward_token()
             self._count(f"{method} forward")
             response = _urlopen(pool, method, url, body, {**headers, "Authorization": f"Bearer {token}"}, timeout)
             try:
                 if response.status == 401 and attempt == 1:
+                    self._remembered = None
                     self._drop_token(token)
                     log.info("advoware: %s forward -> 401, refreshing the token once", method)
                     continue
@@ -339,6 +343,16 @@ class AdvowareClient:
                 response.close()
                 response.release_conn()
         raise AssertionError("unreachable")
+
+    def _forward_token(self) -> str:
+        """The shared token, remembered in this process for FORWARD_TOKEN_MEMORY seconds (a Redis read less per
+        proxied call; the token lives far longer than that, and a 401 forgets it at once)."""
+        remembered = self._remembered
+        if remembered is not None and remembered[1] > time.monotonic():
+            return remembered[0]
+        token = self.token()
+        self._remembered = (token, time.monotonic() + FORWARD_TOKEN_MEMORY)
+        return token
 
 
 def _urlopen(pool, method: str, url: str, body, headers: dict, timeout) -> "urllib3.BaseHTTPResponse":
