@@ -52,6 +52,24 @@ def flask_variant():
     return app
 
 
+def bare_passthrough():
+    """The floor of any proxy here: a WSGI app that forwards the path with a fixed token through urllib3 and
+    returns the answer — no key, no rules, no budget, no audit (bench only; BENCH_TOKEN, BENCH_UPSTREAM)."""
+    import urllib3
+
+    pool = urllib3.PoolManager()
+    upstream, token = os.environ["BENCH_UPSTREAM"], os.environ["BENCH_TOKEN"]
+
+    def app(environ, start_response):
+        answer = pool.request("GET", upstream + environ["PATH_INFO"][len("/advoware"):],
+                              headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        start_response(f"{answer.status} OK", [("Content-Type", "application/json"),
+                                               ("Content-Length", str(len(answer.data)))])
+        return [answer.data]
+
+    return app
+
+
 class Server(Gunicorn):
     """`bench.webhook_shim.Gunicorn`, its output in a temp file (the audit writes a log line per call: a pipe
     nobody reads would fill and block the workers), ready when `path` answers."""
@@ -96,6 +114,37 @@ def timed_calls(session: requests.Session, urls: list[str], headers: dict, expec
     return out
 
 
+def breakdown(settings, secret: str, direct_url: str, token: str, path: str) -> list[list[str]]:
+    """CPU per call of the proxy's parts, measured in this process against the same simulator."""
+    import urllib3
+
+    from bitbylaw_tasks.proxy import audit, keys
+    from bitbylaw_tasks.proxy.service import AdvowareProxy, ProxyRequest
+
+    proxy = AdvowareProxy.from_settings(settings)
+    request = ProxyRequest("GET", "/advoware" + API + path, {"x-api-key": secret}, None, lambda limit: b"")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    pool, session = urllib3.PoolManager(), requests.Session()
+    entry = audit.AuditEntry(time.time(), "id", "bench", "GET", "advonet/Beteiligte/{id}", 200, 1.0, 0, 500, "x")
+    parts = {
+        "whole proxy call (handle + audit record)": lambda: proxy.record(proxy.handle(request)),
+        "of which: forward (token, urllib3 call, read, redaction)": lambda: proxy.client.forward("GET", path,
+                                                                                                admit=lambda: None),
+        "of which: admission (Lua windows + gate window)": lambda: proxy.budget.admit("bench-breakdown"),
+        "of which: key lookup": lambda: keys.lookup(proxy.redis, secret),
+        "of which: audit record (log line + pipeline)": lambda: audit.record(proxy.redis, entry, 1000),
+        "for comparison: the bare urllib3 GET": lambda: pool.request("GET", direct_url, headers=headers).data,
+        "for comparison: the same GET with requests": lambda: session.get(direct_url, headers=headers).content,
+    }
+    spent = {name: 0.0 for name in parts}
+    for _ in range(300):
+        for name, call in parts.items():
+            start = time.process_time()
+            call()
+            spent[name] += time.process_time() - start
+    return [[name, f"{total / 300 * 1000:.2f}"] for name, total in spent.items()]
+
+
 def ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:.2f}"
 
@@ -137,6 +186,10 @@ def main() -> None:
         lock = redis.Redis.from_url(redis_server.url(1))
         secret = keys.create(lock, "bench", "read", ["Beteiligte"])[1]
         token = advoware_client(load_settings(env)).token()   # the token the proxy's processes share
+        bare = Server("bench.advoware_proxy:bare_passthrough()", {**env, "BENCH_TOKEN": token,
+                                                                   "BENCH_UPSTREAM": simulator.url}, workers=2)
+        servers.append(bare)
+        bare.wait_ready("/healthz")
         paths = [f"/Beteiligte/{made['betNrs'][i % len(made['betNrs'])]}" for i in range(args.calls)]
         targets = {
             "direct to the simulator": ([simulator.url + API + p for p in paths], {"Authorization": f"Bearer {token}"}, 200),
@@ -144,12 +197,14 @@ def main() -> None:
                                                              {"X-Api-Key": secret}, 200),
             "through the proxy (Flask route, alternative)": ([variant.url + "/advoware" + API + p for p in paths],
                                                              {"X-Api-Key": secret}, 200),
+            "bare pass-through (the floor: one more HTTP hop, nothing else)": (
+                [bare.url + "/advoware" + API + p for p in paths], {}, 200),
             "proxy refusal, no Advoware call (403 allow-list)": (
                 [shipped.url + "/advoware" + API + "/Termine" for _ in paths], {"X-Api-Key": secret}, 403),
         }
         samples = {name: [] for name in targets}
         cpu = {name: 0.0 for name in targets}  # CPU seconds of simulator, web app and Redis during the calls
-        parts = {"simulator": simulator.pids(), "web app": shipped.pids() + variant.pids(),
+        parts = {"simulator": simulator.pids(), "web app": shipped.pids() + variant.pids() + bare.pids(),
                  "Redis": [redis_server._proc.pid]}
         by_part = {(name, part): 0.0 for name in targets for part in parts}
         with requests.Session() as session:
@@ -187,6 +242,10 @@ def main() -> None:
         print(table(["inside the proxy (audit `ms`)", "calls", "p50 ms", "p99 ms"], [
             ["forwarded (includes Advoware's answer)", len(forwarded), ms(forwarded, 0.5), ms(forwarded, 0.99)],
             ["refused (key, rules, audit; no Advoware call)", len(refused), ms(refused, 0.5), ms(refused, 0.99)]]))
+        print()
+        print(table(["in one process, CPU per call (process time)", "ms"],
+                    breakdown(load_settings(env), secret, simulator.url + API + paths[0], token, paths[0]),
+                    "Where the proxy's CPU goes (no HTTP server in front; alternating, 300 calls each)"))
         shipped_values = samples["through the proxy (WSGI middleware, shipped)"]
         added_p50 = (percentile(shipped_values, 0.5) - percentile(direct, 0.5)) * 1000
         added_p10 = (percentile(shipped_values, 0.1) - percentile(direct, 0.1)) * 1000
