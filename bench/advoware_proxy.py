@@ -114,7 +114,7 @@ def timed_calls(session: requests.Session, urls: list[str], headers: dict, expec
     return out
 
 
-def breakdown(settings, secret: str, direct_url: str, token: str, path: str) -> list[list[str]]:
+def breakdown(settings, secret: str, direct_url: str, token: str, path: str, calls: int) -> list[list[str]]:
     """CPU per call of the proxy's parts, measured in this process against the same simulator."""
     import urllib3
 
@@ -137,12 +137,12 @@ def breakdown(settings, secret: str, direct_url: str, token: str, path: str) -> 
         "for comparison: the same GET with requests": lambda: session.get(direct_url, headers=headers).content,
     }
     spent = {name: 0.0 for name in parts}
-    for _ in range(300):
+    for _ in range(calls):
         for name, call in parts.items():
             start = time.process_time()
             call()
             spent[name] += time.process_time() - start
-    return [[name, f"{total / 300 * 1000:.2f}"] for name, total in spent.items()]
+    return [[name, f"{total / calls * 1000:.2f}"] for name, total in spent.items()]
 
 
 def ms(values: list[float], q: float) -> str:
@@ -153,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400, help="calls per target per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--breakdown-calls", type=int, default=300, help="calls per part of the CPU breakdown")
     args = parser.parse_args()
 
     from bitbylaw_tasks.devredis import PrivateRedis
@@ -244,8 +245,9 @@ def main() -> None:
             ["refused (key, rules, audit; no Advoware call)", len(refused), ms(refused, 0.5), ms(refused, 0.99)]]))
         print()
         print(table(["in one process, CPU per call (process time)", "ms"],
-                    breakdown(load_settings(env), secret, simulator.url + API + paths[0], token, paths[0]),
-                    "Where the proxy's CPU goes (no HTTP server in front; alternating, 300 calls each)"))
+                    breakdown(load_settings(env), secret, simulator.url + API + paths[0], token, paths[0],
+                              args.breakdown_calls),
+                    f"Where the proxy's CPU goes (no HTTP server in front; alternating, {args.breakdown_calls} calls each)"))
         shipped_values = samples["through the proxy (WSGI middleware, shipped)"]
         added_p50 = (percentile(shipped_values, 0.5) - percentile(direct, 0.5)) * 1000
         added_p10 = (percentile(shipped_values, 0.1) - percentile(direct, 0.1)) * 1000
