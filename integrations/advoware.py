@@ -329,6 +329,7 @@ class AdvowareClient:
             token = self._forward_token()
             self._count(f"{method} forward")
             response = _urlopen(pool, method, url, body, {**headers, "Authorization": f"Bearer {token}"}, timeout)
+            read = False
             try:
                 if response.status == 401 and attempt == 1:
                     self._remembered = None
@@ -337,11 +338,13 @@ class AdvowareClient:
                     continue
                 if response.status == 429 and self.gate is not None:
                     self.gate.pause(parse_retry_after(response.headers.get("Retry-After")) or 0)
-                return _without_token(RawAnswer(response.status, dict(response.headers),
-                                                _read_limited(response, max_bytes)), token)
+                answer = RawAnswer(response.status, dict(response.headers), _read_limited(response, max_bytes))
+                read = True
+                return _without_token(answer, token)
             finally:
-                response.close()
-                response.release_conn()
+                if not read:  # an answer not read to the end leaves its connection unusable: drop it
+                    response.close()
+                response.release_conn()  # a fully read one goes back to the pool (keep-alive)
         raise AssertionError("unreachable")
 
     def _forward_token(self) -> str:

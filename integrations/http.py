@@ -11,7 +11,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from integrations.errors import (ApiError, AuthError, BadRequest, Conflict, Forbidden, Gone, NotFound,
-                                 PreconditionFailed, RateLimited, TimedOut, Unavailable)
+                                 PreconditionFailed, RateLimited, Unavailable)
 
 if TYPE_CHECKING:
     from integrations.rategate import RateGate
@@ -109,26 +109,17 @@ def send(system: str, session: requests.Session, method: str, url: str, *,
     try:
         response = session.request(method, url, timeout=timeouts.as_tuple(), **kwargs)
     except requests.ConnectTimeout as exc:
-        raise TimedOut(f"{system}: {method} {_path_of(url)} connect timed out", system=system) from exc
+        raise Unavailable(f"{system}: {method} {_path_of(url)} connect timed out", system=system) from exc
     except requests.Timeout as exc:
-        raise TimedOut(f"{system}: {method} {_path_of(url)} timed out", system=system,
-                       maybe_sent=True) from exc
+        raise Unavailable(f"{system}: {method} {_path_of(url)} timed out", system=system,
+                          maybe_sent=True) from exc
     except requests.ConnectionError as exc:
-        if _read_timed_out(exc):  # urllib3 Retry(read=0) reports a read timeout as a connection error
-            raise TimedOut(f"{system}: {method} {_path_of(url)} timed out", system=system, maybe_sent=True) from exc
         refused = _connect_refused(exc)
         raise Unavailable(f"{system}: {method} {_path_of(url)} connection failed", system=system,
                           maybe_sent=not refused) from exc
     if response.status_code >= 400:
         raise error_for_response(system, response)
     return response
-
-
-def _read_timed_out(exc: requests.ConnectionError) -> bool:
-    from urllib3.exceptions import ReadTimeoutError
-
-    cause = exc.args[0] if exc.args else None
-    return isinstance(getattr(cause, "reason", cause), ReadTimeoutError)
 
 
 def _connect_refused(exc: requests.ConnectionError) -> bool:

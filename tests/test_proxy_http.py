@@ -390,3 +390,57 @@ def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read
     assert len(capsys.readouterr().out.splitlines()) == 4
     assert cli.main(["proxy", "audit", "--since", "2999-01-01"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_forward_reuses_its_connection_and_drops_an_unread_one(sandbox, lock_redis):
+    """Keep-alive to Advoware (a TLS handshake per call would cost more than the proxy), except after an answer
+    that was not read to the end. The upstream is a keep-alive HTTP/1.1 server (the simulator's werkzeug server
+    closes every connection) that notes which connection (client port) each call came on."""
+    import http.server
+    import threading
+
+    from bitbylaw_tasks.clients import advoware_client
+    from integrations.advoware import AnswerTooLarge
+
+    ports = []
+
+    class KeepAlive(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _send(self, doc):
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):  # the token
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send({"access_token": HOSTILE_TOKEN, "expires_in": 3600})
+
+        def do_GET(self):
+            ports.append(self.client_address[1])
+            self._send(["x" * int(self.path.rsplit("/", 1)[1])])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = advoware_client(proxy_settings(
+            ADVOWARE_BASE_URL=f"http://127.0.0.1:{server.server_port}", ADVOWARE_API_KEY="a2V5", ADVOWARE_APP_ID="a",
+            ADVOWARE_PRODUCT_ID="1", ADVOWARE_KANZLEI="k", ADVOWARE_DATABASE="d", ADVOWARE_USER="u",
+            ADVOWARE_PASSWORD="p"))
+        for _ in range(3):
+            assert client.forward("GET", "/10", admit=lambda: None).status == 200
+        with pytest.raises(AnswerTooLarge):
+            client.forward("GET", "/5000", admit=lambda: None, max_bytes=100)
+        after = client.forward("GET", "/10", admit=lambda: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert json.loads(after.body) == ["x" * 10]  # not the rest of the big answer
+    assert ports[0] == ports[1] == ports[2] == ports[3]  # one connection for the first four calls
+    assert ports[4] != ports[3]  # the half-read answer's connection was dropped, not reused
