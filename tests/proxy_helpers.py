@@ -23,6 +23,13 @@ def proxy_settings(**overrides):
     return load_settings({**os.environ, **{k: str(v) for k, v in overrides.items()}})
 
 
+def upstream_settings(url: str):
+    """Settings with a real-Advoware URL (a test's own upstream) and throwaway credentials."""
+    return proxy_settings(ADVOWARE_BASE_URL=url, ADVOWARE_API_KEY="a2V5", ADVOWARE_APP_ID="app",
+                          ADVOWARE_PRODUCT_ID="1", ADVOWARE_KANZLEI="k", ADVOWARE_DATABASE="d", ADVOWARE_USER="u",
+                          ADVOWARE_PASSWORD="p")
+
+
 @contextlib.contextmanager
 def serve_web(settings=None):
     """The product's web app (`create_app`, proxy included) on a free loopback port; yields its base URL."""

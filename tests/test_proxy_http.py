@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from bitbylaw_tasks import cli
 from bitbylaw_tasks.proxy import audit, keys
 from tests.proxy_helpers import (API, advoware_log, bearer, cached_tokens, make_key, proxy_settings, raw_call, seed,
-                                 serve_web)
+                                 serve_web, upstream_settings)
 
 
 @pytest.fixture
@@ -304,9 +304,7 @@ def hostile(sandbox, lock_redis):
     from integrations.sandbox.kit import ServerThread
 
     server = ServerThread(hostile_advoware()).start()
-    settings = proxy_settings(ADVOWARE_BASE_URL=server.url, ADVOWARE_API_KEY="a2V5", ADVOWARE_APP_ID="app",
-                              ADVOWARE_PRODUCT_ID="1", ADVOWARE_KANZLEI="k", ADVOWARE_DATABASE="d",
-                              ADVOWARE_USER="u", ADVOWARE_PASSWORD="p")
+    settings = upstream_settings(server.url)
     secret = make_key(lock_redis, "probe", "write", "Beteiligte", "error", "crash")
     with serve_web(settings) as web:
         yield web, secret
@@ -429,10 +427,7 @@ def test_forward_reuses_its_connection_and_drops_an_unread_one(sandbox, lock_red
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = advoware_client(proxy_settings(
-            ADVOWARE_BASE_URL=f"http://127.0.0.1:{server.server_port}", ADVOWARE_API_KEY="a2V5", ADVOWARE_APP_ID="a",
-            ADVOWARE_PRODUCT_ID="1", ADVOWARE_KANZLEI="k", ADVOWARE_DATABASE="d", ADVOWARE_USER="u",
-            ADVOWARE_PASSWORD="p"))
+        client = advoware_client(upstream_settings(f"http://127.0.0.1:{server.server_port}"))
         for _ in range(3):
             assert client.forward("GET", "/10", admit=lambda: None).status == 200
         with pytest.raises(AnswerTooLarge):

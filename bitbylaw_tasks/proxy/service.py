@@ -146,9 +146,9 @@ class AdvowareProxy:
                                       body=body if request.method in rules.WITH_BODY else None,
                                       max_bytes=self.max_response_bytes, admit=lambda: self._admit(key.id, state),
                                       extra_headers=rules.forwarded_request_headers(headers))
-        except RateLimited as exc:
-            state["reason"] = "budget" if exc.status is None else "advoware_429"
-            return ProxyAnswer(429, rules.error_document(429, state["reason"], "rate limit reached, retry later"),
+        except RateLimited as exc:  # from `admit`: the key's share, all callers' share or the gate is spent
+            state["reason"] = "budget"
+            return ProxyAnswer(429, rules.error_document(429, "budget", "rate limit reached, retry later"),
                                {"retry-after": retry_after_header(exc.retry_after or 1)})
         except AnswerTooLarge:
             state["reason"] = "answer_too_large"
