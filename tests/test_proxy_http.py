@@ -439,3 +439,21 @@ def test_forward_reuses_its_connection_and_drops_an_unread_one(sandbox, lock_red
     assert json.loads(after.body) == ["x" * 10]  # not the rest of the big answer
     assert ports[0] == ports[1] == ports[2] == ports[3]  # one connection for the first four calls
     assert ports[4] != ports[3]  # the half-read answer's connection was dropped, not reused
+
+
+def test_redis_down_is_503_json(sandbox):
+    from bitbylaw_tasks.devredis import PrivateRedis
+
+    private = PrivateRedis().start()
+    try:
+        settings = proxy_settings(REDIS_LOCK_URL=private.url(1), REDIS_BROKER_URL=private.url(0))
+        import redis as redis_lib
+
+        secret = make_key(redis_lib.Redis.from_url(private.url(1)), "a", "read", "Mitarbeiter")
+        with serve_web(settings) as web:
+            assert requests.get(f"{web}{API}/Mitarbeiter", headers=bearer(secret), timeout=10).status_code == 200
+            private.stop()
+            down = requests.get(f"{web}{API}/Mitarbeiter", headers=bearer(secret), timeout=30)
+    finally:
+        private.stop()
+    assert down.status_code == 503 and _doc(down)["reason"] == "unavailable"
