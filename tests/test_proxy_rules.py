@@ -299,3 +299,12 @@ def test_shares(per_minute, share, key_share, expected):
 @pytest.mark.parametrize("seconds, header", [(0.01, "1"), (1.0, "1"), (1.2, "2"), (59.5, "60"), (0, "1")])
 def test_retry_after_header(seconds, header):
     assert retry_after_header(seconds) == header
+
+
+def test_a_request_repr_never_shows_the_key():
+    from bitbylaw_tasks.proxy.service import ProxyRequest
+
+    secret = "bbp_0123456789abcdef_" + "s" * 43
+    request = ProxyRequest("GET", P + "Termine", {"x-api-key": secret, "authorization": f"Bearer {secret}"}, None,
+                           lambda limit: b"")
+    assert secret not in repr(request) and "Termine" in repr(request)

@@ -33,13 +33,14 @@ ALWAYS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 @dataclass(frozen=True)
 class ProxyRequest:
     """What the proxy needs of an HTTP request. `target` is the request target as sent (still encoded);
-    `headers` have lower-case names; `read_body(limit)` reads at most `limit + 1` bytes."""
+    `headers` have lower-case names; `read_body(limit)` reads at most `limit + 1` bytes. The headers (the key
+    among them) are left out of `repr()`, so no traceback's local variables (Sentry) show them."""
 
     method: str
     target: str
-    headers: dict[str, str]
-    content_length: int | None
-    read_body: Callable[[int], bytes]
+    headers: dict[str, str] = field(repr=False)
+    content_length: int | None = None
+    read_body: Callable[[int], bytes] = field(repr=False, default=lambda limit: b"")
 
 
 @dataclass
