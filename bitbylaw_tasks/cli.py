@@ -213,11 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     from bitbylaw_tasks.calendar import cli as calendar_cli
     from bitbylaw_tasks.espocrm import cli as espocrm_cli
     from bitbylaw_tasks.kommunikation import cli as kommunikation_cli
+    from bitbylaw_tasks.proxy import cli as proxy_cli
 
     beteiligte_cli.register(sub)
     kommunikation_cli.register(sub)
     calendar_cli.register(sub)
     espocrm_cli.register(sub)
+    proxy_cli.register(sub)
     p = add("lock-release", cmd_lock_release, "Release a stuck entity lock regardless of its owner.")
     p.add_argument("kind", help="e.g. cbeteiligte, kommunikation, calendar")
     p.add_argument("entity_id")

@@ -47,14 +47,16 @@ def espocrm_client(settings: Settings) -> EspoCrmClient:
     return EspoCrmClient(settings.espocrm_base_url, settings.espocrm_api_key, gate=gate, timeouts=timeouts(settings))
 
 
-def advoware_client(settings: Settings) -> AdvowareClient:
+def advoware_client(settings: Settings, *, timeouts_: Timeouts | None = None) -> AdvowareClient:
+    """The Advoware client (real or the simulator); the proxy passes its own `timeouts_`."""
     gate = RateGate(settings.lock_redis_url, "advoware", settings.advoware_max_requests_per_minute)
     redis = lock_redis(settings)
+    limits_ = timeouts_ or timeouts(settings)
     if settings.advoware_simulated:
         return AdvowareClient(sandbox_url(settings, settings.sandbox_advoware_port),
                               AdvowareCredentials(**SANDBOX_ADVOWARE_CREDENTIALS), redis=redis, gate=gate,
-                              timeouts=timeouts(settings))
-    return AdvowareClient.from_settings(settings, redis, gate=gate, timeouts=timeouts(settings))
+                              timeouts=limits_)
+    return AdvowareClient.from_settings(settings, redis, gate=gate, timeouts=limits_)
 
 
 def google_calendar_client(settings: Settings, subject_email: str | None = None):

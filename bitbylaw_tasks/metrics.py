@@ -23,6 +23,7 @@ DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_m
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
 CHECK_AGES_KEY = "metrics:check_ages"  # field "domain|quantile" -> seconds, "domain|tracked" -> entities
+PROXY_KEY = "metrics:proxy"          # field "key name|status" -> Advoware proxy answers
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 HOURLY_KEY = "metrics:hourly:{hour}"  # hash per UTC hour (epoch // 3600): "domain|result" -> count
 HOURLY_TTL = 26 * 3600
@@ -68,6 +69,15 @@ def record_failure_reason(client: redis.Redis, domain: str, reason: str) -> None
     """A task of `domain` failed for good with an exception of class `reason`."""
     try:
         client.hincrby(FAILURES_KEY, f"{domain}|{reason}", 1)
+    except redis.RedisError:
+        pass
+
+
+def record_proxy_answer(client, key_name: str, status: int) -> None:
+    """One Advoware proxy answer by caller key (`-` without a valid key) and status; `client` may be a
+    pipeline (the audit sends it with its stream entry in one round trip)."""
+    try:
+        client.hincrby(PROXY_KEY, f"{key_name}|{status}", 1)
     except redis.RedisError:
         pass
 
@@ -151,6 +161,11 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "last run, by quantile (1 = the oldest check).", "# TYPE bitbylaw_check_age_seconds gauge", *ages,
               "# HELP bitbylaw_checked_entities Entities with a recorded check.",
               "# TYPE bitbylaw_checked_entities gauge", *tracked]
+    lines += ["# HELP bitbylaw_proxy_requests_total Advoware proxy answers by caller key and status.",
+              "# TYPE bitbylaw_proxy_requests_total counter"]
+    for field, value in sorted(_fields(client, PROXY_KEY).items()):
+        key_name, _, status = field.rpartition("|")
+        lines.append(f'bitbylaw_proxy_requests_total{{key="{key_name}",status="{status}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

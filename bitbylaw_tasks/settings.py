@@ -105,6 +105,14 @@ class Settings:
     sentry_dsn: str = ""
     sentry_environment: str = "development"
 
+    # --- the Advoware proxy (SPEC §13, docs/advoware-proxy.md) ---
+    proxy_max_body_bytes: int = 1_048_576       # larger request bodies get 413
+    proxy_max_response_bytes: int = 8_388_608   # a larger Advoware answer gets 502 (not read to the end)
+    proxy_read_timeout: float = 10.0            # Advoware slower than this per read: 504
+    proxy_share_percent: int = 50               # all proxy callers together: at most this % of the Advoware budget
+    proxy_key_share_percent: int = 25           # one caller key: at most this % of the Advoware budget
+    proxy_audit_maxlen: int = 100_000           # audit stream entries kept (approximately)
+
     # --- logs (bitbylaw_tasks/logs.py) ---
     log_level: str = "INFO"
     log_format: str = "text"           # text | json (python-json-logger)
@@ -260,6 +268,12 @@ _VARS: list[tuple[str, str, str]] = [
     ("FLOWER_DB", "flower_db", "str"),
     ("SENTRY_DSN", "sentry_dsn", "http_url"),
     ("SENTRY_ENVIRONMENT", "sentry_environment", "str"),
+    ("PROXY_MAX_BODY_BYTES", "proxy_max_body_bytes", "int"),
+    ("PROXY_MAX_RESPONSE_BYTES", "proxy_max_response_bytes", "int"),
+    ("PROXY_READ_TIMEOUT", "proxy_read_timeout", "float"),
+    ("PROXY_SHARE_PERCENT", "proxy_share_percent", "int"),
+    ("PROXY_KEY_SHARE_PERCENT", "proxy_key_share_percent", "int"),
+    ("PROXY_AUDIT_MAXLEN", "proxy_audit_maxlen", "int"),
     ("LOG_LEVEL", "log_level", "log_level"),
     ("LOG_FORMAT", "log_format", "log_format"),
     ("NOTIFY_LANGUAGE", "notify_language", "language"),
@@ -408,6 +422,8 @@ def load_settings(environ_map: dict | None = None, env_file: str | Path | None =
         raise SettingsError("FRESHNESS_TICK: expected seconds between 0 and 30 (the checker reads a 60 s window)")
     if settings.visibility_timeout <= settings.task_time_limit:
         raise SettingsError("BROKER_VISIBILITY_TIMEOUT: must exceed TASK_TIME_LIMIT")
+    if not 1 <= settings.proxy_key_share_percent <= settings.proxy_share_percent <= 100:
+        raise SettingsError("PROXY_KEY_SHARE_PERCENT: must be 1..PROXY_SHARE_PERCENT, and PROXY_SHARE_PERCENT 1..100")
     return settings
 
 

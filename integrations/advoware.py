@@ -1,4 +1,5 @@
-"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Termine.
+"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Termine,
+and `forward`, the generic call the Advoware proxy uses.
 
 Auth (SPEC §3.2): a token from the security gateway (`POST /api/v1/Token`,
 signed with HMAC-SHA512 over `product:app:nonce:timestamp` keyed with the
@@ -21,16 +22,19 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from urllib.parse import urlencode, urlsplit
 
 import redis as redis_lib
 import requests
+import urllib3
 
-from integrations.errors import ApiError, AuthError, NotFound, RateLimited, Unavailable
-from integrations.http import Timeouts, make_session, send
+from integrations.errors import ApiError, AuthError, NotFound, RateLimited, TimedOut, Unavailable
+from integrations.http import Timeouts, make_session, parse_retry_after, send
 from integrations.rategate import RateGate
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "advoware"
 TOKEN_PATH = "/api/v1/Token"
 API = "/api/v1/advonet"
+FORWARD_TOKEN_MEMORY = 2.0  # seconds `forward` reuses the shared token without reading Redis again
 
 # Compare-and-delete: drop the cached token only if it is still the one that got a 401.
 _DROP_IF_SAME = """
@@ -84,6 +89,19 @@ def _one(data, what: str):
     raise ApiError(f"{SYSTEM}: {what}: unexpected answer", system=SYSTEM)
 
 
+class AnswerTooLarge(ApiError):
+    """Advoware's answer exceeded the caller's size limit; it was not read to the end."""
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """Advoware's answer as received, whatever its status (`forward`); `headers` as Advoware sent them."""
+
+    status: int
+    headers: dict
+    body: bytes
+
+
 def _day(value) -> str:
     if isinstance(value, datetime):
         value = value.date()
@@ -109,6 +127,7 @@ class AdvowareClient:
         self.session = session or make_session()
         self.token_margin = token_margin
         self.lock_timeout = lock_timeout
+        self._remembered: tuple[str, float] | None = None  # forward's token and until when (monotonic)
         ident = "|".join((self.token_url, credentials.kanzlei, credentials.database, credentials.user,
                           credentials.app_id))
         self.token_key = "advoware:token:" + hashlib.sha256(ident.encode()).hexdigest()[:24]
@@ -282,3 +301,103 @@ class AdvowareClient:
 
     def delete_termin(self, frnr: int) -> None:
         self._call("DELETE", "/Termine", "Termine", params={"frnr": int(frnr)})
+
+    # --- the generic call (the Advoware proxy) ---
+    def forward(self, method: str, path: str, *, params=None, body: bytes | None = None,
+                extra_headers: dict | None = None, max_bytes: int = 8 << 20, admit=None) -> RawAnswer:
+        """One call to `API + path` with the shared token, answered as received (any status).
+
+        `admit()` runs before every attempt (default: the rate gate's polite wait); a 401 drops the token
+        and retries once with a fresh one (admitted again). The answer is read up to `max_bytes`
+        (`AnswerTooLarge` beyond); transport failures raise `Unavailable` (`TimedOut` for timeouts).
+        No redirect is followed and nothing is retried at the transport level. The token is sent only to
+        Advoware: should Advoware echo it, it is replaced in the body and its headers are dropped, so it is
+        in nothing this returns.
+
+        It goes through the session's urllib3 pool directly rather than `requests` (the proxy's hot path:
+        requests' own work per call costs ~0.8 ms here, docs/advoware-proxy.md).
+        """
+        url = self.base_url + API + path + (f"?{urlencode(params)}" if params else "")
+        admit = admit or (self.gate.wait if self.gate is not None else (lambda: None))
+        headers = {**(extra_headers or {}), "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        pool = self.session.get_adapter(url).poolmanager
+        timeout = urllib3.Timeout(connect=self.timeouts.connect, read=self.timeouts.read)
+        for attempt in (1, 2):
+            admit()
+            token = self._forward_token()
+            self._count(f"{method} forward")
+            response = _urlopen(pool, method, url, body, {**headers, "Authorization": f"Bearer {token}"}, timeout)
+            read = False
+            try:
+                if response.status == 401 and attempt == 1:
+                    self._remembered = None
+                    self._drop_token(token)
+                    log.info("advoware: %s forward -> 401, refreshing the token once", method)
+                    continue
+                if response.status == 429 and self.gate is not None:
+                    self.gate.pause(parse_retry_after(response.headers.get("Retry-After")) or 0)
+                answer = RawAnswer(response.status, dict(response.headers), _read_limited(response, max_bytes))
+                read = True
+                return _without_token(answer, token)
+            finally:
+                if not read:  # an answer not read to the end leaves its connection unusable: drop it
+                    response.close()
+                response.release_conn()  # a fully read one goes back to the pool (keep-alive)
+        raise AssertionError("unreachable")
+
+    def _forward_token(self) -> str:
+        """The shared token, remembered in this process for FORWARD_TOKEN_MEMORY seconds (a Redis read less per
+        proxied call; the token lives far longer than that, and a 401 forgets it at once)."""
+        remembered = self._remembered
+        if remembered is not None and remembered[1] > time.monotonic():
+            return remembered[0]
+        token = self.token()
+        self._remembered = (token, time.monotonic() + FORWARD_TOKEN_MEMORY)
+        return token
+
+
+def _urlopen(pool, method: str, url: str, body, headers: dict, timeout) -> "urllib3.BaseHTTPResponse":
+    """One request on the pool, failures mapped like `integrations.http.send` maps them."""
+    from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+
+    where = f"{SYSTEM}: {method} {urlsplit(url).path}"
+    try:
+        return pool.urlopen(method, url, body=body, headers=headers, retries=False, redirect=False,
+                            timeout=timeout, preload_content=False)
+    except NewConnectionError:  # before ConnectTimeoutError: urllib3 makes it a subclass of it
+        raise Unavailable(f"{where} connection failed", system=SYSTEM) from None
+    except ConnectTimeoutError:
+        raise TimedOut(f"{where} connect timed out", system=SYSTEM) from None
+    except ReadTimeoutError:
+        raise TimedOut(f"{where} timed out", system=SYSTEM, maybe_sent=True) from None
+    except HTTPError:
+        raise Unavailable(f"{where} connection failed", system=SYSTEM, maybe_sent=True) from None
+
+
+def _without_token(answer: RawAnswer, token: str) -> RawAnswer:
+    """The answer with every copy of the token replaced (also JSON-escaped) and headers naming it dropped."""
+    body = answer.body
+    for form in {token, token.replace("/", "\\/")}:
+        body = body.replace(form.encode(), b"[redacted]")
+    headers = {k: v for k, v in answer.headers.items() if token not in v}
+    return RawAnswer(answer.status, headers, body)
+
+
+def _read_limited(response, max_bytes: int) -> bytes:
+    """The (decoded) body of a streamed answer, at most `max_bytes` (else `AnswerTooLarge`, the rest unread)."""
+    from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise AnswerTooLarge(f"{SYSTEM}: answer of {declared} bytes exceeds {max_bytes}", system=SYSTEM)
+    try:
+        data = response.read(max_bytes + 1, decode_content=True)
+    except ReadTimeoutError:
+        raise TimedOut(f"{SYSTEM}: reading the answer timed out", system=SYSTEM, maybe_sent=True) from None
+    except HTTPError:
+        raise Unavailable(f"{SYSTEM}: reading the answer failed", system=SYSTEM, maybe_sent=True) from None
+    if len(data) > max_bytes:
+        raise AnswerTooLarge(f"{SYSTEM}: answer exceeds {max_bytes} bytes", system=SYSTEM)
+    return data

@@ -73,3 +73,7 @@ class Unavailable(ApiError):
     def __init__(self, message: str, *, maybe_sent: bool = False, **kw):
         super().__init__(message, **kw)
         self.maybe_sent = maybe_sent
+
+
+class TimedOut(Unavailable):
+    """A connect or read timeout: the system did not answer in time (a gateway answers 504, not 502)."""

@@ -59,6 +59,26 @@ class RateGate:
         """True while every caller holds off after a 429 (`pause`)."""
         return bool(self._redis.pttl(self._pause_key) > 0)
 
+    @property
+    def pause_key(self) -> str:
+        """The Redis key whose TTL is the pause after a 429 (the Advoware proxy checks it in its own script)."""
+        return self._pause_key
+
+    def try_acquire(self, *, check_pause: bool = True, count: bool = True) -> float | None:
+        """Admit one call now, without waiting: None when admitted (and counted), else the seconds until the
+        budget may admit one (for a `Retry-After`). The Advoware proxy answers 429 instead of blocking;
+        it passes `check_pause=False` when it has just read the pause itself, and `count=False` when it
+        counts the call in its own audit write (`metrics:api_calls`)."""
+        paused_ms = self._redis.pttl(self._pause_key) if check_pause else 0
+        if paused_ms and paused_ms > 0:
+            return paused_ms / 1000.0
+        if self._limiter.hit(self._item, "bitbylaw", self._name):
+            if count:
+                self._count()
+            return None
+        stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
+        return max(stats.reset_time - time.time(), 0.05)
+
     def _count(self) -> None:
         """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
         try:

@@ -29,6 +29,9 @@ CASES = {
     "webhook_shim": (["--duration", "1", "--rounds", "1", "--connections", "2"],
                      [r"\| 1\s+\| bare Flask\s+\| \d+", r"\| 1\s+\| shim\s+\| \d+",
                       r"ratio \(median of rounds\): \d"]),
+    "advoware_proxy": (["--calls", "10", "--rounds", "1", "--breakdown-calls", "10"],
+                       [r"\| direct to the simulator\s+\| 10 ", r"\| through the proxy \(WSGI middleware, shipped\)\s+\| 10 ",
+                        r"\| whole proxy call \(handle \+ audit record\)\s+\| \d", r"added p50 \(shipped\): -?\d"]),
 }
 
 

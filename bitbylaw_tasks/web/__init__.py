@@ -96,6 +96,9 @@ def create_app(settings: Settings) -> Flask:
     from bitbylaw_tasks.web import status
 
     app.register_blueprint(status.blueprint(settings))
+    from bitbylaw_tasks.proxy import wsgi as proxy_wsgi
+
+    proxy_wsgi.register(app, settings)
     return app
 
 
