@@ -8,6 +8,26 @@ from integrations.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
+API_CALLS_KEY = "metrics:api_calls"  # bitbylaw_tasks.metrics.API_CALLS_KEY (integrations imports no product module)
+
+# One round trip per admitted call (issue 15; it was three: PTTL, the limiter's script, HINCRBY):
+# the shared pause, then `limits`' moving window on its own key in its own format (the entry at
+# index limit - 1 must be older than the window, then LPUSH now, LTRIM, EXPIRE: the script of
+# limits' `acquire_entry`, so `get_window_stats` and every reader of the window see the same
+# list), then the call count. Returns -pttl while paused, 0 when the window is full, 1 admitted.
+_ADMIT = """
+local paused = redis.call('PTTL', KEYS[1])
+if paused > 0 then return -paused end
+local limit = tonumber(ARGV[2])
+local entry = redis.call('LINDEX', KEYS[2], limit - 1)
+if entry and tonumber(entry) >= tonumber(ARGV[1]) - tonumber(ARGV[3]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, limit - 1)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+return 1
+"""
+
 
 class RateGate:
     """A request budget shared by every process and machine, kept in Redis (`limits` moving window).
@@ -31,30 +51,25 @@ class RateGate:
         import redis
 
         self._redis = redis.Redis.from_url(redis_url)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._keys = [self._pause_key, self._storage.prefixed_key(self._item.key_for("bitbylaw", name)), API_CALLS_KEY]
+        self._expiry = self._item.get_expiry()
 
     def wait(self) -> None:
         """Block until the shared budget admits one more call; count the admitted call."""
         deadline = time.monotonic() + self._max_wait
         while True:
-            paused_ms = self._redis.pttl(self._pause_key)
-            if paused_ms and paused_ms > 0:
-                time.sleep(min(paused_ms / 1000.0, 5.0))
-            elif self._limiter.hit(self._item, "bitbylaw", self._name):
-                self._count()
+            admitted = int(self._admit(keys=self._keys, args=[time.time(), self._item.amount, self._expiry, self._name]))
+            if admitted == 1:
                 return
+            if admitted < 0:
+                time.sleep(min(-admitted / 1000.0, 5.0))
             else:
                 stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
                 time.sleep(min(max(stats.reset_time - time.time(), 0.05), 5.0))
             if time.monotonic() > deadline:
                 raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
-
-    def _count(self) -> None:
-        """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
-        try:
-            self._redis.hincrby("metrics:api_calls", self._name, 1)
-        except Exception:  # noqa: BLE001 - metrics must not break a call
-            log.debug("rate gate: could not count a call")
 
     def pause(self, seconds: float) -> None:
         if seconds and seconds > 0:
