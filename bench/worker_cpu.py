@@ -127,7 +127,14 @@ def self_top(stacks: dict[tuple[str, ...], int], limit: int) -> list[list]:
 
 def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], tag: str, args,
           profile_to: Path | None) -> dict:
-    """One burst of N edits synced by `worker`: syncs/s, calls per sync, CPU and Redis commands per sync."""
+    """One burst of N edits synced by `worker`: syncs/s, calls per sync, CPU and Redis commands per sync.
+
+    A warm-up of `--warm-up` syncs (L = 0) comes first, so the figures are a running worker's: its
+    first syncs import modules and open connections (~7 % of the samples of a cold burst)."""
+    bench.quiesce()
+    warm = ids[:args.warm_up]
+    bench.edit(warm, f"{tag} warm-up")
+    _wait(lambda: bench.all_clean(warm), args.timeout, f"{len(warm)} warm-up syncs")
     bench.quiesce()
     broker = env.redis_client(0)
     env.set_latency(args.latency_ms)
@@ -233,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200, help="entities edited per burst")
     parser.add_argument("--latency-ms", type=int, default=50, help="simulated latency per call, both systems")
     parser.add_argument("--concurrency", type=int, default=8, help="threads of the worker")
+    parser.add_argument("--warm-up", type=int, default=24, help="syncs before the measured burst")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a burst")
     parser.add_argument("--profile", metavar="DIR", help="sample each burst with py-spy into DIR")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
