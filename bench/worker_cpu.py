@@ -103,6 +103,44 @@ def read_stacks(path: Path) -> dict[tuple[str, ...], int]:
     return out
 
 
+# Where a sample's CPU goes: the first rule whose frame occurs in the stack (most specific first).
+CATEGORIES = [
+    ("rate gate (Redis)", "RateGate.wait"), ("Advoware token (Redis)", "AdvowareClient.token"),
+    ("entity lock: acquire, extend, release (Redis)", "EntityLock."), ("write-back journal (Redis, JSON)", "JsonSlot."),
+    ("coalescing key: mark_started (Redis)", "Enqueuer.mark_started"),
+    ("HTTP: requests + urllib3 + http.client", "Session.request"),
+    ("sync context (clients, notifier)", "sync_context"),
+    ("sync decision: compare, mapping, JSON", "sync_beteiligte"),
+    ("task follow-ups (rolling-check ZADD, result dict)", "sync (bitbylaw_tasks/beteiligte/tasks.py"),
+    ("result backend (Celery)", "backends/"), ("task events (Celery, for Flower)", "events/"),
+    ("task events (Celery, for Flower)", "send_event"), ("ack (kombu)", "acknowledge"), ("ack (kombu)", "Message.ack"),
+    ("Celery trace (rest)", "trace_task"), ("thread pool hand-over", "ThreadPoolExecutor.submit"),
+    ("consumer loop: receive, decode (kombu)", "asynloop"),
+]
+
+
+def category(stack: tuple[str, ...]) -> str:
+    joined = ";".join(stack)
+    inside_exclusive = "run_exclusive" in joined and "run_entity_task.<locals>.body" not in joined
+    if inside_exclusive and not any(sub in joined for _, sub in CATEGORIES[:5]):
+        return "sync-again marks: SREM, SPOP (Redis)"
+    if "run_entity_task" in joined and "run_exclusive" not in joined:
+        return "sync metrics, failure register (Redis)"
+    for name, sub in CATEGORIES:
+        if sub in joined:
+            return name
+    return "other"
+
+
+def by_category(stacks: dict[tuple[str, ...], int]) -> collections.Counter:
+    """Share (0..1) of the samples per category."""
+    total = sum(stacks.values()) or 1
+    out: collections.Counter = collections.Counter()
+    for stack, n in stacks.items():
+        out[category(stack)] += n / total
+    return out
+
+
 def top_functions(stacks: dict[tuple[str, ...], int], limit: int) -> tuple[list[list], int]:
     """Rows (function, self %, inclusive %) of the `limit` functions with the most inclusive samples,
     skipping the threads' outer frames every sample has."""
@@ -219,10 +257,22 @@ def report(args, results: dict[str, list[dict]]) -> str:
                              for k in names if max(commands["base"].get(k, 0), commands["head"].get(k, 0)) >= 0.05],
                             "Redis commands per sync (all clients: worker, bench, idle workers)"))
     if args.profile:
+        profiles = {}
         for variant in results:
             stacks: dict = collections.Counter()
             for raw in sorted(Path(args.profile).glob(f"worker-{variant}-*.raw")):
                 stacks.update(read_stacks(raw))
+            profiles[variant] = stacks
+        if all(profiles.values()) and len(medians) == 2:
+            shares = {v: by_category(st) for v, st in profiles.items()}
+            names = sorted(set(shares["base"]) | set(shares["head"]), key=lambda k: -shares["base"].get(k, 0))
+            out.append("\n" + table(
+                ["where the worker's CPU goes", "base %", "base ms/sync", "head %", "head ms/sync"],
+                [[k, f"{shares['base'].get(k, 0) * 100:.1f}", f"{shares['base'].get(k, 0) * medians['base']:.2f}",
+                  f"{shares['head'].get(k, 0) * 100:.1f}", f"{shares['head'].get(k, 0) * medians['head']:.2f}"]
+                 for k in names],
+                "py-spy --gil samples by category (ms/sync = share x median worker CPU per sync)"))
+        for variant, stacks in profiles.items():
             if not stacks:
                 continue
             rows, total = top_functions(stacks, args.top)
