@@ -1,12 +1,9 @@
 """The shared request budget: one per external system, held in Redis so every process and machine shares it."""
 from __future__ import annotations
 
-import logging
 import time
 
 from integrations.errors import RateLimited
-
-log = logging.getLogger(__name__)
 
 API_CALLS_KEY = "metrics:api_calls"  # bitbylaw_tasks.metrics.API_CALLS_KEY (integrations imports no product module)
 
@@ -59,7 +56,8 @@ class RateGate:
         """Block until the shared budget admits one more call; count the admitted call."""
         deadline = time.monotonic() + self._max_wait
         while True:
-            admitted = int(self._admit(keys=self._keys, args=[time.time(), self._item.amount, self._expiry, self._name]))
+            args = [time.time(), self._item.amount, self._expiry, self._name]
+            admitted = int(self._admit(keys=self._keys, args=args))
             if admitted == 1:
                 return
             if admitted < 0:
