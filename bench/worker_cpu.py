@@ -16,9 +16,12 @@ alternating order), lets it sync N records that users edited (EspoCRM ->
 Advoware, 4 calls each at L ms) and stops it. The messages are queued
 directly in one round trip (the shim is not what is measured); a
 Kommunikation worker of this tree consumes the hand-offs of the set-up.
-With `--profile DIR` each burst is also sampled by py-spy (`pip install
-py-spy`; the worker is the only process sampled) and the top functions by
-self and inclusive time are printed.
+Each burst starts after `--warm-up` syncs, so a fresh worker's imports are
+not counted. With `--profile DIR` each burst is also sampled by py-spy
+(`pip install py-spy`; `record --gil`: only the thread holding the GIL, i.e.
+the worker's Python CPU; the worker is the only process sampled) and the
+CPU by category (`CATEGORIES`) and the top functions by self and inclusive
+time are printed. Results: docs/PERFORMANCE.md, "Worker CPU per Beteiligte sync".
 
     .venv/bin/python -m bench.worker_cpu --rounds 3 --n 200 --latency-ms 50 --concurrency 8
 """
