@@ -73,7 +73,10 @@ def build(settings: Settings) -> dict:
         # task-sent so Flower shows queued tasks before a worker takes them.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_track_started": True,
+        # Flower shows a running task from the worker's `task-started` event; the
+        # result backend's own STARTED record (a GET and a SETEX + PUBLISH per
+        # task) had no reader: off (issue 15, docs/PERFORMANCE.md).
+        "task_track_started": False,
         # Stop consuming and hand back late-ack tasks when the broker link drops;
         # they run again elsewhere (tasks are idempotent).
         "worker_cancel_long_running_tasks_on_connection_loss": True,

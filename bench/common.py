@@ -75,14 +75,14 @@ def table(headers: list[str], rows: list[list], title: str | None = None) -> str
 class WorkerProcess:
     """`celery -A bitbylaw_tasks.celery_app worker` as a subprocess, with its log in a temp file."""
 
-    def __init__(self, queues: list[str], concurrency: int, name: str, env: dict[str, str]):
+    def __init__(self, queues: list[str], concurrency: int, name: str, env: dict[str, str], cwd: Path = REPO):
         self.queues, self.concurrency, self.name = queues, concurrency, name
         self.log_path = Path(tempfile.mkstemp(prefix=f"bench-worker-{name}-", suffix=".log")[1])
         argv = [sys.executable, "-m", "celery", "-A", "bitbylaw_tasks.celery_app", "worker",
                 "-Q", ",".join(queues), "-n", f"{name}@bench", "-P", "threads", "-c", str(concurrency),
                 "-E", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, app, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from typing import Iterator
 
 import redis
@@ -43,8 +44,12 @@ class EntityLock:
         self._lock = client.lock(self.name, timeout=ttl, blocking=False, thread_local=False)
 
     def acquire(self) -> bool:
-        """Take the lock if free. True when we own it now."""
-        return bool(self._lock.acquire(blocking=False))
+        """Take the lock if free. True when we own it now.
+
+        The owner token is a random UUID (~9 µs): redis-py's default, `uuid1()`, took ~70 µs here
+        (libuuid's time-safe generator; 1.6 % of the worker's samples in issue 15's profile). A token
+        only has to be unique."""
+        return bool(self._lock.acquire(blocking=False, token=uuid.uuid4().hex))
 
     def owned(self) -> bool:
         return bool(self._lock.owned())

@@ -19,7 +19,7 @@ import time
 import redis
 
 SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
-DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
+DURATION_KEY = "metrics:duration"    # field "domain|in:{bound}" -> syncs in that one bucket, "domain|total_ms"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
 CHECK_AGES_KEY = "metrics:check_ages"  # field "domain|quantile" -> seconds, "domain|tracked" -> entities
@@ -31,23 +31,39 @@ FAILURES_KEY = "metrics:failures"     # field "domain|exception class" -> tasks 
 CALENDAR_ACTIONS_KEY = "metrics:calendar_actions"  # field action kind (create_event, update_termin…) -> count
 
 
-def record_sync(client: redis.Redis, domain: str, path: str, result: str, duration_s: float) -> None:
-    """One finished sync (result: ok | failed | retry | busy)."""
-    ms = duration_s * 1000.0
-    pipe = client.pipeline(transaction=False)
-    pipe.hincrby(SYNCS_KEY, f"{domain}|{path}|{result}", 1)
+def duration_bucket(ms: float) -> str:
+    """The one histogram bucket a duration falls in: the smallest bound it does not exceed, else "+Inf"."""
     for bound in BUCKETS_MS:
         if ms <= bound:
-            pipe.hincrby(DURATION_KEY, f"{domain}|{bound}", 1)
-    pipe.hincrby(DURATION_KEY, f"{domain}|+Inf", 1)
-    pipe.hincrbyfloat(DURATION_KEY, f"{domain}|sum_ms", ms)
-    hourly = HOURLY_KEY.format(hour=int(time.time() // 3600))
-    pipe.hincrby(hourly, f"{domain}|{result}", 1)
-    pipe.expire(hourly, HOURLY_TTL)
+            return str(bound)
+    return "+Inf"
+
+
+def record_sync(client: redis.Redis, domain: str, path: str, result: str, duration_s: float) -> None:
+    """One finished sync (result: ok | failed | retry | busy).
+
+    The duration goes into its one bucket (`domain|in:{bound}`); `render` adds the buckets up into
+    Prometheus' cumulative ones. (Until issue 15 every bucket at or above the duration was
+    incremented: eleven commands per sync instead of one. Those older `domain|{bound}` fields are
+    no longer read: the histogram restarts from zero once, which Prometheus takes as a counter reset.)
+    """
+    pipe = client.pipeline(transaction=False)
+    queue_sync(pipe, domain, path, result, duration_s)
     try:
         pipe.execute()
     except redis.RedisError:
         pass  # metrics never fail a sync
+
+
+def queue_sync(pipe, domain: str, path: str, result: str, duration_s: float) -> None:
+    """`record_sync`'s commands, added to a caller's pipeline (one round trip with the caller's own)."""
+    ms = duration_s * 1000.0
+    pipe.hincrby(SYNCS_KEY, f"{domain}|{path}|{result}", 1)
+    pipe.hincrby(DURATION_KEY, f"{domain}|in:{duration_bucket(ms)}", 1)
+    pipe.hincrbyfloat(DURATION_KEY, f"{domain}|total_ms", ms)
+    hourly = HOURLY_KEY.format(hour=int(time.time() // 3600))
+    pipe.hincrby(hourly, f"{domain}|{result}", 1)
+    pipe.expire(hourly, HOURLY_TTL)
 
 
 def record_api_call(client: redis.Redis, system: str) -> None:
@@ -133,15 +149,15 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
         lines.append(f'bitbylaw_syncs_total{{domain="{domain}",path="{path}",result="{result}"}} {value:g}')
     lines += ["# HELP bitbylaw_sync_duration_seconds Sync duration.", "# TYPE bitbylaw_sync_duration_seconds histogram"]
     durations = _fields(client, DURATION_KEY)
-    for domain in sorted({f.split("|")[0] for f in durations}):
+    for domain in sorted({f.split("|")[0] for f in durations if "|in:" in f}):
+        count = 0.0
         for bound in (*BUCKETS_MS, "+Inf"):
             le = "+Inf" if bound == "+Inf" else f"{bound / 1000:g}"
-            count = durations.get(f"{domain}|{bound}", 0)
+            count += durations.get(f"{domain}|in:{bound}", 0)
             lines.append(f'bitbylaw_sync_duration_seconds_bucket{{domain="{domain}",le="{le}"}} {count:g}')
         lines.append(f'bitbylaw_sync_duration_seconds_sum{{domain="{domain}"}} '
-                     f'{durations.get(f"{domain}|sum_ms", 0) / 1000:.3f}')
-        lines.append(f'bitbylaw_sync_duration_seconds_count{{domain="{domain}"}} '
-                     f'{durations.get(f"{domain}|+Inf", 0):g}')
+                     f'{durations.get(f"{domain}|total_ms", 0) / 1000:.3f}')
+        lines.append(f'bitbylaw_sync_duration_seconds_count{{domain="{domain}"}} {count:g}')
     lines += ["# HELP bitbylaw_api_calls_total Calls to external systems.", "# TYPE bitbylaw_api_calls_total counter"]
     for system, value in sorted(_fields(client, API_CALLS_KEY).items()):
         lines.append(f'bitbylaw_api_calls_total{{system="{system}"}} {value:g}')

@@ -100,7 +100,7 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     the lock is held (as `ctx.lock`); `work(ctx)` runs the sync. Returns its outcome, or `BUSY`."""
     from bitbylaw_tasks.enqueue import enqueuer_for
     from bitbylaw_tasks.exclusive import BUSY, run_exclusive
-    from bitbylaw_tasks.metrics import record_failure_reason, record_sync
+    from bitbylaw_tasks.metrics import queue_sync, record_failure_reason, record_sync
     from bitbylaw_tasks.ops import failures
     from bitbylaw_tasks.redis_clients import lock_redis
 
@@ -133,8 +133,13 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
             record_failure_reason(client, domain.name, type(exc).__name__)
         raise
     busy = outcome == BUSY
+    pipe = client.pipeline(transaction=False)  # one round trip for the bookkeeping of a finished sync
     if not busy:
-        failures.clear(client, domain.name, entity_id)
-    record_sync(client, domain.name, BUSY if busy else domain.path_of(outcome), "busy" if busy else "ok",
-                time.monotonic() - started)
+        failures.clear(pipe, domain.name, entity_id)
+    queue_sync(pipe, domain.name, BUSY if busy else domain.path_of(outcome), "busy" if busy else "ok",
+               time.monotonic() - started)
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("%s %s: could not record the sync's metrics", domain.name, entity_id)
     return outcome

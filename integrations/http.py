@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -72,6 +73,35 @@ class Timeouts:
         return (self.connect, self.read)
 
 
+class Session(requests.Session):
+    """A `requests.Session` that reads the proxy and CA-bundle environment once per origin.
+
+    requests walks `os.environ` on every call (`merge_environment_settings`: the
+    proxy variables twice, `no_proxy`, `REQUESTS_CA_BUNDLE`), ~10 % of a worker's
+    CPU per Beteiligte sync (docs/PERFORMANCE.md, issue 15). The product's
+    clients talk to one or two origins each and never pass per-call proxies,
+    `verify` or `cert`, so the merged settings are kept per origin and session
+    setting; a call that passes any of them takes requests' own path. The
+    environment is read when an origin is first called (a process started with
+    other proxy variables builds new sessions).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._merged: dict[tuple, dict] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, self.trust_env, tuple(sorted(self.proxies.items())), self.stream,
+               self.verify, self.cert)
+        merged = self._merged.get(key)
+        if merged is None:
+            merged = self._merged[key] = super().merge_environment_settings(url, {}, None, None, None)
+        return {**merged, "proxies": dict(merged["proxies"])}
+
+
 def make_session(*, retry_idempotent: int = 2, pool_size: int = 16) -> requests.Session:
     """A keep-alive session that retries only what is safe to retry.
 
@@ -94,7 +124,7 @@ def make_session(*, retry_idempotent: int = 2, pool_size: int = 16) -> requests.
         respect_retry_after_header=False,
         raise_on_status=False,
     )
-    session = requests.Session()
+    session = Session()
     adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

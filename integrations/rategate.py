@@ -1,12 +1,32 @@
 """The shared request budget: one per external system, held in Redis so every process and machine shares it."""
 from __future__ import annotations
 
-import logging
 import time
 
 from integrations.errors import RateLimited
 
-log = logging.getLogger(__name__)
+API_CALLS_KEY = "metrics:api_calls"  # bitbylaw_tasks.metrics.API_CALLS_KEY (integrations imports no product module)
+
+# One round trip per admitted call (issue 15; it was three: PTTL, the limiter's script, HINCRBY):
+# the shared pause, then `limits`' moving window on its own key in its own format (the entry at
+# index limit - 1 must be older than the window, then LPUSH now, LTRIM, EXPIRE: the script of
+# limits' `acquire_entry`, so `get_window_stats` and every reader of the window see the same
+# list), then the call count. Returns -pttl while paused, 0 when the window is full, 1 admitted.
+# ARGV[5] / ARGV[6] = '1' to check the pause / count the call (the Advoware proxy does both itself).
+_ADMIT = """
+if ARGV[5] == '1' then
+  local paused = redis.call('PTTL', KEYS[1])
+  if paused > 0 then return -paused end
+end
+local limit = tonumber(ARGV[2])
+local entry = redis.call('LINDEX', KEYS[2], limit - 1)
+if entry and tonumber(entry) >= tonumber(ARGV[1]) - tonumber(ARGV[3]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, limit - 1)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[3], ARGV[4], 1) end
+return 1
+"""
 
 
 class RateGate:
@@ -31,20 +51,21 @@ class RateGate:
         import redis
 
         self._redis = redis.Redis.from_url(redis_url)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._keys = [self._pause_key, self._storage.prefixed_key(self._item.key_for("bitbylaw", name)), API_CALLS_KEY]
+        self._expiry = self._item.get_expiry()
 
     def wait(self) -> None:
         """Block until the shared budget admits one more call; count the admitted call."""
         deadline = time.monotonic() + self._max_wait
         while True:
-            paused_ms = self._redis.pttl(self._pause_key)
-            if paused_ms and paused_ms > 0:
-                time.sleep(min(paused_ms / 1000.0, 5.0))
-            elif self._limiter.hit(self._item, "bitbylaw", self._name):
-                self._count()
+            admitted = self._try(check_pause=True, count=True)
+            if admitted == 1:
                 return
+            if admitted < 0:
+                time.sleep(min(-admitted / 1000.0, 5.0))
             else:
-                stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
-                time.sleep(min(max(stats.reset_time - time.time(), 0.05), 5.0))
+                time.sleep(min(self._until_room(), 5.0))
             if time.monotonic() > deadline:
                 raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
@@ -69,22 +90,20 @@ class RateGate:
         budget may admit one (for a `Retry-After`). The Advoware proxy answers 429 instead of blocking;
         it passes `check_pause=False` when it has just read the pause itself, and `count=False` when it
         counts the call in its own audit write (`metrics:api_calls`)."""
-        paused_ms = self._redis.pttl(self._pause_key) if check_pause else 0
-        if paused_ms and paused_ms > 0:
-            return paused_ms / 1000.0
-        if self._limiter.hit(self._item, "bitbylaw", self._name):
-            if count:
-                self._count()
+        admitted = self._try(check_pause=check_pause, count=count)
+        if admitted == 1:
             return None
+        return -admitted / 1000.0 if admitted < 0 else self._until_room()
+
+    def _try(self, *, check_pause: bool, count: bool) -> int:
+        """One round trip of the admission script: -pttl while paused, 0 when the window is full, 1 admitted."""
+        args = [time.time(), self._item.amount, self._expiry, self._name, int(check_pause), int(count)]
+        return int(self._admit(keys=self._keys, args=[str(a) for a in args]))
+
+    def _until_room(self) -> float:
+        """Seconds until the moving window has room for one more call."""
         stats = self._limiter.get_window_stats(self._item, "bitbylaw", self._name)
         return max(stats.reset_time - time.time(), 0.05)
-
-    def _count(self) -> None:
-        """Per-system call count for the product's metrics (`metrics:api_calls`); never fails a call."""
-        try:
-            self._redis.hincrby("metrics:api_calls", self._name, 1)
-        except Exception:  # noqa: BLE001 - metrics must not break a call
-            log.debug("rate gate: could not count a call")
 
     def pause(self, seconds: float) -> None:
         if seconds and seconds > 0:
