@@ -14,6 +14,7 @@ SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
 DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
+INBOUND_KEY = "metrics:inbound"      # field "channel|result" -> requests of the inbound endpoints (SPEC §12)
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -48,6 +49,14 @@ def record_skipped(client: redis.Redis, domain: str, count: int) -> None:
         pass
 
 
+def record_inbound(client: redis.Redis, channel: str, result: str) -> None:
+    """One request of an inbound endpoint (channel lead|call|lookup; result queued, duplicate, hit, miss…)."""
+    try:
+        client.hincrby(INBOUND_KEY, f"{channel}|{result}", 1)
+    except redis.RedisError:
+        pass
+
+
 def _fields(client: redis.Redis, key: str) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in client.hgetall(key).items()}
 
@@ -77,6 +86,11 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "# TYPE bitbylaw_skipped_records_total counter"]
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
+    lines += ["# HELP bitbylaw_inbound_requests_total Inbound channel requests by channel and result.",
+              "# TYPE bitbylaw_inbound_requests_total counter"]
+    for field, value in sorted(_fields(client, INBOUND_KEY).items()):
+        channel, result = field.split("|")
+        lines.append(f'bitbylaw_inbound_requests_total{{channel="{channel}",result="{result}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

@@ -93,6 +93,9 @@ def create_app(settings: Settings) -> Flask:
     from bitbylaw_tasks.web import webhooks
 
     webhooks.register(app, settings)
+    from bitbylaw_tasks.web import inbound
+
+    inbound.register(app, settings)
     return app
 
 

@@ -1,0 +1,83 @@
+"""The 3CX lookup: a caller's number -> the owning party, contact or lead, in the JSON the template maps.
+
+Served from the phone index (one Redis round trip). A miss may ask EspoCRM
+once (THREECX_MISS_FALLBACK: CBeteiligte by phone number, short timeout); a
+number EspoCRM does not know either is remembered as a miss for a minute, so a
+ringing phone never asks twice (docs/inbound-channels.md).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from bitbylaw_tasks.inbound import phone_index
+from bitbylaw_tasks.inbound.phone_index import Owner
+from bitbylaw_tasks.inbound.phones import to_e164
+from bitbylaw_tasks.settings import Settings
+from integrations.errors import ApiError
+
+log = logging.getLogger(__name__)
+MISS_KEY = "phoneidx:miss:"
+MISS_TTL = 60
+FALLBACK_TIMEOUT = (0.3, 0.5)  # connect, read (s): the phone is ringing
+_RECORDS: dict[int, object] = {}
+_RECORDS_LOCK = threading.Lock()
+
+
+def contact_url(settings: Settings, owner: Owner) -> str:
+    """Where the record opens in EspoCRM's UI (`…/#Lead/view/{id}`)."""
+    from bitbylaw_tasks.clients import sandbox_url
+
+    base = settings.espocrm_public_url or settings.espocrm_base_url or sandbox_url(settings, settings.sandbox_espocrm_port)
+    base = base.rstrip("/")
+    if base.endswith("/api/v1"):
+        base = base[: -len("/api/v1")]
+    return f"{base}/#{owner.type}/view/{owner.id}"
+
+
+def contact_doc(settings: Settings, owner: Owner) -> dict:
+    """One entry of the answer; the template's Variables read these paths (`contacts.firstName`, …)."""
+    return {"id": owner.id, "entityType": owner.type, "firstName": owner.first_name, "lastName": owner.last_name,
+            "company": owner.company, "email": owner.email, "phoneBusiness": owner.phone_business,
+            "phoneMobile": owner.phone_mobile, "contactUrl": contact_url(settings, owner)}
+
+
+def answer(settings: Settings, client: redis.Redis, raw_number: str) -> dict:
+    """`{"number": e164, "contacts": [one entry] or []}`."""
+    number = to_e164(raw_number, settings.inbound_phone_region)
+    if number is None:
+        return {"number": "", "contacts": []}
+    owner = phone_index.lookup(client, number)
+    if owner is None and settings.threecx_miss_fallback and not client.exists(MISS_KEY + number):
+        owner = _fallback(settings, client, number)
+    return {"number": number, "contacts": [contact_doc(settings, owner)] if owner else []}
+
+
+def _records(settings: Settings):
+    from bitbylaw_tasks.clients import espocrm_client
+    from integrations.espocrm_crm import EspoCrmRecords
+    from integrations.http import Timeouts
+
+    with _RECORDS_LOCK:
+        if id(settings) not in _RECORDS:
+            client = espocrm_client(settings)
+            client.timeouts = Timeouts(connect=FALLBACK_TIMEOUT[0], read=FALLBACK_TIMEOUT[1])
+            _RECORDS[id(settings)] = EspoCrmRecords(client)
+        return _RECORDS[id(settings)]
+
+
+def _fallback(settings: Settings, client: redis.Redis, number: str) -> Owner | None:
+    """One EspoCRM query for a number the index does not know; the answer is indexed either way."""
+    try:
+        found = _records(settings).find_by_email_or_phone("CBeteiligte", phone=number)
+    except ApiError as exc:
+        log.warning("3cx lookup: EspoCRM fallback failed (%s); answering no match", type(exc).__name__)
+        return None
+    if not found:
+        client.set(MISS_KEY + number, "1", ex=MISS_TTL)
+        return None
+    owner, _ = phone_index.owner_from_record("CBeteiligte", found[0], settings.inbound_phone_region)
+    phone_index.add_number(client, owner, number)
+    return owner
