@@ -5,7 +5,7 @@ import phonenumbers
 
 
 def to_e164(raw: str, region: str = "DE") -> str | None:
-    """`raw` in E.164 (`+4930123456`), or None when it is not a possible number.
+    """`raw` in E.164 (`+4930123456`), or None when it is not a possible (dialable from anywhere) number.
 
     A national number (`030 123456`) is read in `region`; `00` and `+` prefixes
     are international. 3CX may send a number without its `+` (template `Prefix`
@@ -22,6 +22,7 @@ def to_e164(raw: str, region: str = "DE") -> str | None:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    # IS_POSSIBLE only: a number that is "possible local only" (a bare extension such as 12) is no caller id
+    if phonenumbers.is_possible_number_with_reason(parsed) != phonenumbers.ValidationResult.IS_POSSIBLE:
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
