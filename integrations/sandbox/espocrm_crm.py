@@ -37,7 +37,7 @@ ENUMS = {("Lead", "status"): LEAD_STATUSES, ("Lead", "source"): LEAD_SOURCES, ("
          ("Call", "direction"): CALL_DIRECTIONS}
 DEFAULTS = {"Lead": {"status": "New", "source": ""}, "Contact": {}, "Call": {"status": "Planned", "direction": "Outbound",
                                                                                "duration": 300}}
-READ_ONLY = ("id", "name", "createdAt", "modifiedAt")
+READ_ONLY = ("id", "createdAt", "modifiedAt")  # and a person's `name` (derived from first and last name)
 
 
 def _invalid(entity: str, field: str, kind: str = "valid") -> EspoError:
@@ -93,7 +93,7 @@ class CrmStore:
         fields = FIELDS[entity]
         clean: dict = {}
         for name, value in data.items():
-            if name in READ_ONLY:
+            if name in READ_ONLY or (name == "name" and entity != "Call"):
                 continue
             if name == "emailAddress" and "emailAddressData" in fields:
                 clean["emailAddressData"] = _emails([{"emailAddress": value, "primary": True}] if value else [])
