@@ -49,6 +49,11 @@ def crm(request):
         return Crm(backend, create, state.user_by_name("alice")["id"])
     real = request.getfixturevalue("real_espocrm")
     admin = real.admin()
+    role = admin.find_one("Role", "name", "Kanzlei user")  # alice works with leads and calls, as a firm's users do
+    data = admin.get("Role", role["id"])["data"] or {}
+    if "Lead" not in data:
+        grant = {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"}
+        admin.update("Role", role["id"], {"data": {**data, "Lead": grant, "Call": grant}})
     return Crm(real_backend(real), admin.create, admin.find_one("User", "userName", "alice")["id"])
 
 
@@ -96,8 +101,11 @@ def test_a_stream_note_on_a_lead_mentions_the_user(crm):
     assert (note["parentType"], note["parentId"], note["type"]) == ("Lead", lead["id"], "Post")
     stream = crm.backend.raw("GET", f"Lead/{lead['id']}/stream").json()["list"]
     assert any(n["id"] == note["id"] for n in stream)
+    assert note["data"]["mentions"]["@alice"]["id"] == crm.alice_id
     notifications = crm.backend.user("GET", "Notification").json()["list"]
-    assert any(n.get("relatedId") == lead["id"] or n.get("noteId") == note["id"] for n in notifications)
+    (mention,) = [n for n in notifications if n["data"].get("noteId") == note["id"]]
+    assert (mention["type"], mention["relatedType"], mention["relatedId"]) == ("MentionInPost", "Note", note["id"])
+    assert mention["noteData"]["parentId"] == lead["id"]
 
 
 def test_a_call_links_its_parent_and_keeps_status_direction_times(crm):

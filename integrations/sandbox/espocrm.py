@@ -253,8 +253,10 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
     @app.get(f"{API}/Notification")
     def list_notifications():
         me = g.espo_user
-        mine = [{"id": n["id"], "type": "MentionInPost", "noteId": n["id"], "relatedType": n["parentType"],
-                 "relatedId": n["parentId"], "createdAt": n["createdAt"], "userId": me["id"]}
+        # The real 9.2.7's shape: the notification relates to the note, whose parent is in `noteData`.
+        mine = [{"id": n["id"], "type": "MentionInPost", "data": {"noteId": n["id"]}, "noteData": n,
+                 "relatedType": "Note", "relatedId": n["id"], "read": False, "createdAt": n["createdAt"],
+                 "userId": me["id"]}
                 for n in state.all_notes() if "@" + me["userName"] in (n.get("data") or {}).get("mentions", {})]
         return jsonify({"total": len(mine), "list": mine})
 
