@@ -155,6 +155,8 @@ def threecx_lookup():
     if limited is not None:
         return limited
     raw = request.args.get("number", "")
+    if raw.startswith(" "):  # an unencoded "+" of an international number arrives as a space
+        raw = "+" + raw.lstrip()
     if not raw or len(raw) > 40:
         return _error(400, "query parameter number is required (at most 40 characters)")
     try:
