@@ -9,7 +9,7 @@ import redis
 from integrations.espocrm_crm import EspoCrmRecords
 
 ROUND_ROBIN_KEY = "inbound:rr:"
-_USERS: dict[str, "User | None"] = {}  # userName -> user, per process (user names do not change)
+_USERS: dict[tuple[str, str], "User"] = {}  # (EspoCRM API, userName) -> user, per process
 _USERS_LOCK = threading.Lock()
 
 
@@ -28,13 +28,16 @@ def user_named(records: EspoCrmRecords, user_name: str) -> User | None:
     """An EspoCRM user by userName (cached per process), or None when there is none."""
     if not user_name:
         return None
+    key = (records.client.api, user_name)
     with _USERS_LOCK:
-        if user_name in _USERS and _USERS[user_name] is not None:
-            return _USERS[user_name]
+        if key in _USERS:
+            return _USERS[key]
     found = records.user_by_name(user_name)
-    user = User(found["id"], found["userName"]) if found else None
+    if found is None:
+        return None  # not cached: the user may be created later
+    user = User(found["id"], found["userName"])
     with _USERS_LOCK:
-        _USERS[user_name] = user
+        _USERS[key] = user
     return user
 
 

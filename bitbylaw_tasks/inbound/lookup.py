@@ -1,6 +1,8 @@
 """The 3CX lookup: a caller's number -> the owning party, contact or lead, in the JSON the template maps.
 
-Served from the phone index (one Redis round trip). A miss may ask EspoCRM
+Served from the phone index: the rate limit, the index read and the request
+count are one Redis round trip (a fixed window per client address, written
+here rather than with `limits`, whose check is a round trip of its own). A miss may ask EspoCRM
 once (THREECX_MISS_FALLBACK: CBeteiligte by phone number, short timeout); a
 number EspoCRM does not know either is remembered as a miss for a minute, so a
 ringing phone never asks twice (docs/inbound-channels.md).
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import redis
 
@@ -44,15 +47,35 @@ def contact_doc(settings: Settings, owner: Owner) -> dict:
             "phoneMobile": owner.phone_mobile, "contactUrl": contact_url(settings, owner)}
 
 
-def answer(settings: Settings, client: redis.Redis, raw_number: str) -> dict:
-    """`{"number": e164, "contacts": [one entry] or []}`."""
+def answer(settings: Settings, client: redis.Redis, raw_number: str, address: str) -> tuple[int, dict, list]:
+    """(status, document, extra headers): 200 `{"number": e164, "contacts": [one entry] or []}`, or 429
+    when `address` spent its THREECX_RATE_LIMIT."""
+    from limits import parse
+
+    from bitbylaw_tasks.metrics import INBOUND_KEY, record_inbound
+
+    limit = parse(settings.threecx_rate_limit)
+    window = limit.get_expiry()
+    slot = int(time.time() // window)
     number = to_e164(raw_number, settings.inbound_phone_region)
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(f"inbound:rl:3cx-lookup:{address}:{slot}")
+    pipe.expire(f"inbound:rl:3cx-lookup:{address}:{slot}", window + 1)
+    pipe.hincrby(INBOUND_KEY, "lookup|answered", 1)
+    if number:
+        pipe.hvals(phone_index.NUMBER_KEY + number)
+    used, *_, owners = pipe.execute()
+    if used > limit.amount:
+        retry_after = str(max(1, int((slot + 1) * window - time.time()) + 1))
+        return 429, {"error": "too many requests from this address", "status": 429}, [("Retry-After", retry_after)]
     if number is None:
-        return {"number": "", "contacts": []}
-    owner = phone_index.lookup(client, number)
+        return 200, {"number": "", "contacts": []}, []
+    owner = phone_index.choose_owner([Owner.from_json(v) for v in owners])
     if owner is None and settings.threecx_miss_fallback and not client.exists(MISS_KEY + number):
         owner = _fallback(settings, client, number)
-    return {"number": number, "contacts": [contact_doc(settings, owner)] if owner else []}
+    if owner is None:
+        record_inbound(client, "lookup", "miss")
+    return 200, {"number": number, "contacts": [contact_doc(settings, owner)] if owner else []}, []
 
 
 def _records(settings: Settings):

@@ -144,7 +144,7 @@ class CrmStore:
                 if parent_type not in PARENT_TYPES or not known:
                     raise _invalid(entity, "parent")
         if record.get("assignedUserId") and record["assignedUserId"] not in self.state.users:
-            raise _invalid(entity, "assignedUser")
+            raise EspoError(403, f"Can't relate with non-existing record. entity type: {entity}, link: assignedUser.")
 
     def _derive(self, entity: str, record: dict) -> None:
         if entity in ("Lead", "Contact"):

@@ -1,0 +1,164 @@
+"""3CX lookup latency (SPEC §12: p99 < 100 ms at 50 concurrent lookups over 10,000 indexed parties).
+
+Starts a private Redis, fills the phone index with `--parties` CBeteiligte
+owners (two numbers each, plus a few numbers owned twice, so the "most recently
+modified" choice runs too), and serves the real shim with gunicorn exactly as
+`bitbylaw web` does (`--workers` sync workers, default 2). `--concurrency`
+clients (one asyncio loop, a new connection per lookup as with gunicorn's sync workers) then call `GET /3cx/lookup` with the
+API key for `--duration` seconds: 90 % indexed numbers in national format
+(which the shim must normalise), 10 % unknown ones (the EspoCRM fallback is off:
+a miss is answered from the index alone, as it is after its first minute).
+Every answer is checked (an indexed number must return its owner). Prints
+client-side latency percentiles, req/s and the check counts.
+
+    .venv/bin/python -m bench.threecx_lookup --parties 10000 --concurrency 50 --duration 10
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+
+import redis
+
+from bench.common import percentile
+from bench.webhook_shim import Gunicorn
+from bitbylaw_tasks.devredis import PrivateRedis
+
+API_KEY = "bench-3cx-key"
+PROCESSES = 1  # one asyncio loop keeps all clients in flight
+
+
+def number_of(index: int) -> str:
+    """The n-th party's office number (E.164) and its national form."""
+    return f"+4930{5000000 + index:07d}"
+
+
+def fill_index(url: str, parties: int) -> None:
+    from bitbylaw_tasks.inbound import phone_index
+    from bitbylaw_tasks.inbound.phone_index import Owner
+
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline(transaction=False)
+    for index in range(parties):
+        owner = Owner("CBeteiligte", f"{index:017x}", "Vorname", f"Name{index}", "", f"p{index}@example.de",
+                      number_of(index), f"+49171{index:07d}", "2026-11-30 10:00:00")
+        numbers = {number_of(index), f"+49171{index:07d}"}
+        for number in numbers:
+            pipe.hset(phone_index.NUMBER_KEY + number, owner.field, owner.to_json())
+        pipe.sadd(phone_index.RECORD_KEY + owner.field, *numbers)
+        if index % 100 == 0:  # a newer lead sharing this number: the choice must pick it
+            lead = Owner("Lead", f"{index:016x}f", "", f"Lead{index}", "", "", number_of(index), "",
+                         "2026-11-30 11:00:00")
+            pipe.hset(phone_index.NUMBER_KEY + number_of(index), lead.field, lead.to_json())
+        if index % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+async def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
+    """One GET on a new connection (gunicorn's sync workers close every connection): status and body."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Api-Key: {API_KEY}\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def client_process(args: tuple) -> tuple[list[float], int, int, int]:
+    """`clients` concurrent lookups kept in flight by one asyncio loop (a light load generator: the
+    machine's cores are shared with the server)."""
+    url, clients, duration, parties, seed = args
+    host, port = url.split("//")[1].split(":")
+    latencies: list[float] = []
+    counts = {"ok": 0, "wrong": 0, "errors": 0}
+
+    async def run(rng: random.Random, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            index = rng.randrange(parties)
+            known = rng.random() < 0.9
+            national = f"030{5000000 + index:07d}" if known else f"0309{rng.randrange(10**6):06d}"
+            started = time.perf_counter()
+            try:
+                status, body = await _get(host, int(port), f"/3cx/lookup?number={national}")
+                contacts = json.loads(body)["contacts"] if status == 200 else None
+            except (OSError, ValueError, IndexError):
+                counts["errors"] += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            if contacts is None:
+                counts["errors"] += 1
+            elif known:
+                expected = f"Lead{index}" if index % 100 == 0 else f"Name{index}"
+                counts["ok" if contacts and contacts[0]["lastName"] == expected else "wrong"] += 1
+            else:
+                counts["ok" if contacts == [] else "wrong"] += 1
+
+    async def all_clients() -> None:
+        deadline = time.monotonic() + duration
+        await asyncio.gather(*(run(random.Random(seed * 1000 + i), deadline) for i in range(clients)))
+
+    asyncio.run(all_clients())
+    return latencies, counts["ok"], counts["wrong"], counts["errors"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parties", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (bitbylaw web's default: 2)")
+    args = parser.parse_args(argv)
+
+    server = PrivateRedis().start()
+    shim = None
+    try:
+        fill_index(server.url(1), args.parties)
+        env = {**os.environ, "REDIS_BROKER_URL": server.url(0), "REDIS_LOCK_URL": server.url(1),
+               "REDIS_RESULT_URL": server.url(3), "THREECX_API_KEY": API_KEY, "THREECX_MISS_FALLBACK": "false",
+               "THREECX_RATE_LIMIT": "1000000/minute", "BITBYLAW_ENV_FILE": os.devnull, "LOG_LEVEL": "WARNING"}
+        shim = Gunicorn("bitbylaw_tasks.web:wsgi_app()", env, args.workers)
+        _wait(shim.url)
+        per_process = [args.concurrency // PROCESSES + (1 if i < args.concurrency % PROCESSES else 0)
+                       for i in range(PROCESSES)]
+        jobs = [(shim.url, n, args.duration, args.parties, i + 1) for i, n in enumerate(per_process) if n]
+        started = time.monotonic()
+        with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+            results = pool.map(client_process, jobs)
+        elapsed = time.monotonic() - started
+    finally:
+        if shim is not None:
+            shim.stop()
+        server.stop()
+    latencies = [x for r in results for x in r[0]]
+    ok, wrong, errors = (sum(r[i] for r in results) for i in (1, 2, 3))
+    print(f"3CX lookup: {args.parties} parties indexed, {args.concurrency} concurrent clients, "
+          f"{args.workers} gunicorn sync workers, {args.duration:.0f} s")
+    print(f"  lookups: {len(latencies)} ({len(latencies) / elapsed:.0f}/s), correct {ok}, wrong {wrong}, errors {errors}")
+    print(f"  latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p90 {percentile(latencies, 0.9) * 1000:.1f} ms, "
+          f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms (target p99 < 100 ms)")
+    return 0 if wrong == 0 and errors == 0 else 1
+
+
+def _wait(url: str, timeout: float = 20.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/3cx/lookup?number=1", headers={"X-Api-Key": API_KEY}, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the shim did not answer in time")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
