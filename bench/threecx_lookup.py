@@ -21,16 +21,19 @@ import json
 import multiprocessing
 import os
 import random
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import redis
 
 from bench.common import percentile
-from bench.webhook_shim import Gunicorn
+from bench.webhook_shim import free_port
 from bitbylaw_tasks.devredis import PrivateRedis
 
 API_KEY = "bench-3cx-key"
+REPO = Path(__file__).resolve().parents[1]
 PROCESSES = 1  # one asyncio loop keeps all clients in flight
 
 
@@ -113,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parties", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (bitbylaw web's default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (bitbylaw web's default: 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker: 1 = sync workers as `bitbylaw web`; more = gthread workers")
     args = parser.parse_args(argv)
 
     server = PrivateRedis().start()
@@ -123,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "REDIS_BROKER_URL": server.url(0), "REDIS_LOCK_URL": server.url(1),
                "REDIS_RESULT_URL": server.url(3), "THREECX_API_KEY": API_KEY, "THREECX_MISS_FALLBACK": "false",
                "THREECX_RATE_LIMIT": "1000000/minute", "BITBYLAW_ENV_FILE": os.devnull, "LOG_LEVEL": "WARNING"}
-        shim = Gunicorn("bitbylaw_tasks.web:wsgi_app()", env, args.workers)
+        in_process_ms = wsgi_cost_ms(server, 2000)
+        shim = Shim(env, args.workers, args.threads)
         _wait(shim.url)
         per_process = [args.concurrency // PROCESSES + (1 if i < args.concurrency % PROCESSES else 0)
                        for i in range(PROCESSES)]
@@ -138,12 +144,52 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     latencies = [x for r in results for x in r[0]]
     ok, wrong, errors = (sum(r[i] for r in results) for i in (1, 2, 3))
+    kind = "sync" if args.threads == 1 else f"gthread x{args.threads}"
     print(f"3CX lookup: {args.parties} parties indexed, {args.concurrency} concurrent clients, "
-          f"{args.workers} gunicorn sync workers, {args.duration:.0f} s")
+          f"{args.workers} gunicorn {kind} workers, {args.duration:.0f} s, load average {os.getloadavg()[0]:.1f}")
     print(f"  lookups: {len(latencies)} ({len(latencies) / elapsed:.0f}/s), correct {ok}, wrong {wrong}, errors {errors}")
     print(f"  latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p90 {percentile(latencies, 0.9) * 1000:.1f} ms, "
           f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms (target p99 < 100 ms)")
+    print(f"  server cost: {in_process_ms:.2f} ms per lookup through the WSGI app in-process (Redis included, no HTTP)")
     return 0 if wrong == 0 and errors == 0 else 1
+
+
+def wsgi_cost_ms(server: PrivateRedis, count: int) -> float:
+    """Mean time of one lookup called straight on the shim's WSGI app (the part HTTP and queueing do not add)."""
+    import io
+
+    from bitbylaw_tasks.settings import load_settings
+    from bitbylaw_tasks.web import create_app
+
+    settings = load_settings({"REDIS_BROKER_URL": server.url(0), "REDIS_LOCK_URL": server.url(1),
+                              "REDIS_RESULT_URL": server.url(3), "THREECX_API_KEY": API_KEY,
+                              "THREECX_MISS_FALLBACK": "false", "THREECX_RATE_LIMIT": "1000000/minute"})
+    app = create_app(settings).wsgi_app
+    started = time.perf_counter()
+    for n in range(count):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/3cx/lookup", "QUERY_STRING": f"number=030{5000000 + n:07d}",
+                   "HTTP_X_API_KEY": API_KEY, "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO(b"")}
+        b"".join(app(environ, lambda status, headers: None))
+    return (time.perf_counter() - started) / count * 1000
+
+
+class Shim:
+    """The real shim under gunicorn on a free loopback port (sync workers, or gthread with `threads` > 1)."""
+
+    def __init__(self, env: dict[str, str], workers: int, threads: int):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        kind = ["--worker-class", "sync"] if threads == 1 else ["--worker-class", "gthread", "--threads", str(threads)]
+        argv = [sys.executable, "-m", "gunicorn", "--workers", str(workers), *kind, "--bind", self.url[7:],
+                "--log-level", "warning", "--backlog", "2048", "bitbylaw_tasks.web:wsgi_app()"]
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _wait(url: str, timeout: float = 20.0) -> None:
