@@ -20,7 +20,7 @@ import time
 
 import redis
 
-from bench.common import percentile
+from bench.common import percentile, table
 from bench.threecx_lookup import Shim
 from bitbylaw_tasks.devredis import PrivateRedis
 
@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
           f"queued {queued}, stored {stored}")
     print(f"  latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
           f"max {max(latencies) * 1000:.1f} ms")
+    print(table(["clients", "workers", "accepted/s", "p50 ms", "p99 ms", "load avg"],
+                [[args.concurrency, f"{args.workers} sync", f"{accepted / elapsed:.0f}",
+                  f"{percentile(latencies, 0.5) * 1000:.1f}", f"{percentile(latencies, 0.99) * 1000:.1f}",
+                  f"{os.getloadavg()[0]:.1f}"]]))
     return 0 if accepted == queued == stored and set(statuses) == {202} else 1
 
 

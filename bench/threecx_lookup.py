@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from bench.common import percentile
+from bench.common import percentile, table
 from bench.webhook_shim import free_port
 from bitbylaw_tasks.devredis import PrivateRedis
 
@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p90 {percentile(latencies, 0.9) * 1000:.1f} ms, "
           f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms (target p99 < 100 ms)")
     print(f"  server cost: {in_process_ms:.2f} ms per lookup through the WSGI app in-process (Redis included, no HTTP)")
+    print(table(["parties", "clients", "workers", "lookups/s", "p50 ms", "p99 ms", "server ms/lookup", "load avg"],
+                [[args.parties, args.concurrency, f"{args.workers} {kind}", f"{len(latencies) / elapsed:.0f}",
+                  f"{percentile(latencies, 0.5) * 1000:.1f}", f"{percentile(latencies, 0.99) * 1000:.1f}",
+                  f"{in_process_ms:.2f}", f"{os.getloadavg()[0]:.1f}"]]))
     return 0 if wrong == 0 and errors == 0 else 1
 
 

@@ -29,6 +29,9 @@ CASES = {
     "webhook_shim": (["--duration", "1", "--rounds", "1", "--connections", "2"],
                      [r"\| 1\s+\| bare Flask\s+\| \d+", r"\| 1\s+\| shim\s+\| \d+",
                       r"ratio \(median of rounds\): \d"]),
+    "threecx_lookup": (["--parties", "200", "--concurrency", "4", "--duration", "1"],
+                       [r"lookups: \d+ .*correct \d+, wrong 0, errors 0", r"latency: p50 [\d.]+ ms", r"server cost"]),
+    "lead_intake": (["--concurrency", "2", "--duration", "1"], [r"accepted \d+ ", r"statuses \{202: \d+\}"]),
 }
 
 
