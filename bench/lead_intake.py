@@ -21,7 +21,7 @@ import time
 import redis
 
 from bench.common import percentile, table
-from bench.threecx_lookup import Shim
+from bench.threecx_lookup import Shim, wait_http
 from bitbylaw_tasks.devredis import PrivateRedis
 
 TOKEN = "bench-lead-token"
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                "REDIS_RESULT_URL": server.url(3), "LEAD_TOKEN": TOKEN, "LEAD_RATE_LIMIT": "1000000/minute",
                "BITBYLAW_ENV_FILE": os.devnull, "LOG_LEVEL": "WARNING"}
         shim = Shim(env, args.workers, 1)
-        _wait(shim.url)
+        wait_http(shim.url)
         started = time.monotonic()
         latencies, statuses = drive(shim.url, args.concurrency, args.duration)
         elapsed = time.monotonic() - started
@@ -100,19 +100,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{percentile(latencies, 0.5) * 1000:.1f}", f"{percentile(latencies, 0.99) * 1000:.1f}",
                   f"{os.getloadavg()[0]:.1f}"]]))
     return 0 if accepted == queued == stored and set(statuses) == {202} else 1
-
-
-def _wait(url: str, timeout: float = 20.0) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/healthz", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError("the shim did not answer in time")
 
 
 if __name__ == "__main__":

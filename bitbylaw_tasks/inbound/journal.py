@@ -57,12 +57,9 @@ def _parent(ctx: InboundContext, report: CallReport) -> tuple[str, str] | None:
 
 def journal_call(ctx: InboundContext, call_id: str) -> CallOutcome:
     client, settings = ctx.redis, ctx.settings
-    data = store.load(client, KIND, call_id)
-    if data is None:
-        log.warning("call %s: report expired or unknown; nothing done", call_id)
-        return CallOutcome(call_id, "expired")
-    if data.get("done"):
-        return CallOutcome(call_id, "already_done", data.get("callRecordId", ""))
+    finished, data = store.pending(client, KIND, call_id)
+    if finished:
+        return CallOutcome(call_id, finished, data.get("callRecordId", ""))
     report = CallReport.from_dict(data)
     user = extension_user(ctx.records, settings.threecx_extension_users, report.agent)
     parent = tuple(data["parent"]) if data.get("parent") else _parent(ctx, report)

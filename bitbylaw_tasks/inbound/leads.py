@@ -83,12 +83,9 @@ def find_known(records: EspoCrmRecords, sub: LeadSubmission) -> tuple[str, dict]
 
 def process_lead(ctx: InboundContext, submission_id: str) -> LeadOutcome:
     client, settings = ctx.redis, ctx.settings
-    data = store.load(client, KIND, submission_id)
-    if data is None:
-        log.warning("lead %s: submission expired or unknown; nothing done", submission_id)
-        return LeadOutcome(submission_id, "expired")
-    if data.get("done"):
-        return LeadOutcome(submission_id, "already_done", data.get("entityType", ""), data.get("recordId", ""))
+    finished, data = store.pending(client, KIND, submission_id)
+    if finished:
+        return LeadOutcome(submission_id, finished, data.get("entityType", ""), data.get("recordId", ""))
     sub = LeadSubmission.from_dict(data["lead"])
     received_at = data["receivedAt"]
     if data.get("created"):  # an earlier run created the Lead and stopped before its note

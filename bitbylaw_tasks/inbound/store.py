@@ -8,10 +8,12 @@ idempotent: the first request with a key stores its id, later ones find it.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import redis
 
+log = logging.getLogger(__name__)
 PAYLOAD_TTL = 7 * 86400  # a task retried for days still finds its input; personal data does not stay forever
 
 
@@ -49,6 +51,16 @@ def save(client: redis.Redis, kind: str, item_id: str, data: dict, ttl: int = PA
 def load(client: redis.Redis, kind: str, item_id: str) -> dict | None:
     raw = client.get(payload_key(kind, item_id))
     return json.loads(raw) if raw else None
+
+
+def pending(client: redis.Redis, kind: str, item_id: str) -> tuple[str | None, dict]:
+    """What a task finds for `item_id`: (None, data) when work remains, ("already_done", data), or
+    ("expired", {}) when the input is gone (its TTL passed, or an unknown id)."""
+    data = load(client, kind, item_id)
+    if data is None:
+        log.warning("%s %s: input expired or unknown; nothing done", kind, item_id)
+        return "expired", {}
+    return ("already_done" if data.get("done") else None), data
 
 
 def remember(client: redis.Redis, kind: str, item_id: str, **fields) -> dict:

@@ -31,26 +31,22 @@ def inbound_context(settings: Settings, lock_client: redis.Redis) -> InboundCont
     return InboundContext(EspoCrmRecords(clients_for(settings).espocrm), lock_client, settings)
 
 
-def _result(item_id: str, outcome) -> dict:
+def _run(task, domain: Domain, item_id: str, action: str, entity_task, work) -> dict:
+    outcome = run_entity_task(app, task, domain, entity_id=item_id, action=action, entity_task=entity_task,
+                              context=inbound_context, work=lambda ctx: work(ctx, item_id))
     return {"id": item_id, "path": BUSY} if outcome == BUSY else dataclasses.asdict(outcome)
 
 
 @app.task(bind=True, name=messages.LEAD_CREATE, acks_late=True)
 def create_lead(self, submission_id: str) -> dict:
     """One website submission -> an EspoCRM Lead, or a note on the person's existing record."""
-    outcome = run_entity_task(app, self, LEADS, entity_id=submission_id, action="create",
-                              entity_task=messages.lead_create(submission_id), context=inbound_context,
-                              work=lambda ctx: process_lead(ctx, submission_id))
-    return _result(submission_id, outcome)
+    return _run(self, LEADS, submission_id, "create", messages.lead_create(submission_id), process_lead)
 
 
 @app.task(bind=True, name=messages.CALL_JOURNAL, acks_late=True)
 def journal(self, call_id: str) -> dict:
     """One 3CX call report -> an EspoCRM Call (and a "call back" note when missed)."""
-    outcome = run_entity_task(app, self, CALLS, entity_id=call_id, action="journal",
-                              entity_task=messages.call_journal(call_id), context=inbound_context,
-                              work=lambda ctx: journal_call(ctx, call_id))
-    return _result(call_id, outcome)
+    return _run(self, CALLS, call_id, "journal", messages.call_journal(call_id), journal_call)
 
 
 @app.task(name="leads.rebuild_phone_index", acks_late=True)

@@ -152,9 +152,11 @@ def threecx_calls():
     state = _state()
     settings = state.settings
     if not threecx_authenticated(request.headers, settings.threecx_api_key):
+        count(state.redis, "call", "unauthorized")
         return _error(401, "missing or invalid API key", {"WWW-Authenticate": 'Basic realm="bitbylaw 3cx"'})
     limited = _limited(state.threecx_limiter, request.remote_addr or "?")
     if limited is not None:
+        count(state.redis, "call", "rate_limited")
         return limited
     try:
         report = calls.parse_report(request.content_type or "", request.get_data(cache=False),
