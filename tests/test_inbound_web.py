@@ -223,3 +223,54 @@ def test_metrics_count_the_inbound_requests(client, dbs):
     assert 'bitbylaw_inbound_requests_total{channel="lead",result="unauthorized"} 1' in text
     assert 'bitbylaw_inbound_requests_total{channel="lookup",result="miss"} 1' in text
     assert 'bitbylaw_queue_length{queue="leads"} 1' in text
+
+
+# ------------------------------------------------------------------ messages and fuzzing
+def test_the_inbound_messages_bind_to_their_registered_tasks(celery_app):
+    import inspect
+
+    from bitbylaw_tasks import messages
+
+    celery_app.loader.import_default_modules()
+    for message in (messages.lead_create("a" * 32), messages.call_journal("b" * 32)):
+        task = celery_app.tasks[message.task_name]
+        inspect.signature(task.run).bind(*message.args)
+        assert celery_app.amqp.router.route({}, message.task_name)["queue"].name == "leads"
+    assert "leads.rebuild_phone_index" in celery_app.tasks
+
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+_ctypes = st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", "",
+                           "application/json; charset=utf-8"])
+_values = st.one_of(st.text(max_size=30), st.integers(), st.booleans(), st.none(),
+                    st.lists(st.text(max_size=5), max_size=2))
+_bodies = st.one_of(st.binary(max_size=300),
+                    st.dictionaries(st.sampled_from(list(LEAD) + ["x", "consent", "name"]), _values).map(
+                        lambda d: json.dumps(d).encode()))
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ctype=_ctypes, body=_bodies, authed=st.booleans())
+def test_no_body_makes_the_lead_endpoint_fail_with_5xx_and_only_202_queues(client, dbs, ctype, body, authed):
+    before = dbs[0].llen("leads")
+    resp = client.post("/vmh/webhook/lead", data=body, content_type=ctype,
+                       headers={"X-Lead-Token": TOKEN} if authed else {})
+    assert resp.status_code < 500 and resp.is_json
+    assert resp.status_code in (200, 202, 400, 401, 413, 415, 422, 429)
+    if not authed:
+        assert resp.status_code == 401
+    queued_now = dbs[0].llen("leads") - before
+    assert queued_now == (1 if resp.status_code == 202 else 0)
+    if resp.status_code == 429:
+        dbs[1].flushdb()  # the fuzzer's many posts spent the address's budget
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(number=st.text(max_size=45), method=st.sampled_from(["GET", "POST", "PUT"]))
+def test_no_number_makes_the_lookup_fail_with_5xx(client, number, method):
+    resp = client.open("/3cx/lookup", method=method, query_string={"number": number}, headers=_basic(API_KEY))
+    assert resp.status_code in ((200, 400, 429) if method == "GET" else (405,)) and resp.is_json
+    if resp.status_code == 200:
+        doc = resp.get_json()
+        assert doc["contacts"] == [] and (doc["number"] == "" or doc["number"].startswith("+"))
