@@ -9,6 +9,7 @@ ringing phone never asks twice (docs/inbound-channels.md).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -50,11 +51,9 @@ def contact_doc(settings: Settings, owner: Owner) -> dict:
 def answer(settings: Settings, client: redis.Redis, raw_number: str, address: str) -> tuple[int, dict, list]:
     """(status, document, extra headers): 200 `{"number": e164, "contacts": [one entry] or []}`, or 429
     when `address` spent its THREECX_RATE_LIMIT."""
-    from limits import parse
-
     from bitbylaw_tasks.metrics import INBOUND_KEY, record_inbound
 
-    limit = parse(settings.threecx_rate_limit)
+    limit = _rate(settings.threecx_rate_limit)
     window = limit.get_expiry()
     slot = int(time.time() // window)
     number = to_e164(raw_number, settings.inbound_phone_region)
@@ -76,6 +75,13 @@ def answer(settings: Settings, client: redis.Redis, raw_number: str, address: st
     if owner is None:
         record_inbound(client, "lookup", "miss")
     return 200, {"number": number, "contacts": [contact_doc(settings, owner)] if owner else []}, []
+
+
+@functools.lru_cache(maxsize=8)
+def _rate(text: str):
+    from limits import parse
+
+    return parse(text)
 
 
 def _records(settings: Settings):

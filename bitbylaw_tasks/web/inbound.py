@@ -2,9 +2,10 @@
 
 Thin like the webhooks (SPEC §7): authenticate, rate-limit per address, validate,
 de-duplicate, store the validated input in Redis under an id, queue that id on
-`leads`, answer. The lookup is plain WSGI in front of Flask (`LookupEndpoint`). Client mistakes get a 4xx JSON error, never a 5xx; a broker or
+`leads`, answer. Client mistakes get a 4xx JSON error, never a 5xx; a broker or
 Redis that cannot be reached gets 503 (nothing was queued). The 3CX lookup is
-answered from the phone index (docs/inbound-channels.md).
+plain WSGI in front of Flask (`LookupEndpoint`), answered from the phone index
+(docs/inbound-channels.md).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.enqueue import Enqueuer, QueueUnavailable
 from bitbylaw_tasks.inbound import calls, lookup, store
-from bitbylaw_tasks.inbound.lead_form import FormRejected, submission_from_form
+from bitbylaw_tasks.inbound.lead_form import FormRejected, parse_body, submission_from_form
 from bitbylaw_tasks.metrics import record_inbound as count
 from bitbylaw_tasks.redis_clients import lock_redis
 from bitbylaw_tasks.settings import Settings
@@ -129,8 +130,6 @@ def lead():
                                    settings.lead_honeypot_field, settings.inbound_phone_region)
         fields_ip = ""
         if settings.lead_client_ip_field:
-            from bitbylaw_tasks.inbound.lead_form import parse_body
-
             fields_ip = parse_body(request.content_type or "", body).get(settings.lead_client_ip_field, "")
     except FormRejected as exc:
         count(state.redis, "lead", "rejected")
