@@ -73,9 +73,10 @@ def journal_call(ctx: InboundContext, call_id: str) -> CallOutcome:
     if not data.get("callRecordId"):
         record = ctx.records.create("Call", call_payload(report, parent, user))
         data = store.remember(client, KIND, call_id, callRecordId=record["id"], parent=list(parent) if parent else None)
-    if report.missed:
+    if report.missed and not data.get("noted"):
         target = parent or ("Call", data["callRecordId"])
         ctx.records.post_note(target[0], target[1], call_back_text(report, user))
+        store.remember(client, KIND, call_id, noted=True)
     store.remember(client, KIND, call_id, done=True)
     log.info("call %s path=journaled call=%s parent=%s", call_id, data["callRecordId"], parent[0] if parent else "-")
     return CallOutcome(call_id, "journaled", data["callRecordId"], *(parent or ("", "")))

@@ -27,7 +27,7 @@ RECORD_KEY = "phoneidx:r:"
 SEEN_KEY = "phoneidx:seen"
 #: The entity types the index covers, in the order a tie on `modifiedAt` prefers them.
 ENTITY_TYPES = ("CBeteiligte", "Contact", "Lead")
-BUSINESS_TYPES = ("Office", "Other", "Home", "Fax")
+BUSINESS_TYPES = ("Office", "Other", "Home")  # shown as PhoneBusiness; a fax number is indexed, never shown
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def owner_from_record(entity_type: str, record: dict, region: str = "DE") -> tup
         numbers.add(number)
         if item.get("type") == "Mobile":
             mobile = mobile or number
-        elif item.get("type") in BUSINESS_TYPES and item.get("type") != "Fax":
+        elif item.get("type") in BUSINESS_TYPES:
             business = business or number
     emails = record.get("emailAddressData") or []
     email = next((e["emailAddress"] for e in emails if e.get("primary")), "") or record.get("emailAddress") or ""
