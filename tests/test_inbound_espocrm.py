@@ -170,3 +170,16 @@ def test_the_call_path_journals_a_missed_call_on_a_lead(crm, lock_redis):
         "Not Held", "Inbound", lead["id"], crm.alice_id)
     posts = [n["post"] for n in crm.backend.raw("GET", f"Lead/{lead['id']}/stream").json()["list"]]
     assert any(p.startswith("@alice Call back: missed call from " + phone) for p in posts)
+
+
+def test_the_phone_index_rebuild_reads_each_record_once_then_only_changes(crm, lock_redis):
+    from bitbylaw_tasks.inbound import phone_index
+
+    phone = _phone()
+    lead = crm.records.create("Lead", {"lastName": unique("Idx"), "phoneNumber": phone})
+    assert (lead["id"], lead["modifiedAt"]) in set(crm.records.list_ids("Lead"))
+    first = phone_index.rebuild(lock_redis, crm.records)
+    assert first.read == first.listed >= 1
+    assert phone_index.lookup(lock_redis, phone).id == lead["id"]
+    again = phone_index.rebuild(lock_redis, crm.records)
+    assert (again.listed, again.read, again.removed) == (first.listed, 0, 0)

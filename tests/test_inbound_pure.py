@@ -7,7 +7,7 @@ import string
 
 import phonenumbers
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from bitbylaw_tasks.inbound.assign import User, round_robin_pick
 from bitbylaw_tasks.inbound.calls import CallReport, parse_duration, parse_report, report_from_fields
@@ -278,3 +278,35 @@ def test_the_call_payload_and_the_call_back_note():
     assert "parentType" not in call_payload(out, None, None)
     assert call_back_text(report, User("u2", "bob")) == (
         "@bob Call back: missed call from +49301234567 at 2026-11-30 14:05:00 UTC.")
+
+
+# ------------------------------------------------------------------ the phone index against a model (real Redis)
+_numbers = st.sampled_from(["+4930111111", "+4930222222", "+491713333333", "+4940444444"])
+_ops = st.lists(st.tuples(st.sampled_from(["put", "remove"]), st.sampled_from(["CBeteiligte", "Contact", "Lead"]),
+                          st.sampled_from(["a", "b", "c"]), st.sets(_numbers, max_size=3), st.integers(0, 3)),
+                max_size=25)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops)
+def test_the_index_answers_like_a_model_after_any_puts_and_removes(redis_url, ops):
+    import redis as redis_lib
+
+    from bitbylaw_tasks.inbound import phone_index
+
+    client = redis_lib.Redis.from_url(redis_url)
+    client.flushdb()
+    model: dict[tuple[str, str], tuple[Owner, set[str]]] = {}
+    for op, entity, rid, numbers, day in ops:
+        if op == "put":
+            owner = Owner(entity, rid, last_name=f"{entity}{rid}{day}", modified_at=f"2026-01-0{day + 1} 00:00:00")
+            phone_index.put(client, owner, set(numbers))
+            model[(entity, rid)] = (owner, set(numbers))
+        else:
+            phone_index.remove(client, entity, rid)
+            model.pop((entity, rid), None)
+        for number in ["+4930111111", "+4930222222", "+491713333333", "+4940444444"]:
+            expected = choose_owner([o for o, ns in model.values() if number in ns])
+            assert phone_index.lookup(client, number) == expected
+    for (entity, rid), (_, numbers) in model.items():
+        assert {n.decode() for n in client.smembers(phone_index.RECORD_KEY + f"{entity}:{rid}")} == numbers
