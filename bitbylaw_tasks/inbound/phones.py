@@ -1,9 +1,12 @@
 """Phone numbers as the inbound channels compare them: E.164, parsed by `phonenumbers` with a default region."""
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and the same callers ring again: the lookup's hot path
 def to_e164(raw: str, region: str = "DE") -> str | None:
     """`raw` in E.164 (`+4930123456`), or None when it is not a possible (dialable from anywhere) number.
 
