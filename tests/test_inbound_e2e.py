@@ -80,6 +80,7 @@ def test_a_new_lead_is_created_assigned_noted_with_a_mention_and_indexed(inbound
         "Erika", "Mustermann", "New", "Web Site", ALICE)
     assert lead["emailAddress"] == "erika@example.de" and lead["phoneNumber"] == "+49301234567"
     assert lead["description"].startswith("Bitte um Rückruf\n\nConsent (website form): given ")
+    assert lead["consentGiven"] is True and lead["consentAt"] == store.load(lock_redis, "lead", queued["id"])["receivedAt"]
     (note,) = _notes(sandbox, "Lead", lead["id"])
     assert note["post"].startswith("@alice New website lead") and "@alice" in note["data"]["mentions"]
     assert store.load(lock_redis, "lead", queued["id"])["done"] is True

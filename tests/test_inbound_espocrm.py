@@ -73,6 +73,9 @@ def test_a_lead_is_created_with_the_products_payload_and_read_back_with_its_arra
     assert [e["emailAddress"] for e in full["emailAddressData"]] == [email]
     assert [p["phoneNumber"] for p in full["phoneNumberData"]] == [phone]
     assert full["description"].endswith("Consent (website form): given 2026-11-30 10:00:00 UTC")
+    assert (full["consentGiven"], full["consentAt"]) == (True, "2026-11-30 10:00:00")  # the extension's Lead fields
+    plain = crm.records.create("Lead", {"lastName": unique()})
+    assert (plain["consentGiven"], plain.get("consentAt")) == (False, None)
 
 
 def test_lead_enums_refuse_values_that_are_not_options(crm):

@@ -256,9 +256,11 @@ def test_the_lead_payload_carries_status_source_assignee_and_consent():
     data = lead_payload(sub, "Web Site", "2026-11-30 10:00:00", User("u1", "alice"))
     assert data == {"firstName": "Erika", "lastName": "Muster", "status": "New", "source": "Web Site",
                     "description": "Bitte Rückruf\n\nConsent (website form): given 2026-11-30 10:00:00 UTC",
-                    "emailAddress": "e@m.de", "phoneNumber": "+49301234567", "assignedUserId": "u1"}
+                    "emailAddress": "e@m.de", "phoneNumber": "+49301234567", "assignedUserId": "u1",
+                    "consentGiven": True, "consentAt": "2026-11-30 10:00:00"}
     bare = lead_payload(LeadSubmission("", "M", "", "+4930111", "", "ACME", False), "Web Site", "t", None)
     assert "assignedUserId" not in bare and "emailAddress" not in bare and bare["accountName"] == "ACME"
+    assert "consentGiven" not in bare and "consentAt" not in bare
     assert bare["description"] == ""
     assert note_text("new", sub, "t", User("u1", "alice")).startswith("@alice ")
     again = note_text("again", sub, "t", None)

@@ -56,6 +56,8 @@ def lead_payload(sub: LeadSubmission, source: str, received_at: str, assignee: U
         data["accountName"] = sub.account_name
     if assignee is not None:
         data["assignedUserId"] = assignee.id
+    if sub.consent:  # the extension's Lead fields; the description says it too (an EspoCRM without them ignores them)
+        data["consentGiven"], data["consentAt"] = True, received_at
     return data
 
 

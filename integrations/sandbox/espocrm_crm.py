@@ -10,6 +10,7 @@ the routes to the simulator app; a note's parent may be any of these records.
 from __future__ import annotations
 
 import copy
+import re
 
 from flask import Flask, g, jsonify, request
 
@@ -27,7 +28,7 @@ _PERSON = {"id": "id", "name": "varchar", "firstName": "varchar", "lastName": "v
            "emailAddressData": "email", "phoneNumberData": "phone", "assignedUserId": "id",
            "createdAt": "datetime", "modifiedAt": "datetime"}
 FIELDS = {
-    "Lead": {**_PERSON, "status": "enum", "source": "enum"},
+    "Lead": {**_PERSON, "status": "enum", "source": "enum", "consentGiven": "bool", "consentAt": "datetime"},
     "Contact": dict(_PERSON),
     "Call": {"id": "id", "name": "varchar", "status": "enum", "direction": "enum", "dateStart": "datetime",
              "dateEnd": "datetime", "duration": "int", "description": "text", "parentType": "varchar",
@@ -35,7 +36,7 @@ FIELDS = {
 }
 ENUMS = {("Lead", "status"): LEAD_STATUSES, ("Lead", "source"): LEAD_SOURCES, ("Call", "status"): CALL_STATUSES,
          ("Call", "direction"): CALL_DIRECTIONS}
-DEFAULTS = {"Lead": {"status": "New", "source": ""}, "Contact": {}, "Call": {"status": "Planned", "direction": "Outbound",
+DEFAULTS = {"Lead": {"status": "New", "source": "", "consentGiven": False}, "Contact": {}, "Call": {"status": "Planned", "direction": "Outbound",
                                                                                "duration": 300}}
 READ_ONLY = ("id", "createdAt", "modifiedAt")  # and a person's `name` (derived from first and last name)
 
@@ -113,6 +114,12 @@ class CrmStore:
     def _scalar(entity: str, name: str, kind: str, value):
         if value is None:
             return None
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise _invalid(entity, name)
+            return value
+        if kind == "datetime" and not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", str(value)):
+            raise _invalid(entity, name)
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise _invalid(entity, name)
