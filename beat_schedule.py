@@ -40,4 +40,10 @@ def build(settings: Settings) -> dict:
             "schedule": settings.calendar_interval,
             "options": {"expires": settings.calendar_interval},
         },
+        # SPEC §12: the phone index 3CX lookups read, rebuilt from EspoCRM (the syncs keep it current between).
+        "leads-rebuild-phone-index": {
+            "task": "leads.rebuild_phone_index",
+            "schedule": settings.phone_index_rebuild_interval,
+            "options": {"expires": settings.phone_index_rebuild_interval},
+        },
     }

@@ -15,6 +15,7 @@ import beat_schedule
 import celeryconfig
 from bitbylaw_tasks import logs
 from bitbylaw_tasks.beteiligte.compare import check_settings as check_beteiligte_settings
+from bitbylaw_tasks.inbound.lead_form import check_settings as check_lead_settings
 from bitbylaw_tasks.settings import Settings, SettingsError, get_settings
 
 TASK_MODULES = [
@@ -22,6 +23,7 @@ TASK_MODULES = [
     "bitbylaw_tasks.beteiligte.tasks",
     "bitbylaw_tasks.kommunikation.tasks",
     "bitbylaw_tasks.calendar.tasks",
+    "bitbylaw_tasks.inbound.tasks",
 ]
 
 
@@ -35,7 +37,7 @@ def create_celery(settings: Settings) -> Celery:
 
 # Checks of settings whose valid values only a domain knows (the base `settings` module names no domain);
 # each raises `SettingsError` with one line.
-DOMAIN_SETTING_CHECKS = (check_beteiligte_settings,)
+DOMAIN_SETTING_CHECKS = (check_beteiligte_settings, check_lead_settings)
 
 
 def check_domain_settings(settings: Settings) -> None:

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--host", default="127.0.0.1")
     p = add("worker", cmd_worker, "Start a Celery worker for one queue with the pool and concurrency from settings.")
-    p.add_argument("queue", choices=["beteiligte", "kommunikation", "calendar", "default"])
+    p.add_argument("queue", choices=["beteiligte", "kommunikation", "calendar", "default", "leads"])
     p.add_argument("--loglevel", help="default: LOG_LEVEL")
     p = add("beat", cmd_beat, "Start Celery beat with the Redis-locked redbeat scheduler.")
     p.add_argument("--loglevel", help="default: LOG_LEVEL")
@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         runinfo.adopt_running_settings()
     try:
         settings = get_settings(require_complete=not getattr(args, "partial_settings", False))
+        from bitbylaw_tasks.celery_app import check_domain_settings  # the values only a domain knows
+
+        check_domain_settings(settings)
     except SettingsError as exc:
         print(f"bitbylaw: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -29,3 +29,17 @@ def kommunikation_sync(entity_id: str, direction: str = "both", force_espo_wins:
 def calendar_sync_employee(kuerzel: str) -> EntityTask:
     """Sync one employee's Termine with their Google calendar."""
     return EntityTask(CALENDAR_SYNC_EMPLOYEE, (kuerzel,), coalesce_key("calendar", kuerzel))
+
+
+LEAD_CREATE = "leads.create_lead"
+CALL_JOURNAL = "leads.journal_call"
+
+
+def lead_create(submission_id: str) -> EntityTask:
+    """Turn one stored website submission (`bitbylaw_tasks.inbound.store`, kind `lead`) into an EspoCRM Lead."""
+    return EntityTask(LEAD_CREATE, (submission_id,), coalesce_key("lead", submission_id))
+
+
+def call_journal(call_id: str) -> EntityTask:
+    """Journal one stored 3CX call report (kind `call`) as an EspoCRM Call."""
+    return EntityTask(CALL_JOURNAL, (call_id,), coalesce_key("call", call_id))

@@ -24,6 +24,7 @@ API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
 CHECK_AGES_KEY = "metrics:check_ages"  # field "domain|quantile" -> seconds, "domain|tracked" -> entities
 PROXY_KEY = "metrics:proxy"          # field "key name|status" -> Advoware proxy answers
+INBOUND_KEY = "metrics:inbound"      # field "channel|result" -> requests of the inbound endpoints (SPEC §12)
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 HOURLY_KEY = "metrics:hourly:{hour}"  # hash per UTC hour (epoch // 3600): "domain|result" -> count
 HOURLY_TTL = 26 * 3600
@@ -85,6 +86,14 @@ def record_failure_reason(client: redis.Redis, domain: str, reason: str) -> None
     """A task of `domain` failed for good with an exception of class `reason`."""
     try:
         client.hincrby(FAILURES_KEY, f"{domain}|{reason}", 1)
+    except redis.RedisError:
+        pass
+
+
+def record_inbound(client: redis.Redis, channel: str, result: str) -> None:
+    """One request of an inbound endpoint (channel lead|call|lookup; result queued, duplicate, hit, miss…)."""
+    try:
+        client.hincrby(INBOUND_KEY, f"{channel}|{result}", 1)
     except redis.RedisError:
         pass
 
@@ -182,6 +191,11 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
     for field, value in sorted(_fields(client, PROXY_KEY).items()):
         key_name, _, status = field.rpartition("|")
         lines.append(f'bitbylaw_proxy_requests_total{{key="{key_name}",status="{status}"}} {value:g}')
+    lines += ["# HELP bitbylaw_inbound_requests_total Inbound channel requests by channel and result.",
+              "# TYPE bitbylaw_inbound_requests_total counter"]
+    for field, value in sorted(_fields(client, INBOUND_KEY).items()):
+        channel, result = field.split("|")
+        lines.append(f'bitbylaw_inbound_requests_total{{channel="{channel}",result="{result}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

@@ -123,6 +123,25 @@ class Settings:
     notify_operator_team: str = ""     # EspoCRM team id told when no operator user is set
     notify_window: int = 21600         # seconds: one note per record and reason
     status_basic_auth: str = ""        # user:password for /status; empty = FLOWER_BASIC_AUTH
+    # --- inbound channels (SPEC §12, docs/inbound-channels.md) ---
+    inbound_phone_region: str = "DE"   # region for phone numbers written without a country code
+    lead_token: str = ""               # shared token (header X-Lead-Token) for POST /vmh/webhook/lead
+    lead_hmac_secret: str = ""         # or HMAC-SHA256 of the raw body (header X-Lead-Signature: sha256=<hex>)
+    lead_field_map: dict[str, str] = field(default_factory=dict)  # form field name -> lead field
+    lead_honeypot_field: str = ""      # a form field humans leave empty; filled -> accepted, never queued
+    lead_client_ip_field: str = ""     # form field carrying the visitor's address (else the sender's address)
+    lead_rate_limit: str = "5/minute"  # per visitor address (`limits` notation), beyond it 429
+    lead_dedupe_seconds: int = 86400   # a resubmission of the same content within this window creates nothing
+    lead_source: str = "Web Site"      # the Lead's `source` (an option of EspoCRM's Lead.source enum)
+    lead_assign_user: str = ""         # userName the new leads are assigned to ...
+    lead_assign_team: str = ""         # ... or a team id: round-robin over its active users (wins when set)
+    threecx_api_key: str = ""          # the key the 3CX template sends (Basic auth password or X-Api-Key)
+    threecx_extension_users: dict[str, str] = field(default_factory=dict)  # 3CX extension -> EspoCRM userName
+    threecx_unknown_creates_lead: bool = False  # a call from an unknown number also creates a Lead
+    threecx_rate_limit: str = "600/minute"      # per client address for /3cx/*, beyond it 429
+    threecx_miss_fallback: bool = True          # an index miss asks EspoCRM once (CBeteiligte by phone)
+    phone_index_rebuild_interval: float = 3600.0  # seconds between phone index rebuilds (beat)
+    espocrm_public_url: str = ""       # EspoCRM as browsers reach it, for ContactUrl (empty: the API base URL)
 
     # --- workers: pool and concurrency per queue ---
     worker_pool: str = "threads"
@@ -179,7 +198,7 @@ class Settings:
 
 SECRET_FIELDS = {
     "espocrm_api_key", "espocrm_admin_password", "advoware_api_key", "advoware_password", "webhook_token",
-    "flower_basic_auth", "sentry_dsn", "status_basic_auth",
+    "flower_basic_auth", "sentry_dsn", "status_basic_auth", "lead_token", "lead_hmac_secret", "threecx_api_key",
 }
 
 
@@ -281,6 +300,24 @@ _VARS: list[tuple[str, str, str]] = [
     ("NOTIFY_OPERATOR_TEAM", "notify_operator_team", "str"),
     ("NOTIFY_WINDOW", "notify_window", "int"),
     ("STATUS_BASIC_AUTH", "status_basic_auth", "basic_auth_or_empty"),
+    ("INBOUND_PHONE_REGION", "inbound_phone_region", "region"),
+    ("LEAD_TOKEN", "lead_token", "str"),
+    ("LEAD_HMAC_SECRET", "lead_hmac_secret", "str"),
+    ("LEAD_FIELD_MAP", "lead_field_map", "mapping"),  # targets: inbound.lead_form.check_settings
+    ("LEAD_HONEYPOT_FIELD", "lead_honeypot_field", "str"),
+    ("LEAD_CLIENT_IP_FIELD", "lead_client_ip_field", "str"),
+    ("LEAD_RATE_LIMIT", "lead_rate_limit", "rate"),
+    ("LEAD_DEDUPE_SECONDS", "lead_dedupe_seconds", "int"),
+    ("LEAD_SOURCE", "lead_source", "str"),
+    ("LEAD_ASSIGN_USER", "lead_assign_user", "str"),
+    ("LEAD_ASSIGN_TEAM", "lead_assign_team", "str"),
+    ("THREECX_API_KEY", "threecx_api_key", "str"),
+    ("THREECX_EXTENSION_USERS", "threecx_extension_users", "mapping"),
+    ("THREECX_UNKNOWN_CREATES_LEAD", "threecx_unknown_creates_lead", "bool"),
+    ("THREECX_RATE_LIMIT", "threecx_rate_limit", "rate"),
+    ("THREECX_MISS_FALLBACK", "threecx_miss_fallback", "bool"),
+    ("PHONE_INDEX_REBUILD_INTERVAL", "phone_index_rebuild_interval", "float"),
+    ("ESPOCRM_PUBLIC_URL", "espocrm_public_url", "http_url"),
     ("WORKER_POOL", "worker_pool", "pool"),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int_mapping"),
 ]
@@ -367,6 +404,20 @@ def _parse(name: str, kind: str, raw: str):
             if side not in ("espocrm", "advoware"):
                 raise SettingsError(f"{name}: expected group=espocrm|advoware[,group=...]")
         return policy
+    if kind == "region":
+        import phonenumbers
+
+        if raw.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise SettingsError(f"{name}: expected a region code such as DE, got {raw!r}")
+        return raw.upper()
+    if kind == "rate":
+        from limits import parse
+
+        try:
+            parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name}: expected a rate such as 5/minute, got {raw!r}") from None
+        return raw
     if kind in ("mapping", "int_mapping"):
         out = {}
         for part in filter(None, (p.strip() for p in raw.split(","))):

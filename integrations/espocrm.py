@@ -220,6 +220,11 @@ class EspoCrmClient:
             raise
         return response.json()
 
+    def request(self, name: str, method: str, path: str, **kwargs):
+        """One API call (counted under `name`) for sibling modules that speak other entities
+        (`integrations/espocrm_crm.py`); same session, rate gate and error mapping."""
+        return self._call(name, method, path, **kwargs)
+
     # ------------------------------------------------------------ CBeteiligte
     def get_beteiligte(self, record_id: str) -> dict:
         """The full record, with `emailAddressData` and `phoneNumberData` (only a read by id has them)."""

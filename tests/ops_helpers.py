@@ -56,6 +56,7 @@ def seed(client: redis.Redis, now: float | None = None) -> None:
     failures.record(client, "calendar", "AB", "calendar AB: advoware_empty: a side reports no appointments",
                     now - 60)
     metrics.record_proxy_answer(client, "assistant", 502)
+    metrics.record_inbound(client, "call", "unauthorized")
     manual.add(client, "adressen", "6a1f00000000000000000ad1", "address_conflict",
                "Two addresses claim the same EspoCRM-ID; choose one in Advoware", now - 7200)
     for component in heartbeat.COMPONENTS:

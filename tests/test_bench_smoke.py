@@ -32,6 +32,9 @@ CASES = {
     "advoware_proxy": (["--calls", "10", "--rounds", "1", "--breakdown-calls", "10"],
                        [r"\| direct to the simulator\s+\| 10 ", r"\| through the proxy \(WSGI middleware, shipped\)\s+\| 10 ",
                         r"\| whole proxy call \(handle \+ audit record\)\s+\| \d", r"added p50 \(shipped\): -?\d"]),
+    "threecx_lookup": (["--parties", "200", "--concurrency", "4", "--duration", "1"],
+                       [r"lookups: \d+ .*correct \d+, wrong 0, errors 0", r"latency: p50 [\d.]+ ms", r"server cost"]),
+    "lead_intake": (["--concurrency", "2", "--duration", "1"], [r"accepted \d+ ", r"statuses \{202: \d+\}"]),
 }
 
 

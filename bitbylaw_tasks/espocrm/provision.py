@@ -40,13 +40,20 @@ def missing_fields(present: dict | None) -> list[str]:
 
 def role_payload() -> dict:
     """The integration user's role: full access to CBeteiligte and its stream, webhooks, users readable
-    (for @mentions in stream notes), posts to users and teams (operator notices); nothing else."""
+    (for @mentions in stream notes), posts to users and teams (operator notices), and for the inbound
+    channels Lead/Call create, Contact read, teams readable; nothing else."""
     return {
         "name": ROLE_NAME,
         "data": {
             extension.ENTITY: {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"},
             "Webhook": True,
             "User": {"read": "all"},
+            # The inbound channels (docs/inbound-channels.md): leads and calls are created, a known person is
+            # found by e-mail/phone, and a team's users are read for round-robin assignment.
+            "Lead": {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"},
+            "Contact": {"create": "no", "read": "all", "edit": "all", "delete": "no", "stream": "all"},
+            "Call": {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"},
+            "Team": {"read": "all"},
         },
         "fieldData": {},
         "assignmentPermission": "all",

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from bitbylaw_tasks.beteiligte.status import clear_own_failure
+from bitbylaw_tasks.inbound import phone_index
 from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, Plan
 from bitbylaw_tasks.kommunikation.espo_phones import recognise_phones, render_phones
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
@@ -170,6 +171,7 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
     if write:
         ctx.before_write()
         ctx.espocrm.update_beteiligte(entity_id, write, version_number=espo.get("versionNumber"))
+    phone_index.index_after_sync(ctx.redis, espo, write)  # 3CX lookups see the numbers now (SPEC §12)
     for note in notes:
         notify.of(ctx).record(notify.CONFLICT, entity_id, NOTE_PREFIX + note, espo.get("assignedUserId"))
     path = "synced" if (plan.actions or write or notes) else "no_change"

@@ -6,7 +6,7 @@ import time
 import redis
 
 KEY = "heartbeat"
-COMPONENTS = ("beat", "worker:default", "worker:beteiligte", "worker:kommunikation", "worker:calendar")
+COMPONENTS = ("beat", "worker:default", "worker:beteiligte", "worker:kommunikation", "worker:calendar", "worker:leads")
 
 
 def record(client: redis.Redis, component: str, now: float | None = None) -> None:

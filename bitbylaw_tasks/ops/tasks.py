@@ -11,7 +11,7 @@ from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.ops import heartbeat
 from bitbylaw_tasks.redis_clients import lock_redis
 
-DOMAIN_QUEUES = ("beteiligte", "kommunikation", "calendar")
+DOMAIN_QUEUES = ("beteiligte", "kommunikation", "calendar", "leads")
 
 
 @app.task(name="ops.heartbeat", ignore_result=True)

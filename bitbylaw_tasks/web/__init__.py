@@ -99,6 +99,9 @@ def create_app(settings: Settings) -> Flask:
     from bitbylaw_tasks.proxy import wsgi as proxy_wsgi
 
     proxy_wsgi.register(app, settings)
+    from bitbylaw_tasks.web import inbound
+
+    inbound.register(app, settings)
     return app
 
 
@@ -107,7 +110,10 @@ def wsgi_app() -> Flask:
     from bitbylaw_tasks.logs import configure_logging
     from bitbylaw_tasks.settings import get_settings
 
+    from bitbylaw_tasks.celery_app import check_domain_settings
+
     settings = get_settings()
+    check_domain_settings(settings)  # e.g. LEAD_FIELD_MAP's targets: a bad value stops the web process too
     configure_logging(settings)
     init_sentry(settings, component="web")
     return create_app(settings)

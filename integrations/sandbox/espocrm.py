@@ -303,6 +303,14 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         return jsonify({"phoneNumberInternational": state.phone_number_international, "phoneNumberExtensions": False,
                         "phoneNumberMaxCount": 10, "emailAddressMaxCount": 10, "timeZone": "UTC"})
 
+    from integrations.sandbox import espocrm_crm
+
+    crm = espocrm_crm.CrmStore(state)
+    app.extensions["espocrm_crm"] = crm
+    kit.reset_hooks.append(crm.reset)
+    state.extra_parents = crm.exists
+    espocrm_crm.register(app, state, crm)
+
     @app.route(f"{API}/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest):
         raise EspoError(404, "Not Found")

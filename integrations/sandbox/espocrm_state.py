@@ -51,6 +51,7 @@ class EspoState:
         self.concurrency_rule = concurrency_rule
         self.seed = seed
         self.users = {u["id"]: dict(u) for u in USERS}
+        self.extra_parents = lambda entity, record_id: False  # other entities' records (espocrm_crm.py)
         self.hooks = WebhookHub(new_id=self.new_id, new_secret=self._new_secret, now=self.now_string,
                                 entity_types=(ENTITY,), interval=webhook_interval)
         self.reset()
@@ -262,7 +263,8 @@ class EspoState:
             parent_type, parent_id = data.get("parentType"), data.get("parentId")
             target_type = data.get("targetType")
             if parent_type is not None or parent_id is not None:
-                if parent_type != ENTITY or parent_id not in self.records:
+                known = parent_id in self.records if parent_type == ENTITY else self.extra_parents(parent_type, parent_id)
+                if not known:
                     raise EspoError(404, "Parent record not found")
             elif target_type not in ("users", "self", "all", "teams"):
                 raise validation_error("parent", "required")

@@ -169,6 +169,8 @@ def _compile_item(item, field_types: dict[str, str]) -> Predicate:
             return lambda r: any(p(r) for p in subs)
         return lambda r: not all(p(r) for p in subs)
     attribute = item.get("attribute")
+    if kind == "equals" and field_types.get(f"{attribute}Data") in ("email", "phone"):
+        return _any_address(attribute, value)
     if not isinstance(attribute, str) or attribute not in field_types:
         raise SearchError(f"Bad where item: unknown attribute '{str(attribute)[:60]}'")
     column = field_types[attribute]
@@ -227,6 +229,22 @@ def _compile_item(item, field_types: dict[str, str]) -> Predicate:
         return lambda r: r.get(attribute) is not None and (
             bool(pattern.match(str(r.get(attribute)))) != negate)
     raise SearchError(f"Bad where item: unknown type '{str(kind)[:40]}'")
+
+
+def _any_address(attribute: str, value) -> Predicate:
+    """EspoCRM's `emailAddress` / `phoneNumber` equals: any of the record's addresses or numbers (e-mail
+    compared case-insensitively), not only the primary one."""
+    if not isinstance(value, str):
+        raise SearchError(f"Bad where item: '{attribute}' needs a text value")
+    key = "emailAddress" if attribute == "emailAddress" else "phoneNumber"
+    wanted = value.strip().casefold() if key == "emailAddress" else value.strip()
+
+    def matches(record) -> bool:
+        entries = record.get(f"{attribute}Data") or []
+        return any((str(e.get(key) or "").casefold() if key == "emailAddress" else e.get(key)) == wanted
+                   for e in entries)
+
+    return matches
 
 
 def _like_regex(kind: str, value: str) -> re.Pattern:
