@@ -2,6 +2,7 @@
 
 `create_espocrm_app()` builds it on the shared sandbox kit. The API under `/api/v1`:
 - `GET|POST CBeteiligte`, `GET|PUT|PATCH|DELETE CBeteiligte/{id}`, `GET CBeteiligte/{id}/stream`;
+- `GET|POST CAdresse`, `GET|PUT|PATCH|DELETE CAdresse/{id}`, `GET CBeteiligte/{id}/adressen` (`espocrm_adressen`);
 - `GET|POST Webhook`, `GET|DELETE Webhook/{id}`;
 - `GET|POST Note`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`.
 Auth: `X-Api-Key`, or `X-Hmac-Authorization`; 401 without; more than 10
@@ -22,6 +23,7 @@ from urllib.parse import parse_qsl
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from integrations.sandbox.espocrm_adressen import register_adresse_routes
 from integrations.sandbox.espocrm_seed import seed_records
 from integrations.sandbox.espocrm_fields import ENTITY, FIELDS, NOTE_FIELDS, EspoError
 from integrations.sandbox.espocrm_state import EspoState
@@ -269,6 +271,8 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         """The part of EspoCRM's settings any user reads (the real answer has ~150 more)."""
         return jsonify({"phoneNumberInternational": state.phone_number_international, "phoneNumberExtensions": False,
                         "phoneNumberMaxCount": 10, "emailAddressMaxCount": 10, "timeZone": "UTC"})
+
+    register_adresse_routes(app, state, API, ADMIN_PREFIX, _search, _json_body)
 
     @app.route(f"{API}/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest):
