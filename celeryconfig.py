@@ -11,7 +11,7 @@ from kombu import Exchange, Queue
 from bitbylaw_tasks.settings import Settings
 
 #: The per-domain queues plus `default` for operational tasks (heartbeat, ...).
-QUEUES = ("beteiligte", "kommunikation", "calendar", "default")
+QUEUES = ("beteiligte", "kommunikation", "calendar", "default", "adressen")
 
 #: Route by task-name prefix: `beteiligte.sync` -> queue `beteiligte`, `ops.*` -> `default`.
 TASK_ROUTES = {f"{q}.*": {"queue": q} for q in QUEUES if q != "default"}

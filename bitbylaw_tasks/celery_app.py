@@ -21,6 +21,7 @@ TASK_MODULES = [
     "bitbylaw_tasks.beteiligte.tasks",
     "bitbylaw_tasks.kommunikation.tasks",
     "bitbylaw_tasks.calendar.tasks",
+    "bitbylaw_tasks.adressen.tasks",
 ]
 
 

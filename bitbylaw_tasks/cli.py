@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--host", default="127.0.0.1")
     p = add("worker", cmd_worker, "Start a Celery worker for one queue with the pool and concurrency from settings.")
-    p.add_argument("queue", choices=["beteiligte", "kommunikation", "calendar", "default"])
+    p.add_argument("queue", choices=["beteiligte", "kommunikation", "calendar", "default", "adressen"])
     p.add_argument("--loglevel", help="default: LOG_LEVEL")
     p = add("beat", cmd_beat, "Start Celery beat with the Redis-locked redbeat scheduler.")
     p.add_argument("--loglevel", help="default: LOG_LEVEL")

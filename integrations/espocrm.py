@@ -326,6 +326,10 @@ class EspoCrmClient:
         """Read EspoCRM's settings again on next need."""
         self._phone_international = None
 
+    def get_user(self, user_id: str) -> dict:
+        """A user record (`userName` for an `@mention`)."""
+        return self._call("get_user", "GET", f"User/{user_id}")
+
     def current_user(self) -> dict:
         """The user this client authenticates as (`GET App/user` -> `user`)."""
         return self._call("current_user", "GET", "App/user")["user"]
