@@ -169,9 +169,16 @@ def _recognised(espo: _Espo, candidates: list[_Advo]) -> _Advo | None:
     exact = [a for a in candidates if all(_same(a.content[n], seen[n]) for n in FIELDS if n != "isActive")]
     if exact:
         return exact[0]
-    near = [a for a in candidates if a.index == espo.tracking.index
-            and sum(_same(a.content[n], seen[n]) for n in MATCH_KEY) >= RECOGNISE_MIN_EQUAL]
-    return near[0] if near else None
+    score = {id(a): sum(_same(a.content[n], seen[n]) for n in MATCH_KEY) for a in candidates}
+    near = [a for a in candidates if score[id(a)] >= RECOGNISE_MIN_EQUAL]
+    if not near:
+        return None
+    same_place = [a for a in near if a.index == espo.tracking.index]
+    if same_place:
+        return same_place[0]
+    best = max(score[id(a)] for a in near)
+    top = [a for a in near if score[id(a)] == best]
+    return top[0] if len(top) == 1 else None  # edited AND moved, and not unique: ambiguous, not guessed
 
 
 def plan_party(advoware: list[dict], espocrm: list[dict], betnr: int, today: date) -> PartyPlan:

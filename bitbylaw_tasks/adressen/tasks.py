@@ -34,6 +34,7 @@ def sync(self, entity_id: str, source: str = "manual") -> dict:
 def route(adresse_id: str, action: str) -> dict:
     """A CAdresse webhook: queue the sync of the address's party (a deleted address: the party it had when
     last synced; unknown: dropped, the party's next check finds it)."""
+    enqueuer_for(app).mark_started(messages.adressen_route(adresse_id, action).coalesce_key)
     settings = settings_of(app)
     party = None
     if action != "delete":
