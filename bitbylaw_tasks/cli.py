@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", help="default: LOG_LEVEL")
     add("flower", cmd_flower, "Start Flower (basic auth and persistent state from settings; refuses the default "
                               "password while a real system is configured).")
+    from bitbylaw_tasks.adressen import cli as adressen_cli
     from bitbylaw_tasks.beteiligte import cli as beteiligte_cli
     from bitbylaw_tasks.calendar import cli as calendar_cli
     from bitbylaw_tasks.espocrm import cli as espocrm_cli
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     kommunikation_cli.register(sub)
     calendar_cli.register(sub)
     espocrm_cli.register(sub)
+    adressen_cli.register(sub)
     p = add("lock-release", cmd_lock_release, "Release a stuck entity lock regardless of its owner.")
     p.add_argument("kind", help="e.g. cbeteiligte, kommunikation, calendar")
     p.add_argument("entity_id")

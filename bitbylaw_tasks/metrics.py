@@ -14,6 +14,8 @@ SYNCS_KEY = "metrics:syncs"          # field "domain|path|result" -> count
 DURATION_KEY = "metrics:duration"    # field "domain|le" -> count, "domain|sum_ms", "domain|count"
 API_CALLS_KEY = "metrics:api_calls"  # field system -> count
 SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (unreadable, or refused)
+ADRESSEN_MANUAL_KEY = "metrics:adressen_manual"  # field opened|closed -> count (bitbylaw_tasks/adressen/manual.py)
+ADRESSEN_OPEN_KEY = "adressen:manual:parties"    # the parties with open manual actions
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -77,6 +79,13 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
               "# TYPE bitbylaw_skipped_records_total counter"]
     for domain, value in sorted(_fields(client, SKIPPED_KEY).items()):
         lines.append(f'bitbylaw_skipped_records_total{{domain="{domain}"}} {value:g}')
+    lines += ["# HELP bitbylaw_adressen_manual_actions_total Manual actions (Advoware changes a person must make) "
+              "opened and closed.", "# TYPE bitbylaw_adressen_manual_actions_total counter"]
+    for event, value in sorted(_fields(client, ADRESSEN_MANUAL_KEY).items()):
+        lines.append(f'bitbylaw_adressen_manual_actions_total{{event="{event}"}} {value:g}')
+    open_now = sum(client.hlen(f"adressen:manual:{p.decode()}") for p in client.smembers(ADRESSEN_OPEN_KEY))
+    lines += ["# HELP bitbylaw_adressen_manual_actions_open Manual actions open now.",
+              "# TYPE bitbylaw_adressen_manual_actions_open gauge", f"bitbylaw_adressen_manual_actions_open {open_now}"]
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

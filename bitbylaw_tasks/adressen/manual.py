@@ -18,9 +18,7 @@ from datetime import datetime
 import redis
 
 from bitbylaw_tasks.adressen.plan import ManualAction
-
-PARTIES_KEY = "adressen:manual:parties"
-METRIC_KEY = "metrics:adressen_manual"  # field opened|closed -> count
+from bitbylaw_tasks.metrics import ADRESSEN_MANUAL_KEY as METRIC_KEY, ADRESSEN_OPEN_KEY as PARTIES_KEY
 
 
 def _key(party_id: str) -> str:
