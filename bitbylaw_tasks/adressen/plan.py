@@ -125,7 +125,7 @@ def decide_pair(espo: _Espo, advo: _Advo, betnr: int, origin: str, variant: str)
     base = espo.tracking.agreed if espo.tracking else None
     verdicts = compare(espo.content, advo.content, base)
     agreed = dict(advo.content)
-    espo_write, manual, notes, pushed, pulled = {}, [], [], [], []
+    espo_write, manual, notes, pushed, pulled, refused = {}, [], [], [], [], []
     put_wanted = False
     for name, verdict in verdicts.items():
         if verdict == "pull":
@@ -139,6 +139,8 @@ def decide_pair(espo: _Espo, advo: _Advo, betnr: int, origin: str, variant: str)
             if name in WRITABLE:
                 put_wanted = True
                 agreed[name] = espo.content[name]
+            elif name == "land" and espo.content[name] and espo.content[name].upper() not in mapping.COUNTRIES:
+                refused.append(f"Land '{espo.content[name][:20]}' is not a known country code (use e.g. DE, AT, CH)")
             else:
                 action = _manual_for(name, espo.content[name], advo, espo.id, betnr)
                 if action is not None:
@@ -150,10 +152,12 @@ def decide_pair(espo: _Espo, advo: _Advo, betnr: int, origin: str, variant: str)
                                         f"in Advoware, party {betnr}, address {advo.index}: put "
                                         f"'{mapping.marker(espo.id)}' back into Bemerkung (it was removed "
                                         f"there; the address was recognised by its content, none created twice)"))
-    if put_wanted:
-        problems = mapping.problems({**espo.content, **{n: agreed[n] for n in WRITABLE}})
+    if refused:
+        plan.error, plan.status = "; ".join(refused), "failed"
+    if put_wanted:  # what Advoware would hold after the PUT: its own read-only fields, EspoCRM's writable ones
+        problems = mapping.problems({**advo.content, **{n: agreed[n] for n in WRITABLE}})
         if problems:
-            plan.error = "; ".join(problems)
+            plan.error = "; ".join(refused + problems)
             plan.status = "failed"
             for name in WRITABLE:
                 agreed[name] = advo.content[name]
