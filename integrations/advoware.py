@@ -299,7 +299,7 @@ class AdvowareClient:
         body = {name: address.get(name) for name in ADRESSE_WRITABLE}
         answer = _one(self._call("PUT", f"/Beteiligte/{int(betnr)}/Adressen/{index}", "Adressen", json=body),
                       "Adresse")
-        if not match(answer):
+        if not match({**answer, **{name: found[0].get(name) for name in ADRESSE_WRITABLE}}):  # as before the PUT
             raise AddressMoved(f"{SYSTEM}: address {index} of Beteiligter {int(betnr)} moved during the PUT",
                                system=SYSTEM)
         return answer

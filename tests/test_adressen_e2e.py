@@ -239,6 +239,7 @@ def test_a7_address_created_in_advoware_appears_once_and_follows(party):
     counts = Counts(party.sandbox)
     party.sync()
     assert counts.delta("advoware")[PUT] == 1 and party.truth()[2]["strasse"] == "Human 7a"
+    assert counts.delta("advoware")[GET] == 2  # the plan's read and the one right before the PUT: no retry
     assert len(party.truth()) == 3
     assert_idle(party)
 

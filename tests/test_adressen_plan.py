@@ -275,3 +275,14 @@ def test_any_history_converges_after_one_sync_and_the_next_writes_nothing(histor
             for name in mapping.READ_ONLY:
                 if advo[name] != content(world, rid)[name] and not (name == "isPrimary" and not record["isPrimary"]):
                     assert any(a.adresse_id == rid and a.field == name for a in world.plan().manual), (rid, name)
+
+
+def test_a_put_is_blocked_only_by_what_it_would_make_wrong():
+    world, (rid,) = _synced(BERLIN)
+    world.advo[0]["land"] = "CH"  # a person: now PLZ 10115 does not fit CH, already in Advoware
+    world.sync()
+    world.espo[rid]["strasse"] = "Neu 9"
+    assert world.plan().addresses[0].put["strasse"] == "Neu 9"
+    world.espo[rid]["plz"] = "1O115"  # this one the PUT would bring in: refused, with the reason
+    step = world.plan().addresses[0]
+    assert step.put is None and "PLZ '1O115' is not a valid postcode for CH" in step.error

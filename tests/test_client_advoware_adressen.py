@@ -74,3 +74,12 @@ def test_a_deleted_party_has_no_addresses(sim, cache, party):
     sim.state.delete_beteiligte(party)
     with pytest.raises(NotFound):
         client.list_adressen(party)
+
+
+def test_an_unmarked_address_found_by_its_content_is_updated_without_a_false_move(sim, cache, party):
+    client = client_for(sim, cache)
+    sim.state.human_add_adresse(party, {"strasse": "Human 1", "ort": "Bonn"})
+    seen = client.list_adressen(party)[0]
+    same = lambda a: all((a.get(k) or None) == (seen.get(k) or None) for k in seen if k != "reihenfolgeIndex")  # noqa: E731
+    answer = client.update_adresse(party, same, {"strasse": "Human 2", "ort": "Bonn"})
+    assert answer["strasse"] == "Human 2" and sim.state.adressen_truth(party)[0]["strasse"] == "Human 2"

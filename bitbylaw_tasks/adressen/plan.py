@@ -154,8 +154,11 @@ def decide_pair(espo: _Espo, advo: _Advo, betnr: int, origin: str, variant: str)
                                         f"there; the address was recognised by its content, none created twice)"))
     if refused:
         plan.error, plan.status = "; ".join(refused), "failed"
-    if put_wanted:  # what Advoware would hold after the PUT: its own read-only fields, EspoCRM's writable ones
-        problems = mapping.problems({**advo.content, **{n: agreed[n] for n in WRITABLE}})
+    if put_wanted:  # what Advoware would hold after the PUT (its own read-only fields, EspoCRM's writable ones);
+        # only what the PUT would make wrong blocks it, not what a person already entered so in Advoware
+        before = set(mapping.problems(advo.content))
+        problems = [p for p in mapping.problems({**advo.content, **{n: agreed[n] for n in WRITABLE}})
+                    if p not in before]
         if problems:
             plan.error = "; ".join(refused + problems)
             plan.status = "failed"
@@ -210,7 +213,9 @@ def plan_party(advoware: list[dict], espocrm: list[dict], betnr: int, today: dat
         origin = espo.tracking.origin if espo.tracking else "espocrm"
         plans.append(decide_pair(espo, advo, betnr, origin, "marker" if espo.tracking else "resumed_post"))
     # 2. recognised without a (known) marker
-    for espo in sorted((e for e in espos if e.id not in paired and e.tracking), key=lambda e: e.tracking.index or 0):
+    retired = {e.id for e in espos if e.raw.get("syncStatus") == "deleted_in_advoware"}  # gone there for good
+    for espo in sorted((e for e in espos if e.id not in paired and e.tracking and e.id not in retired),
+                       key=lambda e: e.tracking.index or 0):
         advo = _recognised(espo, [a for a in free if a.marker not in by_id])
         if advo is not None:
             free.remove(advo)

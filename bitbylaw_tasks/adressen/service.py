@@ -64,14 +64,12 @@ def sync_adressen(ctx: SyncContext, entity_id: str, source: str = "manual") -> A
     now = ctx.clock()
     plan = plan_party(advoware, records, betnr, now.date())
     by_id = {r["id"]: r for r in records}
-    run = _Run(ctx, party, betnr, now)
+    mention = _mention(ctx, party)
+    run = _Run(ctx, party, betnr, now, mention)
     for step in plan.addresses:
         run.apply(step, by_id.get(step.espo_id or ""))
     done = manual.reconcile(ctx.redis, entity_id, betnr, plan.manual, now)
-    mention = _mention(ctx, party)
-    for action in done.opened:
-        ctx.espocrm.post_note(entity_id, f"{mention}{NOTE_PREFIX}please change by hand: {action.instruction}")
-    for note in plan.notes + [n for step in plan.addresses for n in step.notes]:
+    for note in [f"please change by hand: {a.instruction}" for a in done.opened] + plan.notes:
         ctx.espocrm.post_note(entity_id, f"{mention}{NOTE_PREFIX}{note}")
     if by_id:
         ctx.redis.hset(PARTY_OF_KEY, mapping={rid: entity_id for rid in by_id})
@@ -110,8 +108,8 @@ def _same_address(seen: dict):
 class _Run:
     """Applies one party's plan; counts what it wrote."""
 
-    def __init__(self, ctx: SyncContext, party: dict, betnr: int, now: datetime):
-        self.ctx, self.party, self.betnr, self.now = ctx, party, betnr, now
+    def __init__(self, ctx: SyncContext, party: dict, betnr: int, now: datetime, mention: str):
+        self.ctx, self.party, self.betnr, self.now, self.mention = ctx, party, betnr, now, mention
         self.advoware_writes = self.espocrm_writes = self.failed = 0
 
     def apply(self, step: AddressPlan, record: dict | None) -> None:
@@ -150,6 +148,8 @@ class _Run:
             return
         if record is not None:
             self._write(step.espo_id, record, {**step.espo_write, **bookkeeping})
+        for note in step.notes:  # right after this address's writes: a later failure's retry cannot lose it
+            ctx.espocrm.post_note(self.party["id"], f"{self.mention}{NOTE_PREFIX}{note}")
 
     def _write(self, record_id: str, record: dict, fields: dict) -> None:
         """One versioned EspoCRM write of what differs (nothing differs: no write)."""
