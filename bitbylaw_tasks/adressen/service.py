@@ -64,13 +64,12 @@ def sync_adressen(ctx: SyncContext, entity_id: str, source: str = "manual") -> A
     now = ctx.clock()
     plan = plan_party(advoware, records, betnr, now.date())
     by_id = {r["id"]: r for r in records}
-    mention = _mention(ctx, party)
-    run = _Run(ctx, party, betnr, now, mention)
+    run = _Run(ctx, party, betnr, now)
     for step in plan.addresses:
         run.apply(step, by_id.get(step.espo_id or ""))
     done = manual.reconcile(ctx.redis, entity_id, betnr, plan.manual, now)
     for note in [f"please change by hand: {a.instruction}" for a in done.opened] + plan.notes:
-        ctx.espocrm.post_note(entity_id, f"{mention}{NOTE_PREFIX}{note}")
+        run.note(note)
     if by_id:
         ctx.redis.hset(PARTY_OF_KEY, mapping={rid: entity_id for rid in by_id})
     variants: dict[str, int] = {}
@@ -108,9 +107,16 @@ def _same_address(seen: dict):
 class _Run:
     """Applies one party's plan; counts what it wrote."""
 
-    def __init__(self, ctx: SyncContext, party: dict, betnr: int, now: datetime, mention: str):
-        self.ctx, self.party, self.betnr, self.now, self.mention = ctx, party, betnr, now, mention
+    def __init__(self, ctx: SyncContext, party: dict, betnr: int, now: datetime):
+        self.ctx, self.party, self.betnr, self.now = ctx, party, betnr, now
         self.advoware_writes = self.espocrm_writes = self.failed = 0
+        self._mention: str | None = None
+
+    def note(self, text: str) -> None:
+        """A stream post on the party mentioning its assigned user (looked up once, on the first note)."""
+        if self._mention is None:
+            self._mention = _mention(self.ctx, self.party)
+        self.ctx.espocrm.post_note(self.party["id"], f"{self._mention}{NOTE_PREFIX}{text}")
 
     def apply(self, step: AddressPlan, record: dict | None) -> None:
         try:
@@ -149,7 +155,7 @@ class _Run:
         if record is not None:
             self._write(step.espo_id, record, {**step.espo_write, **bookkeeping})
         for note in step.notes:  # right after this address's writes: a later failure's retry cannot lose it
-            ctx.espocrm.post_note(self.party["id"], f"{self.mention}{NOTE_PREFIX}{note}")
+            self.note(note)
 
     def _write(self, record_id: str, record: dict, fields: dict) -> None:
         """One versioned EspoCRM write of what differs (nothing differs: no write)."""
