@@ -286,3 +286,12 @@ def test_a_put_is_blocked_only_by_what_it_would_make_wrong():
     world.espo[rid]["plz"] = "1O115"  # this one the PUT would bring in: refused, with the reason
     step = world.plan().addresses[0]
     assert step.put is None and "PLZ '1O115' is not a valid postcode for CH" in step.error
+
+
+def test_a_copied_marker_is_left_alone_and_asked_about_once():
+    world, (rid,) = _synced(BERLIN)
+    world.advo_new(**{**world.advo[0], "strasse": "Kopie 1"})
+    plan = world.sync()
+    assert [s.variant for s in plan.addresses] == ["marker", "duplicate_marker"]
+    assert "address 2: carries the same 'EspoCRM-ID: e0001'" in plan.manual[0].instruction
+    assert len(world.espo) == 1 and writes(world.plan()) == [] and len(world.plan().manual) == 1

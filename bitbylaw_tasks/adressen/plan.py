@@ -62,7 +62,6 @@ class AddressPlan:
 @dataclass
 class PartyPlan:
     addresses: list[AddressPlan]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def manual(self) -> list[ManualAction]:
@@ -195,7 +194,6 @@ def plan_party(advoware: list[dict], espocrm: list[dict], betnr: int, today: dat
     espos = [_Espo(r["id"], r, mapping.from_espocrm(r), parse(r.get("advowareSnapshot"))) for r in espocrm]
     by_id = {e.id: e for e in espos}
     plans: list[AddressPlan] = []
-    party_notes: list[str] = []
     free = list(advos)
     paired: set[str] = set()
 
@@ -205,9 +203,11 @@ def plan_party(advoware: list[dict], espocrm: list[dict], betnr: int, today: dat
         if espo is None:
             continue
         free.remove(advo)
-        if espo.id in paired:
-            party_notes.append(f"Advoware party {betnr}, address {advo.index} carries the same "
-                               f"'{mapping.marker(espo.id)}' as another address; left untouched")
+        if espo.id in paired:  # a person copied a marked address: leave it alone, ask once
+            plans.append(AddressPlan("duplicate_marker", advoware=advo.raw, manual=[ManualAction(
+                f"{espo.id}:duplicate:{advo.index}", None, "bemerkung", None,
+                f"in Advoware, party {betnr}, address {advo.index}: carries the same '{mapping.marker(espo.id)}' "
+                f"as another address; remove that text from the copy")]))
             continue
         paired.add(espo.id)
         origin = espo.tracking.origin if espo.tracking else "espocrm"
@@ -251,7 +251,7 @@ def plan_party(advoware: list[dict], espocrm: list[dict], betnr: int, today: dat
                                      status="deleted_in_advoware",
                                      notes=[f"an address ({espo.raw.get('name') or espo.id}) was removed in "
                                             f"Advoware (party {betnr}); marked inactive here"]))
-    return PartyPlan(plans, party_notes)
+    return PartyPlan(plans)
 
 
 def _post(espo: _Espo) -> AddressPlan:

@@ -68,8 +68,8 @@ def sync_adressen(ctx: SyncContext, entity_id: str, source: str = "manual") -> A
     for step in plan.addresses:
         run.apply(step, by_id.get(step.espo_id or ""))
     done = manual.reconcile(ctx.redis, entity_id, betnr, plan.manual, now)
-    for note in [f"please change by hand: {a.instruction}" for a in done.opened] + plan.notes:
-        run.note(note)
+    for action in done.opened:
+        run.note(f"please change by hand: {action.instruction}")
     if by_id:
         ctx.redis.hset(PARTY_OF_KEY, mapping={rid: entity_id for rid in by_id})
     variants: dict[str, int] = {}
