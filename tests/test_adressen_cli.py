@@ -18,6 +18,7 @@ def test_manual_actions_are_listed_counted_and_closed(sandbox, celery_worker, lo
     assert cli.main(["adressen", "audit", party.id]) == 0
     audit = capsys.readouterr().out
     assert f"by hand: in Advoware, party {party.betnr}, address 1: set Land to CH" in audit
+    assert "to Advoware: land" in audit
     assert party.actions() == []  # the audit wrote nothing
     party.sync()
     assert cli.main(["adressen", "manual-actions"]) == 0

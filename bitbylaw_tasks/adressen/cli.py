@@ -77,8 +77,10 @@ def cmd_audit(args, settings: Settings) -> int:
     print(f"EspoCRM {espo['id']}  betnr={espo['betnr']}  CAdresse={len(records)}  Advoware Adressen={len(advoware)}")
     for step in plan.addresses:
         does = [w for w, on in (("POST", step.post), ("PUT", step.put), ("EspoCRM", step.espo_write)) if on]
+        ways = "".join(f"  {label}: {', '.join(names)}" for label, names in
+                       (("to Advoware", step.pushed), ("to EspoCRM", step.pulled)) if names)
         print(f"  {step.variant:<20} {step.espo_id or '(new in EspoCRM)'}  {' '.join(does) or 'nothing to write'}"
-              + (f"  error: {step.error}" if step.error else ""))
+              + ways + (f"  error: {step.error}" if step.error else ""))
         for action in step.manual:
             print(f"      by hand: {action.instruction}")
     return 0
