@@ -199,6 +199,15 @@ def test_a4_a_different_main_address_is_a_manual_action(party):
     assert_idle(party)
 
 
+def test_a4_a_new_address_chosen_as_main_is_posted_as_main_without_a_manual_action(party):
+    (berlin,) = _synced(party, BERLIN)
+    hamburg = party.espo_add(**HAMBURG, isPrimary=True)
+    party.sync()
+    assert [a["standardAnschrift"] for a in party.truth()] == [False, True] and party.actions() == []
+    assert party.record(berlin)["isPrimary"] is False and party.record(hamburg)["isPrimary"] is True
+    assert_idle(party)
+
+
 def test_a5_address_deleted_in_espocrm_is_a_manual_action_and_nothing_else_is_lost(party):
     berlin, hamburg = _synced(party, BERLIN, HAMBURG)
     party.espo_delete(berlin)

@@ -236,11 +236,12 @@ def test_an_address_removed_in_advoware_is_marked_inactive_once():
 # ------------------------------------------------------------------ the oracle
 _texts = st.sampled_from([None, "", "Hauptstr. 1", "Ring 2", "10115", "Berlin", "Köln", "DE", "AT"])
 _field = st.sampled_from(["strasse", "plz", "ort", "land", "anschrift", "postfach"])
-_edit = st.tuples(st.sampled_from(["espo_edit", "advo_edit", "espo_new", "advo_new", "advo_insert", "sync"]),
+_edit = st.tuples(st.sampled_from(["espo_edit", "advo_edit", "espo_new", "advo_new", "advo_insert", "sync",
+                                   "espo_delete", "advo_remove", "advo_remark", "espo_primary"]),
                   st.integers(0, 5), _field, _texts)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(_edit, max_size=12))
 def test_any_history_converges_after_one_sync_and_the_next_writes_nothing(history):
     world = World()
@@ -260,6 +261,15 @@ def test_any_history_converges_after_one_sync_and_the_next_writes_nothing(histor
             world.advo_new(position=1, strasse=f"Vorne {n}", ort="Bonn")
         elif kind == "sync":
             world.sync()
+        elif kind == "espo_delete" and world.espo:
+            del world.espo[sorted(world.espo)[n % len(world.espo)]]
+        elif kind == "advo_remove" and world.advo:
+            del world.advo[n % len(world.advo)]
+        elif kind == "advo_remark" and world.advo:  # a person edits the remark: the marker may go or change
+            world.advo[n % len(world.advo)]["bemerkung"] = value
+        elif kind == "espo_primary" and world.espo:
+            for i, rid in enumerate(sorted(world.espo)):
+                world.espo[rid]["isPrimary"] = i == n % len(world.espo)
     world.sync()
     assert writes(world.plan()) == []  # idempotent: a no-change check writes nothing
     posted = [mapping.marker_of(a["bemerkung"]) for a in world.advo if mapping.marker_of(a["bemerkung"])]
@@ -295,3 +305,13 @@ def test_a_copied_marker_is_left_alone_and_asked_about_once():
     assert [s.variant for s in plan.addresses] == ["marker", "duplicate_marker"]
     assert "address 2: carries the same 'EspoCRM-ID: e0001'" in plan.manual[0].instruction
     assert len(world.espo) == 1 and writes(world.plan()) == [] and len(world.plan().manual) == 1
+
+
+def test_a_new_main_address_is_posted_as_main_and_the_old_one_follows_at_once():
+    world, (berlin,) = _synced(BERLIN)
+    hamburg = world.espo_new(**HAMBURG, isPrimary=True)  # the user adds the new main address
+    plan = world.sync()
+    assert next(s for s in plan.addresses if s.espo_id == hamburg).post["standardAnschrift"] is True
+    assert plan.manual == [] and [a["standardAnschrift"] for a in world.advo] == [False, True]
+    assert world.espo[berlin]["isPrimary"] is False
+    assert writes(world.plan()) == []

@@ -251,7 +251,26 @@ def plan_party(advoware: list[dict], espocrm: list[dict], betnr: int, today: dat
                                      status="deleted_in_advoware",
                                      notes=[f"an address ({espo.raw.get('name') or espo.id}) was removed in "
                                             f"Advoware (party {betnr}); marked inactive here"]))
+    _main_follows_the_last_post(plans)
     return PartyPlan(plans)
+
+
+def _main_follows_the_last_post(plans: list[AddressPlan]) -> None:
+    """A POSTed main address takes Advoware's flag from every other address (one main per party): plan
+    that consequence now — those addresses read as not main in Advoware and in EspoCRM — so the next
+    check finds nothing to do."""
+    posts = [p for p in plans if p.post is not None and p.post.get("standardAnschrift")]
+    if not posts:
+        return
+    for plan in plans:
+        if plan is posts[-1] or plan.tracking is None or not plan.tracking.seen.get("isPrimary"):
+            continue
+        track = plan.tracking
+        plan.tracking = Tracking(track.origin, {**track.agreed, "isPrimary": False},
+                                 {**track.seen, "isPrimary": False}, track.index)
+        plan.espo_write["isPrimary"] = False
+        if plan.post is not None:
+            plan.post["standardAnschrift"] = False
 
 
 def _post(espo: _Espo) -> AddressPlan:
