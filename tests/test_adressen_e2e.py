@@ -359,3 +359,22 @@ def test_a_cadresse_webhook_reaches_advoware_through_the_shim(sandbox, celery_wo
         wait_for(lambda: party.actions(), message="the manual action of the delete")
     finally:
         shim.stop()
+
+
+def test_a_new_partys_addresses_are_posted_by_the_create_hand_off(sandbox, celery_worker, lock_redis):
+    espo = sandbox.state("espocrm")
+    record = espo.human_create({**PERSON, "lastName": "Handoff"})
+    espo.adressen.save(None, {"beteiligteId": record["id"], **BERLIN}, espo.user_by_name("alice"))
+    espo.hooks.clear()
+    run_sync(record["id"], "create", "webhook")  # beteiligte.sync; its hand-off runs adressen.sync
+    betnr = int(espo.get(record["id"])["betnr"])
+    (address,) = sandbox.state("advoware").adressen_truth(betnr)
+    assert address["strasse"] == BERLIN["strasse"] and address["bemerkung"].startswith("EspoCRM-ID: ")
+
+
+def test_a_persons_edit_in_advoware_is_found_by_the_rolling_check(party):
+    (rid,) = _synced(party, BERLIN)
+    party.advo.human_update_adresse(party.betnr, 1, ort="Berlin-Pankow", postfach="77")
+    run_sync(party.id, "check", "sweep")  # the sweep's check of the party; its hand-off checks the addresses
+    record = party.record(rid)
+    assert (record["ort"], record["postfach"]) == ("Berlin-Pankow", "77")
