@@ -315,3 +315,12 @@ def test_a_new_main_address_is_posted_as_main_and_the_old_one_follows_at_once():
     assert plan.manual == [] and [a["standardAnschrift"] for a in world.advo] == [False, True]
     assert world.espo[berlin]["isPrimary"] is False
     assert writes(world.plan()) == []
+
+
+def test_a_move_abroad_puts_the_new_lines_and_asks_for_the_country():
+    world, (rid,) = _synced(BERLIN)
+    world.espo[rid].update(land="AT", plz="1010", ort="Wien")  # PLZ judged against the wanted country
+    plan = world.sync()
+    assert plan.addresses[0].put == {"strasse": "Hauptstr. 1", "plz": "1010", "ort": "Wien", "anschrift": None}
+    assert [a.instruction for a in plan.manual] == [f"in Advoware, party {BETNR}, address 1: set Land to AT"]
+    assert writes(world.plan()) == []

@@ -110,24 +110,29 @@ def match_key(content: Content) -> tuple:
     return tuple((content.get(name) or "").casefold() for name in MATCH_KEY)
 
 
-def problems(content: Content) -> list[str]:
-    """Why this content cannot go to Advoware (empty when it can), one clear sentence each."""
+def field_problems(content: Content) -> list[tuple[str, str]]:
+    """Why this content cannot go to Advoware, as (field, one clear sentence); `*` is the whole address."""
     found = []
     for name, limit in MAX_LENGTH.items():
         value = content.get(name)
         if value and len(value) > limit:
-            found.append(f"{LABELS[name]} is {len(value)} characters long; Advoware takes at most {limit}")
+            found.append((name, f"{LABELS[name]} is {len(value)} characters long; Advoware takes at most {limit}"))
     land = content.get("land")
     if land and land.upper() not in COUNTRIES:
-        found.append(f"Land '{land[:20]}' is not a known country code (use e.g. DE, AT, CH)")
+        found.append(("land", f"Land '{land[:20]}' is not a known country code (use e.g. DE, AT, CH)"))
     pattern = _PLZ.get((land or "DE").upper())
     for name in ("plz", "postfachPlz"):
         value = content.get(name)
         if value and pattern is not None and not pattern.match(value):
-            found.append(f"{LABELS[name]} '{value[:20]}' is not a valid postcode for {(land or 'DE').upper()}")
+            found.append((name, f"{LABELS[name]} '{value[:20]}' is not a valid postcode for {(land or 'DE').upper()}"))
     if not any(content.get(name) for name in ("strasse", "ort", "postfach", "anschrift")):
-        found.append("the address is empty (no Straße, Ort, Postfach or Anschrift)")
+        found.append(("*", "the address is empty (no Straße, Ort, Postfach or Anschrift)"))
     return found
+
+
+def problems(content: Content) -> list[str]:
+    """Why this content cannot go to Advoware (empty when it can), one clear sentence each."""
+    return [message for _, message in field_problems(content)]
 
 
 def instruction(betnr: int, index: int | None, name: str, value) -> str:
