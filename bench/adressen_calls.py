@@ -9,12 +9,9 @@ person's edits of the scenario. Token fetches are counted apart; stream notes ar
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-import time
 
-from bench.common import BenchEnv, table
+from bench.common import BenchEnv, call_bench_main, measured_sync
 
 BERLIN = {"strasse": "Hauptstr. 1", "plz": "10115", "ort": "Berlin", "land": "DE"}
 HAMBURG = {"strasse": "Alsterweg 5", "plz": "20095", "ort": "Hamburg", "land": "DE"}
@@ -52,14 +49,7 @@ class Bench:
         return self.env.app.send_task("adressen.sync", (party_id, "bench")).get(timeout=60)
 
     def measure(self, label: str, party_id: str, *, no_writes: bool = False) -> None:
-        self.env.reset_calls()
-        started = time.perf_counter()
-        outcome = self.sync(party_id)
-        elapsed = time.perf_counter() - started
-        espo = self.env.sandbox.kit("espocrm").calls()
-        advo = self.env.sandbox.kit("advoware").calls()
-        token = sum(n for k, n in advo.items() if "/Token" in k)
-        advo = {k: n for k, n in advo.items() if "/Token" not in k}
+        outcome, elapsed, espo, advo, token = measured_sync(self.env, lambda: self.sync(party_id))
 
         def count(calls, method, part=""):
             return sum(n for k, n in calls.items() if k.startswith(method + " ") and part in k)
@@ -127,28 +117,12 @@ def run(bench: Bench) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency-ms", type=int, default=0, help="simulated latency per EspoCRM/Advoware call")
-    args = parser.parse_args(argv)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    env = BenchEnv().start()
-    try:
-        env.worker(["adressen"], concurrency=2, name="adressen")
-        env.set_latency(args.latency_ms)
-        bench = Bench(env)
-        run(bench)
-        print(table(["run", "E GET", "E PUT", "E POST", "E notes", "A GET", "A PUT", "A POST", "total", "writes",
-                     "token", "wall", "path"], bench.rows,
-                    title=f"Adressen sync: API calls per run (EspoCRM E, Advoware A; latency {args.latency_ms} ms; "
-                          "total = API calls without notes and token fetches; writes = E PUT + E POST + A PUT + "
-                          "A POST)"))
-        if bench.failures:
-            print("\nFAILED:\n" + "\n".join(bench.failures))
-            return 1
-        print("\nNo-change runs write nothing; Advoware never received a DELETE.")
-        return 0
-    finally:
-        env.close()
+    return call_bench_main(
+        argv, __doc__, "adressen", Bench, run,
+        ["run", "E GET", "E PUT", "E POST", "E notes", "A GET", "A PUT", "A POST", "total", "writes", "token", "wall",
+         "path"],
+        "Adressen sync: API calls per run (EspoCRM E, Advoware A; latency {latency} ms; total = API calls without "
+        "notes and token fetches; writes = E PUT + E POST + A PUT + A POST)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Adressen, Termine.
+"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen,
+Adressen, Termine.
 
 Auth (SPEC §3.2): a token from the security gateway (`POST /api/v1/Token`,
 signed with HMAC-SHA512 over `product:app:nonce:timestamp` keyed with the

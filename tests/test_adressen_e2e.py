@@ -19,11 +19,10 @@ the stream notes and the durable manual-action list.
 - A11 POST answered but the write-back lost (fault `after`, and a failed EspoCRM write) -> no duplicate
 - A12 null/"" round trips -> no endless re-sync
 - A13 the manual action for A3 closes when Advoware shows the value
-Plus bad input (a street too long for Advoware (300 characters EspoCRM refuses itself), PLZ with letters for DE, unknown country) and the webhook chain.
+Plus bad input (a street too long for Advoware; 300 characters EspoCRM refuses itself; a PLZ with letters
+for DE; an unknown country), the webhook chain, the create hand-off and the rolling check as triggers.
 """
 from __future__ import annotations
-
-import collections
 
 import pytest
 
@@ -31,6 +30,7 @@ from beteiligte_helpers import PERSON, linked_record, run_sync, start_shim, wait
 from bitbylaw_tasks.adressen import manual
 from bitbylaw_tasks.web.webhooks import register_secret
 from conftest import wait_idle
+from test_kommunikation_e2e import Counts as KommCounts
 
 POST = "POST /api/v1/advonet/Beteiligte/<betnr>/Adressen"
 PUT = "PUT /api/v1/advonet/Beteiligte/<betnr>/Adressen/<index>"
@@ -46,7 +46,8 @@ class Party:
 
     def __init__(self, sandbox, lock_redis):
         self.sandbox, self.redis = sandbox, lock_redis
-        record = linked_record(sandbox, {**PERSON, "assignedUserId": sandbox.state("espocrm").user_by_name("alice")["id"]})
+        alice = sandbox.state("espocrm").user_by_name("alice")
+        record = linked_record(sandbox, {**PERSON, "assignedUserId": alice["id"]})
         self.id, self.betnr = record["id"], int(record["betnr"])
         self.espo = sandbox.state("espocrm")
         self.advo = sandbox.state("advoware")
@@ -84,15 +85,8 @@ class Party:
         return run_sync(self.id, task="adressen.sync", args=(self.id, "manual"))
 
 
-class Counts:
-    def __init__(self, sandbox):
-        self.sandbox = sandbox
-        self.start = {n: collections.Counter(sandbox.kit(n).calls()) for n in ("espocrm", "advoware")}
-
-    def delta(self, name: str) -> collections.Counter:
-        now = collections.Counter(self.sandbox.kit(name).calls())
-        now.subtract(self.start[name])
-        return +now
+class Counts(KommCounts):
+    """Request counts since `Counts(sandbox)` (the Kommunikation tests' counter), summed for addresses."""
 
     @property
     def advoware_writes(self) -> int:

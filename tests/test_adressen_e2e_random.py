@@ -131,9 +131,10 @@ def _check(party: Party, espo_edits: dict, advo_edits: dict, clean_at_start: set
             continue
         if name in mapping.WRITABLE and rid in by_marker and espo_edits[key] != advo_edits[key]:
             if mapping.text(by_marker[rid][name]) != mapping.text(espo_edits[key]):
+                record = records.get(rid, {})
                 problems.append(f"{rid}.{name}: both changed, EspoCRM did not win (Advoware "
-                                f"{by_marker[rid][name]!r}, EspoCRM {records.get(rid, {}).get(name)!r}, "
-                                f"{records.get(rid, {}).get('syncStatus')} {records.get(rid, {}).get('syncErrorMessage')})")
+                                f"{by_marker[rid][name]!r}, EspoCRM {record.get(name)!r}, "
+                                f"{record.get('syncStatus')} {record.get('syncErrorMessage')})")
             if not any(f"EspoCRM's value '{espo_edits[key]}' wins" in n for n in party.notes()):
                 problems.append(f"{rid}.{name}: both changed, no note")
     if party.sandbox.kit("advoware").calls().get(DELETE):

@@ -80,6 +80,9 @@ def test_an_unmarked_address_found_by_its_content_is_updated_without_a_false_mov
     client = client_for(sim, cache)
     sim.state.human_add_adresse(party, {"strasse": "Human 1", "ort": "Bonn"})
     seen = client.list_adressen(party)[0]
-    same = lambda a: all((a.get(k) or None) == (seen.get(k) or None) for k in seen if k != "reihenfolgeIndex")  # noqa: E731
+
+    def same(address):
+        return all((address.get(k) or None) == (seen.get(k) or None) for k in seen if k != "reihenfolgeIndex")
+
     answer = client.update_adresse(party, same, {"strasse": "Human 2", "ort": "Bonn"})
     assert answer["strasse"] == "Human 2" and sim.state.adressen_truth(party)[0]["strasse"] == "Human 2"

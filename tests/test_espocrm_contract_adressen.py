@@ -29,15 +29,11 @@ def _party(backend) -> dict:
 
 
 def _user_address(backend, fields: dict) -> dict:
-    response = backend.user("POST", "CAdresse", json=fields)
-    assert response.status_code == 200, (response.status_code, response.headers.get("X-Status-Reason"))
-    return response.json()
+    return backend.user_create(fields, "CAdresse")
 
 
 def _user_edit(backend, record_id: str, fields: dict) -> dict:
-    response = backend.user("PUT", f"CAdresse/{record_id}", json=fields)
-    assert response.status_code == 200, (response.status_code, response.headers.get("X-Status-Reason"))
-    return response.json()
+    return backend.user_update(record_id, fields, "CAdresse")
 
 
 def test_an_address_belongs_to_a_party_and_keeps_every_content_field(backend):

@@ -3,25 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_sandbox_advoware import Sim
+from tests.test_sandbox_advoware import shared_sim, sim  # noqa: F401  (fixtures: the module's simulator, reset)
 
 FULL = {"strasse": "Hauptstr. 1", "plz": "10115", "ort": "Berlin", "land": "DE", "postfach": "12 34",
         "postfachPlz": "10002", "anschrift": "Kanzlei Nord", "bemerkung": "EspoCRM-ID: abc123",
         "standardAnschrift": True, "gueltigVon": "2024-01-01", "gueltigBis": "2030-12-31"}
-
-
-@pytest.fixture(scope="module")
-def shared():
-    s = Sim(seed=11)
-    yield s
-    s.server.stop()
-
-
-@pytest.fixture
-def sim(shared):
-    shared.admin("POST", "/reset")
-    shared._token = None
-    return shared
 
 
 def _party(sim) -> int:
