@@ -87,7 +87,7 @@ class AdresseStore:
     def _render(self, record: dict) -> dict:
         out = copy.deepcopy(record)
         party = self.state.records.get(record.get("beteiligteId") or "")
-        out["beteiligteName"] = (party or {}).get("name") or ((party or {}).get("firmenname") if party else None)
+        out["beteiligteName"] = (party or {}).get("name")  # the link's name: the party's `name` (a company's is empty)
         return out
 
     def all_records(self) -> list[dict]:
