@@ -27,6 +27,12 @@ def build(settings: Settings) -> dict:
             "schedule": settings.retry_drain_interval,
             "options": {"expires": settings.retry_drain_interval},
         },
+        # SPEC §11: addresses a user changed whose webhook was lost (docs/adressen-sync.md).
+        "adressen-sweep": {
+            "task": "adressen.sweep",
+            "schedule": settings.sweep_interval,
+            "options": {"expires": settings.sweep_interval},
+        },
         # SPEC §6: fans out one calendar.sync_employee per active employee.
         "calendar-sync-all": {
             "task": "calendar.sync_all",

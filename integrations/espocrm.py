@@ -303,6 +303,16 @@ class EspoCrmClient:
             raise ApiError(f"{body.get('total')} addresses on one party: more than one page", system=SYSTEM)
         return found
 
+    def search_adressen(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+                        offset: int = 0, max_size: int = MAX_SIZE) -> tuple[int, list[dict]]:
+        """One page of CAdresse records (ordered by id): (total, records)."""
+        params = encode_where(where) + [("offset", str(offset)), ("maxSize", str(max_size)), ("orderBy", "id"),
+                                        ("order", "asc")]
+        if select:
+            params.append(("select", ",".join(select)))
+        body = self._call("search_adressen", "GET", ADRESSE, params=params)
+        return int(body.get("total", 0)), list(body.get("list", []))
+
     def get_adresse(self, record_id: str) -> dict:
         return self._call("get_adresse", "GET", f"{ADRESSE}/{record_id}")
 

@@ -28,6 +28,7 @@ import pytest
 
 from beteiligte_helpers import PERSON, linked_record, run_sync, start_shim, wait_for
 from bitbylaw_tasks.adressen import manual
+from bitbylaw_tasks.celery_app import app
 from bitbylaw_tasks.web.webhooks import register_secret
 from conftest import wait_idle
 from test_kommunikation_e2e import Counts as KommCounts
@@ -372,3 +373,22 @@ def test_a_persons_edit_in_advoware_is_found_by_the_rolling_check(party):
     run_sync(party.id, "check", "sweep")  # the sweep's check of the party; its hand-off checks the addresses
     record = party.record(rid)
     assert (record["ort"], record["postfach"]) == ("Berlin-Pankow", "77")
+
+
+def test_the_sweep_finds_an_address_whose_webhook_was_lost(party):
+    (rid,) = _synced(party, BERLIN)
+    party.espo_edit(rid, strasse="Verloren 1")  # dirty; no webhook subscribed, so none arrives
+    other = Party(party.sandbox, party.redis)
+    other.espo_add(**HAMBURG)  # pending_sync
+    clean = Party(party.sandbox, party.redis)
+    _synced(clean, BERLIN)
+    assert _sweep() == {"parties": 2, "queued": 2}
+    assert party.truth()[0]["strasse"] == "Verloren 1" and other.truth()[0]["strasse"] == HAMBURG["strasse"]
+    assert _sweep() == {"parties": 0, "queued": 0}
+
+
+def _sweep() -> dict:
+    wait_idle()
+    result = app.send_task("adressen.sweep").get(timeout=30)
+    wait_idle()
+    return result

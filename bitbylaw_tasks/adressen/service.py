@@ -21,6 +21,7 @@ from bitbylaw_tasks.adressen.plan import AddressPlan, plan_party
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
 from bitbylaw_tasks.beteiligte.service import SyncContext
 from integrations.advoware import AmbiguousAddress
+from integrations.espocrm import W
 from integrations.errors import ApiError, BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -175,3 +176,20 @@ def _equal(stored, wanted) -> bool:
     if isinstance(stored, bool) or isinstance(wanted, bool):
         return stored is wanted or (stored in (None, False) and wanted is False)
     return mapping.text(stored) == mapping.text(wanted)
+
+
+SWEEP_STATUSES = ("pending_sync", "dirty", "failed")  # a user's change not yet in Advoware, or bad input
+
+
+def parties_to_sweep(espocrm) -> list[str]:
+    """The parties with an address a user changed (or that failed) whose webhook may have been lost: the
+    safety net beside the party's rolling check (docs/adressen-sync.md, "Triggers")."""
+    where = [W.in_("syncStatus", list(SWEEP_STATUSES)), W.is_not_null("beteiligteId")]
+    parties: list[str] = []
+    offset = 0
+    while True:
+        total, page = espocrm.search_adressen(where, select=["beteiligteId"], offset=offset)
+        parties += [r["beteiligteId"] for r in page if r.get("beteiligteId") not in parties]
+        offset += len(page)
+        if not page or offset >= total:
+            return parties

@@ -1,4 +1,5 @@
-"""Celery tasks of the `adressen` queue: sync one party's addresses, and route a CAdresse webhook. Thin adapters."""
+"""Celery tasks of the `adressen` queue: sync one party's addresses, route a CAdresse webhook, the sweep. Thin
+adapters."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,7 @@ import logging
 
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.adressen.context import ADRESSEN, sync_context
-from bitbylaw_tasks.adressen.service import PARTY_OF_KEY, sync_adressen
+from bitbylaw_tasks.adressen.service import PARTY_OF_KEY, parties_to_sweep, sync_adressen
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import enqueuer_for
@@ -51,3 +52,13 @@ def route(adresse_id: str, action: str) -> dict:
         return {"adresse_id": adresse_id, "party": None}
     enqueuer_for(app).enqueue([messages.adressen_sync(party, "webhook")])
     return {"adresse_id": adresse_id, "party": party}
+
+
+@app.task(name="adressen.sweep", acks_late=True)
+def sweep() -> dict:
+    """Beat, with the party sweep's interval: queue the sync of every party with an address that is
+    `pending_sync`, `dirty` or `failed` (a lost webhook; Advoware-side changes come with the party's check)."""
+    parties = parties_to_sweep(clients_for(settings_of(app)).espocrm)
+    queued = enqueuer_for(app).enqueue([messages.adressen_sync(p, "sweep") for p in parties]) if parties else []
+    log.info("adressen sweep: %d parties, %d queued", len(parties), sum(queued))
+    return {"parties": len(parties), "queued": sum(queued)}
