@@ -127,3 +127,15 @@ def test_user_edits_of_addresses_fire_webhooks_and_own_writes_do_not(backend, si
     finally:
         for hook_id in secrets:
             backend.client.delete_webhook(hook_id)
+
+
+def test_addresses_are_found_by_status_with_their_party(backend):
+    from integrations.espocrm import W
+
+    party = _party(backend)
+    waiting = _user_address(backend, {"beteiligteId": party["id"], "strasse": unique("Warte")})
+    backend.client.create_adresse({"beteiligteId": party["id"], "strasse": "Fertig", "syncStatus": "clean"})
+    total, found = backend.client.search_adressen(
+        [W.in_("syncStatus", ["pending_sync", "dirty"]), W.is_not_null("beteiligteId"),
+         W.equals("strasse", waiting["strasse"])], select=["beteiligteId"])
+    assert total == 1 and found[0]["id"] == waiting["id"] and found[0]["beteiligteId"] == party["id"]
