@@ -1,24 +1,9 @@
 """The shim's CAdresse route `/vmh/webhook/adressen/{action}`: the same authentication and validation as the
 party's route, one coalesced `adressen.route(adresse id, action)` per id on the `adressen` queue."""
-import base64
 import json
 
-from kombu.serialization import loads
-
 from bitbylaw_tasks.web.webhooks import signature_for
-from test_webhooks import ID_A, ID_B, SECRET, WEBHOOK_ID, broker, client  # noqa: F401  (fixtures)
-
-
-def _queued(broker, queue: str) -> list[tuple]:
-    out = []
-    for raw in reversed(broker.lrange(queue, 0, -1)):
-        message = json.loads(raw)
-        body = message["body"]
-        if message["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args, _, _ = loads(body, message["content-type"], message["content-encoding"])
-        out.append((message["headers"]["task"], tuple(args)))
-    return out
+from test_webhooks import ID_A, ID_B, SECRET, WEBHOOK_ID, _queued, broker, client  # noqa: F401  (fixtures)
 
 
 def _post(client, action, items, secret=SECRET):
