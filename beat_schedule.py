@@ -34,6 +34,12 @@ def build(settings: Settings) -> dict:
             "schedule": settings.freshness_tick,
             "options": {"expires": settings.freshness_tick},
         },
+        # SPEC §11: addresses a user changed whose webhook was lost (docs/adressen-sync.md).
+        "adressen-sweep": {
+            "task": "adressen.sweep",
+            "schedule": settings.sweep_interval,
+            "options": {"expires": settings.sweep_interval},
+        },
         # SPEC §6: fans out one calendar.sync_employee per active employee.
         "calendar-sync-all": {
             "task": "calendar.sync_all",

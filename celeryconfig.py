@@ -12,7 +12,7 @@ from bitbylaw_tasks.settings import Settings
 
 #: The per-domain queues plus `default` for operational tasks (heartbeat, ...); `leads` carries both
 #: inbound channels, website leads and 3CX (docs/inbound-channels.md).
-QUEUES = ("beteiligte", "kommunikation", "calendar", "default", "leads")
+QUEUES = ("beteiligte", "kommunikation", "calendar", "default", "leads", "adressen")
 
 #: Route by task-name prefix: `beteiligte.sync` -> queue `beteiligte`, `ops.*` -> `default`.
 TASK_ROUTES = {f"{q}.*": {"queue": q} for q in QUEUES if q != "default"}

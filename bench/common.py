@@ -267,3 +267,46 @@ def queued_args(raw: bytes) -> list:
 def queued_ids(client, queue: str) -> list[str]:
     """Entity ids (first task argument) of every message waiting in a broker queue (a Redis list)."""
     return [queued_args(raw)[0] for raw in client.lrange(queue, 0, -1)]
+
+
+def measured_sync(env: "BenchEnv", sync) -> tuple[dict, float, dict, dict, int]:
+    """Run `sync()` with fresh counters: (its outcome, seconds, EspoCRM calls, Advoware API calls, Advoware
+    token fetches), the calls per endpoint."""
+    env.reset_calls()
+    started = time.perf_counter()
+    outcome = sync()
+    elapsed = time.perf_counter() - started
+    espo = env.sandbox.kit("espocrm").calls()
+    advo = env.sandbox.kit("advoware").calls()
+    token = sum(n for k, n in advo.items() if "/Token" in k)
+    return outcome, elapsed, espo, {k: n for k, n in advo.items() if "/Token" not in k}, token
+
+
+def call_bench_main(argv: list[str] | None, doc: str, queue: str, make_bench, play, headers: list[str], title: str,
+                    details=lambda bench: []) -> int:
+    """The shared `main` of the per-scenario call benches (Kommunikation, Adressen): `--latency-ms`, the
+    environment, a worker on `queue`, `play(make_bench(env))` filling the bench's `rows` and `failures`, the
+    table (its `title` formatted with `latency`), `details(bench)` lines; exit 1 when a run failed its check."""
+    import argparse
+    import logging
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--latency-ms", type=int, default=0, help="simulated latency per EspoCRM/Advoware call")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    env = BenchEnv().start()
+    try:
+        env.worker([queue], concurrency=2, name=queue)
+        env.set_latency(args.latency_ms)
+        bench = make_bench(env)
+        play(bench)
+        print(table(headers, bench.rows, title=title.format(latency=args.latency_ms)))
+        for line in details(bench):
+            print(line)
+        if bench.failures:
+            print("\nFAILED:\n" + "\n".join(bench.failures))
+            return 1
+        print("\nNo-change runs write nothing; Advoware never received a DELETE.")
+        return 0
+    finally:
+        env.close()

@@ -11,12 +11,9 @@ writes anything or Advoware ever receives a DELETE.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-import time
 
-from bench.common import BenchEnv, table
+from bench.common import BenchEnv, call_bench_main, measured_sync
 
 MOBILE, OFFICE, MAIL = "0171 1111111", "030 2222222", "max@example.de"
 KOMM = "/Kommunikationen"
@@ -61,14 +58,7 @@ class Bench:
         return next(e["id"] for e in self.advo.get_beteiligte(betnr)["kommunikation"] if e["tlf"] == tlf)
 
     def measure(self, label: str, entity_id: str, *, no_writes: bool = False) -> None:
-        self.env.reset_calls()
-        started = time.perf_counter()
-        outcome = self.sync(entity_id)
-        elapsed = time.perf_counter() - started
-        espo = self.env.sandbox.kit("espocrm").calls()
-        advo = self.env.sandbox.kit("advoware").calls()
-        token = sum(n for k, n in advo.items() if "/Token" in k)
-        advo = {k: n for k, n in advo.items() if "/Token" not in k}
+        outcome, elapsed, espo, advo, token = measured_sync(self.env, lambda: self.sync(entity_id))
         # EspoCRM's phone-format setting: read once per worker process and 10 minutes, not per sync
         settings_reads = sum(n for k, n in espo.items() if k.endswith(" /api/v1/Settings"))
         espo = {k: n for k, n in espo.items() if not k.endswith(" /api/v1/Settings")}
@@ -138,31 +128,15 @@ def run(bench: Bench) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency-ms", type=int, default=0, help="simulated latency per EspoCRM/Advoware call")
-    args = parser.parse_args(argv)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    env = BenchEnv().start()
-    try:
-        env.worker(["kommunikation"], concurrency=2, name="kommunikation")
-        env.set_latency(args.latency_ms)
-        bench = Bench(env)
-        run(bench)
-        print(table(["run", "E GET", "E PUT", "E notes", "A GET", "A PUT", "A POST", "total", "writes", "token",
-                     "E settings", "wall", "path"], bench.rows,
-                    title=f"Kommunikation sync: API calls per run (EspoCRM E, Advoware A; latency {args.latency_ms} "
-                          "ms; total = API calls without notes, token fetches and EspoCRM settings reads (once "
-                          "per worker and 10 minutes); writes = E PUT + A PUT + A POST)"))
-        print()
-        for label, endpoints in bench.details:
-            print(f"- {label}: " + ", ".join(f"{k} x{v}" for k, v in sorted(endpoints.items())))
-        if bench.failures:
-            print("\nFAILED:\n" + "\n".join(bench.failures))
-            return 1
-        print("\nNo-change runs write nothing; Advoware never received a DELETE.")
-        return 0
-    finally:
-        env.close()
+    return call_bench_main(
+        argv, __doc__, "kommunikation", Bench, run,
+        ["run", "E GET", "E PUT", "E notes", "A GET", "A PUT", "A POST", "total", "writes", "token", "E settings",
+         "wall", "path"],
+        "Kommunikation sync: API calls per run (EspoCRM E, Advoware A; latency {latency} ms; total = API calls "
+        "without notes, token fetches and EspoCRM settings reads (once per worker and 10 minutes); writes = E PUT "
+        "+ A PUT + A POST)",
+        details=lambda bench: [""] + [f"- {label}: " + ", ".join(f"{k} x{v}" for k, v in sorted(endpoints.items()))
+                                      for label, endpoints in bench.details])
 
 
 if __name__ == "__main__":

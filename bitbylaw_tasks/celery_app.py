@@ -24,6 +24,7 @@ TASK_MODULES = [
     "bitbylaw_tasks.kommunikation.tasks",
     "bitbylaw_tasks.calendar.tasks",
     "bitbylaw_tasks.inbound.tasks",
+    "bitbylaw_tasks.adressen.tasks",
 ]
 
 

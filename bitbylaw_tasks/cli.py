@@ -203,12 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--host", default="127.0.0.1")
     p = add("worker", cmd_worker, "Start a Celery worker for one queue with the pool and concurrency from settings.")
-    p.add_argument("queue", choices=["beteiligte", "kommunikation", "calendar", "default", "leads"])
+    p.add_argument("queue", choices=["beteiligte", "kommunikation", "calendar", "default", "leads", "adressen"])
     p.add_argument("--loglevel", help="default: LOG_LEVEL")
     p = add("beat", cmd_beat, "Start Celery beat with the Redis-locked redbeat scheduler.")
     p.add_argument("--loglevel", help="default: LOG_LEVEL")
     add("flower", cmd_flower, "Start Flower (basic auth and persistent state from settings; refuses the default "
                               "password while a real system is configured).")
+    from bitbylaw_tasks.adressen import cli as adressen_cli
     from bitbylaw_tasks.beteiligte import cli as beteiligte_cli
     from bitbylaw_tasks.calendar import cli as calendar_cli
     from bitbylaw_tasks.espocrm import cli as espocrm_cli
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     calendar_cli.register(sub)
     espocrm_cli.register(sub)
     proxy_cli.register(sub)
+    adressen_cli.register(sub)
     p = add("lock-release", cmd_lock_release, "Release a stuck entity lock regardless of its owner.")
     p.add_argument("kind", help="e.g. cbeteiligte, kommunikation, calendar")
     p.add_argument("entity_id")

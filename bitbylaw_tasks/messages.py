@@ -12,6 +12,8 @@ from bitbylaw_tasks.enqueue import EntityTask, coalesce_key
 BETEILIGTE_SYNC = "beteiligte.sync"
 KOMMUNIKATION_SYNC = "kommunikation.sync"
 CALENDAR_SYNC_EMPLOYEE = "calendar.sync_employee"
+ADRESSEN_SYNC = "adressen.sync"
+ADRESSEN_ROUTE = "adressen.route"
 
 
 def beteiligte_sync(entity_id: str, action: str, source: str) -> EntityTask:
@@ -43,3 +45,13 @@ def lead_create(submission_id: str) -> EntityTask:
 def call_journal(call_id: str) -> EntityTask:
     """Journal one stored 3CX call report (kind `call`) as an EspoCRM Call."""
     return EntityTask(CALL_JOURNAL, (call_id,), coalesce_key("call", call_id))
+
+
+def adressen_sync(entity_id: str, source: str = "manual") -> EntityTask:
+    """Sync the addresses of one CBeteiligte (SPEC §11); `source` webhook|handoff|manual."""
+    return EntityTask(ADRESSEN_SYNC, (entity_id, source), coalesce_key("adressen", entity_id))
+
+
+def adressen_route(adresse_id: str, action: str) -> EntityTask:
+    """A CAdresse webhook: find the address's party and queue its `adressen_sync`."""
+    return EntityTask(ADRESSEN_ROUTE, (adresse_id, action), coalesce_key("adressen-route", adresse_id, action))

@@ -25,6 +25,7 @@ SKIPPED_KEY = "metrics:skipped"      # field domain -> records a sync skipped (u
 CHECK_AGES_KEY = "metrics:check_ages"  # field "domain|quantile" -> seconds, "domain|tracked" -> entities
 PROXY_KEY = "metrics:proxy"          # field "key name|status" -> Advoware proxy answers
 INBOUND_KEY = "metrics:inbound"      # field "channel|result" -> requests of the inbound endpoints (SPEC §12)
+MANUAL_KEY = "metrics:manual_actions"  # field "domain|opened" / "domain|closed" -> manual actions
 BUCKETS_MS = (50, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000)
 HOURLY_KEY = "metrics:hourly:{hour}"  # hash per UTC hour (epoch // 3600): "domain|result" -> count
 HOURLY_TTL = 26 * 3600
@@ -196,6 +197,11 @@ def render(client: redis.Redis, broker: redis.Redis | None, queues: tuple[str, .
     for field, value in sorted(_fields(client, INBOUND_KEY).items()):
         channel, result = field.split("|")
         lines.append(f'bitbylaw_inbound_requests_total{{channel="{channel}",result="{result}"}} {value:g}')
+    lines += ["# HELP bitbylaw_manual_actions_total Manual actions (changes a person must make) opened and closed.",
+              "# TYPE bitbylaw_manual_actions_total counter"]
+    for field, value in sorted(_fields(client, MANUAL_KEY).items()):
+        domain, event = field.split("|")
+        lines.append(f'bitbylaw_manual_actions_total{{domain="{domain}",event="{event}"}} {value:g}')
     if broker is not None:
         lines += ["# HELP bitbylaw_queue_length Messages waiting per queue.", "# TYPE bitbylaw_queue_length gauge"]
         for queue in queues:

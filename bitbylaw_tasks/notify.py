@@ -77,6 +77,9 @@ RECORD_LABEL = {"de": "Datensatz", "en": "Record"}
 WITHOUT_RECORD = frozenset({CALENDAR_GUARD, DELETED_IN_ESPOCRM})
 #: Notices posted even within the rate-limit window (without mention): they record data a merge overwrote.
 ALWAYS_POSTED = frozenset({CONFLICT})
+# Posted with a mention every time: the caller posts each one exactly once (`adressen.manual.reconcile` opens
+# an action once), and a second action on the same record must reach the person as surely as the first.
+UNTHROTTLED = frozenset({MANUAL_ACTION})
 RATE_KEY = "notify:sent:{reason}:{subject}"
 BURST_KEY = "notify:burst:{reason}"
 #: Notices without a record all reach the same operator: at most this many per reason and window (a mass
@@ -201,7 +204,7 @@ class Notifier:
         """Decide and post; returns what was posted (None: nothing). Never raises."""
         if self.espocrm is None:
             return None
-        first = self._first(notice)
+        first = notice.reason in UNTHROTTLED or self._first(notice)
         assigned = self._user_name(assigned_user_id) if first and notice.reason not in WITHOUT_RECORD else None
         delivery = decide(notice, self.policy, assigned_user=assigned, first=first)
         if delivery is None:

@@ -1,5 +1,5 @@
-"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen, Termine,
-and `forward`, the generic call the Advoware proxy uses.
+"""The product's Advoware client: signed token fetch shared through Redis, Beteiligte, Kommunikationen,
+Adressen, Termine, and `forward`, the generic call the Advoware proxy uses.
 
 Auth (SPEC §3.2): a token from the security gateway (`POST /api/v1/Token`,
 signed with HMAC-SHA512 over `product:app:nonce:timestamp` keyed with the
@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from urllib.parse import urlencode, urlsplit
+from typing import Callable
 
 import redis as redis_lib
 import requests
@@ -76,6 +77,19 @@ def _number_or_text(value: str):
     """Advoware takes `Product` and `Role` as numbers; settings hold strings."""
     text = str(value).strip()
     return int(text) if text.isdigit() else text
+
+
+ADRESSE_WRITABLE = ("strasse", "plz", "ort", "anschrift")  # what an address PUT changes; the rest is ignored
+
+
+class AmbiguousAddress(ApiError):
+    """More than one address of a party matched where exactly one was meant."""
+
+
+class AddressMoved(ApiError):
+    """The address at the looked-up position changed between the GET and the PUT: look again."""
+
+    transient = True
 
 
 def _one(data, what: str):
@@ -278,6 +292,36 @@ class AdvowareClient:
         """Replace tlf/bemerkung/online of one entry (kommKz cannot change); send the whole entry."""
         return _one(self._call("PUT", f"/Beteiligte/{int(betnr)}/Kommunikationen/{int(komm_id)}",
                                "Kommunikationen", json=entry), "Kommunikation")
+
+    # --- Adressen (SPEC §11: no delete, PUT by position, only four fields writable) ---
+    def list_adressen(self, betnr: int) -> list[dict]:
+        """A party's addresses in `reihenfolgeIndex` order; `NotFound` when the party was deleted."""
+        return list(self._call("GET", f"/Beteiligte/{int(betnr)}/Adressen", "Adressen") or [])
+
+    def create_adresse(self, betnr: int, address: dict) -> dict:
+        """POST an address with any of its 11 fields (the only way to set the read-only ones)."""
+        return _one(self._call("POST", f"/Beteiligte/{int(betnr)}/Adressen", "Adressen", json=address), "Adresse")
+
+    def update_adresse(self, betnr: int, match: Callable[[dict], bool], address: dict) -> dict:
+        """PUT the four writable fields (`ADRESSE_WRITABLE`, all sent: a PUT clears what it lacks) of the one
+        address `match` picks, at the position a GET right before shows (positions shift when a person adds
+        or removes addresses). `NotFound` when no address matches, `AmbiguousAddress` when several do;
+        `AddressMoved` (transient) when the PUT's answer is not the matched address any more (a person
+        reordered between the GET and the PUT: a retry looks again)."""
+        found = [a for a in self.list_adressen(betnr) if match(a)]
+        if not found:
+            raise NotFound(f"{SYSTEM}: Adresse of Beteiligter {int(betnr)} not found", status=404, system=SYSTEM)
+        if len(found) > 1:
+            raise AmbiguousAddress(f"{SYSTEM}: {len(found)} addresses of Beteiligter {int(betnr)} match",
+                                   system=SYSTEM)
+        index = int(found[0]["reihenfolgeIndex"])
+        body = {name: address.get(name) for name in ADRESSE_WRITABLE}
+        answer = _one(self._call("PUT", f"/Beteiligte/{int(betnr)}/Adressen/{index}", "Adressen", json=body),
+                      "Adresse")
+        if not match({**answer, **{name: found[0].get(name) for name in ADRESSE_WRITABLE}}):  # as before the PUT
+            raise AddressMoved(f"{SYSTEM}: address {index} of Beteiligter {int(betnr)} moved during the PUT",
+                               system=SYSTEM)
+        return answer
 
     # --- Mitarbeiter and Termine ---
     def list_mitarbeiter(self, aktiv: bool | None = None) -> list[dict]:

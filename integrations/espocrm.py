@@ -15,12 +15,13 @@ from typing import Any, Iterator
 import requests
 from urllib3.util.retry import Retry
 
-from integrations.errors import BadRequest, Conflict, RateLimited
+from integrations.errors import ApiError, BadRequest, Conflict, RateLimited
 from integrations.http import Timeouts, make_session, send
 from integrations.rategate import RateGate
 
 SYSTEM = "espocrm"
 ENTITY = "CBeteiligte"
+ADRESSE = "CAdresse"  # a party's address (link `beteiligte`)
 MAX_SIZE = 200
 SETTINGS_TTL = 600.0  # seconds a read of EspoCRM's settings (phone number format) is trusted
 
@@ -295,6 +296,39 @@ class EspoCrmClient:
         else:
             raise ValueError("paging must be 'keyset' or 'offset'")
 
+    # ------------------------------------------------------------ CAdresse
+    def list_adressen(self, beteiligte_id: str) -> list[dict]:
+        """Every CAdresse of one party, oldest first (a party has a handful: one page of 200 is plenty;
+        more raises rather than silently dropping some)."""
+        params = encode_where([W.equals("beteiligteId", beteiligte_id)])
+        params += [("offset", "0"), ("maxSize", str(MAX_SIZE)), ("orderBy", "createdAt"), ("order", "asc")]
+        body = self._call("list_adressen", "GET", ADRESSE, params=params)
+        found = list(body.get("list", []))
+        if int(body.get("total", 0)) > len(found):
+            raise ApiError(f"{body.get('total')} addresses on one party: more than one page", system=SYSTEM)
+        return found
+
+    def search_adressen(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+                        offset: int = 0, max_size: int = MAX_SIZE) -> tuple[int, list[dict]]:
+        """One page of CAdresse records (ordered by id): (total, records)."""
+        params = encode_where(where) + [("offset", str(offset)), ("maxSize", str(max_size)), ("orderBy", "id"),
+                                        ("order", "asc")]
+        if select:
+            params.append(("select", ",".join(select)))
+        body = self._call("search_adressen", "GET", ADRESSE, params=params)
+        return int(body.get("total", 0)), list(body.get("list", []))
+
+    def get_adresse(self, record_id: str) -> dict:
+        return self._call("get_adresse", "GET", f"{ADRESSE}/{record_id}")
+
+    def create_adresse(self, data: dict) -> dict:
+        return self._call("create_adresse", "POST", ADRESSE, json=data)
+
+    def update_adresse(self, record_id: str, data: dict, *, version_number: int | None = None) -> dict:
+        """Partial update; with `version_number` a stale write raises `Conflict` (as `update_beteiligte`)."""
+        headers = {"X-Version-Number": str(version_number)} if version_number is not None else None
+        return self._call("update_adresse", "PUT", f"{ADRESSE}/{record_id}", json=data, headers=headers)
+
     def phone_numbers_international(self) -> bool:
         """EspoCRM's `phoneNumberInternational` (numbers stored in E.164): read on first need, then again after
         `SETTINGS_TTL` seconds or after EspoCRM refused phone numbers (an admin may have switched it)."""
@@ -306,6 +340,10 @@ class EspoCrmClient:
     def forget_server_settings(self) -> None:
         """Read EspoCRM's settings again on next need."""
         self._phone_international = None
+
+    def get_user(self, user_id: str) -> dict:
+        """A user record (`userName` for an `@mention`)."""
+        return self._call("get_user", "GET", f"User/{user_id}")
 
     def current_user(self) -> dict:
         """The user this client authenticates as (`GET App/user` -> `user`)."""

@@ -90,7 +90,7 @@ def celery_app(redis_server):
 _ACTIVE = {"n": 0}
 _WORKER_STARTED = {"yes": False}
 _ACTIVE_LOCK = threading.Lock()
-_QUEUES = ("beteiligte", "kommunikation", "calendar", "default", "leads")
+_QUEUES = ("beteiligte", "kommunikation", "calendar", "default", "leads", "adressen")
 
 
 def _task_started(**_):

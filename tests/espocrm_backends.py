@@ -40,13 +40,13 @@ class Backend:
         """One REST call as the integration user, without the client's error mapping."""
         return self.client.session.request(method, f"{self.api}/{path}", timeout=30, **kwargs)
 
-    def user_create(self, fields: dict) -> dict:
-        response = self.user("POST", "CBeteiligte", json=fields)
+    def user_create(self, fields: dict, entity: str = "CBeteiligte") -> dict:
+        response = self.user("POST", entity, json=fields)
         assert response.status_code == 200, (response.status_code, response.headers.get("X-Status-Reason"))
         return response.json()
 
-    def user_update(self, record_id: str, fields: dict) -> dict:
-        response = self.user("PUT", f"CBeteiligte/{record_id}", json=fields)
+    def user_update(self, record_id: str, fields: dict, entity: str = "CBeteiligte") -> dict:
+        response = self.user("PUT", f"{entity}/{record_id}", json=fields)
         assert response.status_code == 200, (response.status_code, response.headers.get("X-Status-Reason"))
         return response.json()
 

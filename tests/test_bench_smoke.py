@@ -26,6 +26,7 @@ CASES = {
     "sweep": (["--records", "1200", "--due", "120"],
               [r"\| sweep time", r"queue == due\s*\|\s*yes", r"\| EspoCRM calls\s+\| \d+"]),
     "kommunikation_calls": ([], [r"\| no change \(H1\)\s+\| 1 "]),
+    "adressen_calls": ([], [r"\| no change \(three addresses\)\s+\| 2 ", "No-change runs write nothing"]),
     "webhook_shim": (["--duration", "1", "--rounds", "1", "--connections", "2"],
                      [r"\| 1\s+\| bare Flask\s+\| \d+", r"\| 1\s+\| shim\s+\| \d+",
                       r"ratio \(median of rounds\): \d"]),

@@ -68,7 +68,8 @@ def test_plan_webhooks_keeps_right_ones_replaces_wrong_ones_and_creates_the_rest
     plan = plan_webhooks([right, stale_url, echoing, doubled, foreign], URLS)
     assert plan.keep == {"CBeteiligte.update": right}
     assert {h["id"] for h in plan.delete} == {stale_url["id"], echoing["id"], "second"}
-    assert plan.create == ["CBeteiligte.create", "CBeteiligte.delete"]
+    assert plan.create == ["CBeteiligte.create", "CBeteiligte.delete",
+                           "CAdresse.create", "CAdresse.update", "CAdresse.delete"]
     assert plan.changes
 
 
@@ -81,7 +82,8 @@ def test_plan_webhooks_on_a_set_up_system_changes_nothing():
 
 
 def test_webhook_urls_point_at_the_shims_routes():
-    assert URLS == {f"CBeteiligte.{a}": f"https://sync.kanzlei.test/vmh/webhook/beteiligte/{a}"
+    assert URLS == {f"{entity}.{a}": f"https://sync.kanzlei.test/vmh/webhook/{route}/{a}"
+                    for entity, route in (("CBeteiligte", "beteiligte"), ("CAdresse", "adressen"))
                     for a in ("create", "update", "delete")}
 
 
@@ -129,14 +131,14 @@ def test_setup_creates_the_user_and_webhooks_and_a_second_run_changes_nothing(re
     written = (tmp_path / ".env").read_text()
     key = [line.split("=", 1)[1] for line in written.splitlines() if line.startswith("ESPOCRM_API_KEY=")][0]
     secrets = [line for line in written.splitlines() if line.startswith("WEBHOOK_SECRETS=")][0]
-    assert secrets.count("=") == 4 and (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+    assert secrets.count("=") == 7 and (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
     second = _setup(real_espocrm, tmp_path, redis_server, ESPOCRM_API_KEY=key)
     assert second.returncode == 0, second.stderr
     assert "nothing to change" in second.stdout and "registered" not in second.stdout
     assert (tmp_path / ".env").read_text() == written
     moved = _setup(real_espocrm, tmp_path, redis_server, ESPOCRM_API_KEY=key, WEB_PUBLIC_URL="http://127.0.0.1:9/new")
-    assert moved.returncode == 0 and moved.stdout.count("registered webhook") == 3
-    assert moved.stdout.count("deleted webhook") == 3
+    assert moved.returncode == 0 and moved.stdout.count("registered webhook") == 6
+    assert moved.stdout.count("deleted webhook") == 6
 
 
 @pytest.mark.real_espocrm

@@ -13,7 +13,9 @@ from bitbylaw_tasks.settings import load_settings
 BUILT = [messages.beteiligte_sync("6618aa00000000001", "update", "webhook"),
          messages.beteiligte_sync("6618aa00000000001", "delete", "webhook"),
          messages.kommunikation_sync("6618aa00000000001", "to_advoware", True),
-         messages.calendar_sync_employee("AB")]
+         messages.calendar_sync_employee("AB"),
+         messages.adressen_sync("6618aa00000000001", "webhook"),
+         messages.adressen_route("6618aa00000000002", "update")]
 
 
 @pytest.mark.parametrize("message", BUILT, ids=lambda m: m.task_name)
@@ -25,16 +27,16 @@ def test_each_message_binds_to_its_registered_tasks_signature(celery_app, messag
 
 
 def test_coalescing_keys_a_delete_apart_and_the_domains_apart():
-    update, delete, komm, cal = (m.coalesce_key for m in BUILT)
-    assert update != delete and update != komm and len({update, delete, komm, cal}) == 4
+    update, delete, komm, cal, adressen, route = (m.coalesce_key for m in BUILT)
+    assert update != delete and update != komm and len({update, delete, komm, cal, adressen, route}) == 6
     assert messages.beteiligte_sync("x", "check", "sweep").coalesce_key == messages.beteiligte_sync(
         "x", "create", "webhook").coalesce_key
 
 
 @pytest.mark.parametrize("path,due,expected", [
-    ("create", True, Followups(True, False, True)),
-    ("no_change", False, Followups(True, False, False)),
-    ("conflict", True, Followups(True, False, True)),
+    ("create", True, Followups(True, False, True, True)),
+    ("no_change", False, Followups(True, False, False, True)),
+    ("conflict", True, Followups(True, False, True, True)),
     ("missing_in_espocrm", False, Followups(False, True, False)),
     ("deleted_in_advoware", False, Followups(False, False, False)),
     ("backoff", True, Followups(False, False, False)),

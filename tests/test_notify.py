@@ -99,6 +99,20 @@ def test_the_assigned_user_is_mentioned_once_per_window_and_conflict_notes_still
     assert len(_notifications(sandbox, "alice")) == 2
 
 
+def test_every_manual_action_mentions_the_person_even_within_the_window(sandbox, lock_redis):
+    """Each manual action is an instruction posted once by its caller: a second one on the same record within
+    the window must reach the person as surely as the first (not rate-limited, unlike the other reasons)."""
+    espo = sandbox.state("espocrm")
+    alice = espo.user_by_name("alice")
+    record = espo.human_create({**PERSON, "assignedUserId": alice["id"]})
+    notifier = Notifier(clients_for(get_settings()).espocrm, lock_redis, NotifyPolicy(window=600))
+    for field in ("Land", "Postfach"):
+        sent = notifier.manual_action(record["id"], f"in Advoware, party 1, address 1: set {field}", alice["id"])
+        assert sent.mention == "alice" and sent.record_id == record["id"]
+    assert sorted(n["post"].split("set ")[1] for n in _notes(sandbox, record["id"])) == ["Land", "Postfach"]
+    assert len(_notifications(sandbox, "alice")) == 2
+
+
 def test_the_window_expires_and_the_operator_stands_in_for_an_unknown_user(sandbox, lock_redis):
     record = sandbox.state("espocrm").human_create(PERSON)
     notifier = Notifier(clients_for(get_settings()).espocrm, lock_redis, NotifyPolicy(operator_user="bob", window=1))

@@ -113,7 +113,7 @@ def test_forged_signature_is_rejected(sim):
     assert sim.http.post(sim.url + "/api/v1/Token", json=tampered).status_code == 401
     assert sim.admin("GET", "/tokens").json()["fetches"] == 0
     assert sim.admin("GET", "/quirks").json() == {"get_returns_object": False, "kommkz_zero_ratio": 0.5,
-                                                  "token_lifetime": 3600, "token_max_skew": 300.0}
+                                                  "empty_as_null_ratio": 0.5, "token_lifetime": 3600, "token_max_skew": 300.0}
 
 
 @pytest.mark.parametrize("field,value", [("Password", "wrong"), ("User", "NOBODY"), ("Kanzlei", "OTHER"),
@@ -421,7 +421,7 @@ def test_reset_clears_data_tokens_and_counters(sim):
     assert sim.api("GET", "/Mitarbeiter", token=token).status_code == 401
     assert sim.admin("GET", "/tokens").json()["fetches"] == 0
     assert sim.admin("GET", "/quirks").json() == {"get_returns_object": False, "kommkz_zero_ratio": 0.5,
-                                                  "token_lifetime": 3600, "token_max_skew": 300.0}
+                                                  "empty_as_null_ratio": 0.5, "token_lifetime": 3600, "token_max_skew": 300.0}
 
 
 def test_state_snapshot_round_trip(sim):

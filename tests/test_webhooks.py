@@ -43,10 +43,10 @@ def client(redis_server, broker):
     return create_app(_settings(redis_server.url)).test_client()
 
 
-def _queued(broker) -> list[tuple]:
-    """(task name, args) of every message in the beteiligte queue, oldest first."""
+def _queued(broker, queue: str = "beteiligte") -> list[tuple]:
+    """(task name, args) of every message in `queue`, oldest first."""
     out = []
-    for raw in reversed(broker.lrange("beteiligte", 0, -1)):
+    for raw in reversed(broker.lrange(queue, 0, -1)):
         message = json.loads(raw)
         body = message["body"]
         if message["properties"].get("body_encoding") == "base64":

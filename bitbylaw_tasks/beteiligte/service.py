@@ -107,6 +107,7 @@ class Followups:
     record_checked: bool         # the rolling check's memory: this entity was just checked
     forget_checked: bool         # gone from EspoCRM: no more rolling checks
     handoff_kommunikation: bool  # queue the entity's Kommunikation sync
+    handoff_adressen: bool = False  # queue the entity's Adressen sync (its addresses are checked with the party)
 
 
 def followups(outcome: SyncOutcome) -> Followups:
@@ -114,7 +115,7 @@ def followups(outcome: SyncOutcome) -> Followups:
     Kommunikation sync follows (SPEC §4.2 step 4); a record gone from EspoCRM leaves the rolling check."""
     synced = outcome.path in HANDOFF_PATHS
     return Followups(record_checked=synced, forget_checked=outcome.path == "missing_in_espocrm",
-                     handoff_kommunikation=synced and outcome.kommunikation_due)
+                     handoff_kommunikation=synced and outcome.kommunikation_due, handoff_adressen=synced)
 
 
 def _sync_record(ctx: SyncContext, espo: dict, source: str) -> SyncOutcome:

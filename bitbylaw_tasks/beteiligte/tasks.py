@@ -48,6 +48,8 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
         store.record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
     if then.handoff_kommunikation:
         enqueuer_for(app).enqueue([messages.kommunikation_sync(entity_id)])
+    if then.handoff_adressen:
+        enqueuer_for(app).enqueue([messages.adressen_sync(entity_id, "handoff")])
     return dataclasses.asdict(outcome)
 
 

@@ -5,7 +5,7 @@
 EspoCRM into its own database (`bitbylaw_t<pid>`, dropped again by `stop()`;
 never another one), serves it with `php -S` on a free port, installs the zip
 that `bitbylaw espocrm build-extension` builds, creates a human user `alice`
-(password login, a role with full CBeteiligte access) and runs the product's
+(password login, a role with full CBeteiligte and CAdresse access) and runs the product's
 `bitbylaw espocrm setup` logic, which creates the integration API user.
 
 `prerequisites()` says why the tier cannot run here (None when it can):
@@ -173,7 +173,8 @@ class RealEspoCrm:
     def _create_alice(self) -> str:
         admin = self.admin()
         role = self._settling(lambda: admin.create("Role", {"name": "Kanzlei user", "data": {
-            extension.ENTITY: {"create": "yes", "read": "all", "edit": "all", "delete": "all", "stream": "all"}},
+            extension.ENTITY: {"create": "yes", "read": "all", "edit": "all", "delete": "all", "stream": "all"},
+            extension.ADRESSE: {"create": "yes", "read": "all", "edit": "all", "delete": "all"}},
             "fieldData": {}}))
         user = admin.create("User", {"userName": ALICE[0], "lastName": "Alice", "firstName": "Anna",
                                      "type": "regular", "isActive": True, "password": ALICE[1],

@@ -16,6 +16,7 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[2] / "espocrm_extension"
 MODULE = "Bitbylaw"
 ENTITY = "CBeteiligte"
+ADRESSE = "CAdresse"  # a party's addresses (docs/adressen-sync.md)
 ENTITY_DEFS = SOURCE / "files/custom/Espo/Modules" / MODULE / "Resources/metadata/entityDefs" / f"{ENTITY}.json"
 # A fixed timestamp for every zip member: the same source gives the same bytes.
 _ZIP_TIME = (2026, 1, 1, 0, 0, 0)

@@ -46,6 +46,7 @@ def role_payload() -> dict:
         "name": ROLE_NAME,
         "data": {
             extension.ENTITY: {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"},
+            extension.ADRESSE: {"create": "yes", "read": "all", "edit": "all", "delete": "no"},
             "Webhook": True,
             "User": {"read": "all"},
             # The inbound channels (docs/inbound-channels.md): leads and calls are created, a known person is
@@ -78,9 +79,12 @@ def role_needs_update(role: dict, payload: dict) -> bool:
 
 
 def webhook_urls(public_url: str) -> dict[str, str]:
-    """The shim's URL per webhook event, e.g. `CBeteiligte.update` -> `https://…/vmh/webhook/beteiligte/update`."""
+    """The shim's URL per webhook event, e.g. `CBeteiligte.update` -> `https://…/vmh/webhook/beteiligte/update`,
+    `CAdresse.update` -> `…/vmh/webhook/adressen/update`."""
     base = public_url.rstrip("/")
-    return {f"{extension.ENTITY}.{action}": f"{base}/vmh/webhook/beteiligte/{action}" for action in WEBHOOK_ACTIONS}
+    return {f"{entity}.{action}": f"{base}/vmh/webhook/{route}/{action}"
+            for entity, route in ((extension.ENTITY, "beteiligte"), (extension.ADRESSE, "adressen"))
+            for action in WEBHOOK_ACTIONS}
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def plan_webhooks(existing: list[dict], urls: dict[str, str]) -> WebhookPlan:
     delete: list[dict] = []
     for hook in existing:
         event = hook.get("event")
-        if event not in urls and not str(event or "").startswith(f"{extension.ENTITY}."):
+        if event not in urls and not str(event or "").startswith((f"{extension.ENTITY}.", f"{extension.ADRESSE}.")):
             continue  # not ours to judge
         right = (event in urls and hook.get("url") == urls[event] and hook.get("isActive", True)
                  and bool(hook.get("skipOwn")))

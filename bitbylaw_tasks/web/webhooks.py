@@ -1,4 +1,5 @@
-"""EspoCRM webhook endpoints: `POST /vmh/webhook/beteiligte/{create,update,delete}`.
+"""EspoCRM webhook endpoints: `POST /vmh/webhook/beteiligte/{create,update,delete}` and
+`POST /vmh/webhook/adressen/{create,update,delete}` (CAdresse: one `adressen.route` per address id).
 
 Authenticate (EspoCRM's `Signature` header, or a shared `X-Webhook-Token`),
 validate the whole body, then enqueue one coalesced `beteiligte.sync` per
@@ -155,16 +156,17 @@ class WebhookEndpoint:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        action = path[len(PREFIX):] if path.startswith(PREFIX) else None
+        prefix = next((p for p in ROUTES if path.startswith(p)), None)
+        action = path[len(prefix):] if prefix else None
         if action not in ACTIONS:
             return self.app(environ, start_response)
-        status, doc, extra = self.handle(environ, action)
+        status, doc, extra = self.handle(environ, action, ROUTES[prefix])
         body = json.dumps(doc).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra]
         start_response(f"{status} {HTTP_REASONS[status]}", headers)
         return [body]
 
-    def handle(self, environ, action: str) -> tuple[int, dict, list]:
+    def handle(self, environ, action: str, build=None) -> tuple[int, dict, list]:
         if environ.get("REQUEST_METHOD") != "POST":
             return 405, _error(405, "Method Not Allowed"), [("Allow", "POST")]
         limit = self.settings.webhook_max_body_bytes
@@ -187,7 +189,8 @@ class WebhookEndpoint:
             ids = parse_ids(body)
         except WebhookRejected as exc:
             return exc.status, _error(exc.status, exc.message), []
-        tasks = [messages.beteiligte_sync(entity_id, action, "webhook") for entity_id in ids]
+        build = build or ROUTES[PREFIX]
+        tasks = [build(entity_id, action) for entity_id in ids]
         try:
             queued = sum(self.enqueuer.enqueue(tasks))
         except QueueUnavailable:
@@ -196,6 +199,9 @@ class WebhookEndpoint:
 
 
 PREFIX = "/vmh/webhook/beteiligte/"
+ADRESSEN_PREFIX = "/vmh/webhook/adressen/"
+ROUTES = {PREFIX: lambda entity_id, action: messages.beteiligte_sync(entity_id, action, "webhook"),
+          ADRESSEN_PREFIX: lambda adresse_id, action: messages.adressen_route(adresse_id, action)}
 HTTP_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
                 413: "Request Entity Too Large", 415: "Unsupported Media Type", 503: "Service Unavailable"}
 

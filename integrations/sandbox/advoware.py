@@ -4,6 +4,7 @@
 - `POST /api/v1/Token` (the security gateway; signed request, see `advoware_auth`);
 - `GET|PUT /api/v1/advonet/Beteiligte/{betNr}`, `POST /api/v1/advonet/Beteiligte`;
 - `POST /api/v1/advonet/Beteiligte/{betNr}/Kommunikationen`, `PUT|DELETE …/Kommunikationen/{id}`;
+- `GET|POST /api/v1/advonet/Beteiligte/{betNr}/Adressen`, `PUT|DELETE …/Adressen/{reihenfolgeIndex}`;
 - `GET /api/v1/advonet/Mitarbeiter[?aktiv=true]`;
 - `GET /api/v1/advonet/Termine?kuerzel=&from=&to=` (or `?frnr=`), `POST`, `PUT` (frNr in the body),
   `DELETE ?frnr=` on the same path.
@@ -48,13 +49,14 @@ def create_advoware_app(*, token_lifetime: float = 3600, kommkz_zero_ratio: floa
     app.extensions["advoware"] = state
     app.extensions["advoware_tokens"] = tokens
     kit.info_provider = lambda: {**credentials_info(tokens), "api_path": API, "quirks": _quirks()}
-    defaults = {"get_returns_object": False, "kommkz_zero_ratio": kommkz_zero_ratio,
+    defaults = {"get_returns_object": False, "kommkz_zero_ratio": kommkz_zero_ratio, "empty_as_null_ratio": 0.5,
                 "lifetime": token_lifetime, "max_skew": token_max_skew}
 
     def _reset() -> None:
         with state.lock:
             state.get_returns_object = defaults["get_returns_object"]
             state.kommkz_zero_ratio = defaults["kommkz_zero_ratio"]
+            state.empty_as_null_ratio = defaults["empty_as_null_ratio"]
             state.clear()
         tokens.lifetime, tokens.max_skew = defaults["lifetime"], defaults["max_skew"]
         tokens.reset()
@@ -63,6 +65,7 @@ def create_advoware_app(*, token_lifetime: float = 3600, kommkz_zero_ratio: floa
 
     def _quirks() -> dict:
         return {"get_returns_object": state.get_returns_object, "kommkz_zero_ratio": state.kommkz_zero_ratio,
+                "empty_as_null_ratio": state.empty_as_null_ratio,
                 "token_lifetime": tokens.lifetime, "token_max_skew": tokens.max_skew}
 
     @app.errorhandler(SimError)
@@ -118,6 +121,23 @@ def create_advoware_app(*, token_lifetime: float = 3600, kommkz_zero_ratio: floa
     @app.delete(f"{API}/Beteiligte/<betnr>/Kommunikationen/<komm_id>")
     def delete_kommunikation(betnr, komm_id):
         raise SimError(403, "Deleting a Kommunikation is not permitted.")
+
+    # --- Adressen (SPEC §11; integrations/sandbox/advoware_adressen.py) ---
+    @app.get(f"{API}/Beteiligte/<betnr>/Adressen")
+    def list_adressen(betnr):
+        return jsonify(state.list_adressen_api(betnr))
+
+    @app.post(f"{API}/Beteiligte/<betnr>/Adressen")
+    def create_adresse(betnr):
+        return jsonify(state.create_adresse(betnr, _body())), 201
+
+    @app.put(f"{API}/Beteiligte/<betnr>/Adressen/<index>")
+    def put_adresse(betnr, index):
+        return jsonify(state.replace_adresse(betnr, index, _body()))
+
+    @app.delete(f"{API}/Beteiligte/<betnr>/Adressen/<index>")
+    def delete_adresse(betnr, index):
+        raise SimError(403, "Deleting an Adresse is not permitted.")
 
     # --- Mitarbeiter and Termine ---
     @app.get(f"{API}/Mitarbeiter")
@@ -188,6 +208,8 @@ def _register_admin(app: Flask, state: AdvowareState, tokens: TokenRegistry, qui
                 state.get_returns_object = bool(spec["get_returns_object"])
             if "kommkz_zero_ratio" in spec:
                 state.kommkz_zero_ratio = float(spec["kommkz_zero_ratio"])
+            if "empty_as_null_ratio" in spec:
+                state.empty_as_null_ratio = float(spec["empty_as_null_ratio"])
         if "token_lifetime" in spec:
             tokens.lifetime = float(spec["token_lifetime"])
         if "token_max_skew" in spec:
@@ -250,6 +272,25 @@ def _register_admin(app: Flask, state: AdvowareState, tokens: TokenRegistry, qui
     def human_delete_komm(betnr, komm_id):
         state.human_delete_kommunikation(betnr, komm_id)
         return jsonify({"deleted": komm_id})
+
+    @app.get(f"{p}/beteiligte/<int:betnr>/adressen")
+    def adressen_truth(betnr):
+        return jsonify(state.adressen_truth(betnr))
+
+    @app.post(f"{h}/beteiligte/<int:betnr>/adressen")
+    def human_add_adresse(betnr):
+        spec = _json_object()
+        position = spec.pop("position", None)
+        return jsonify(state.human_add_adresse(betnr, spec, position)), 201
+
+    @app.patch(f"{h}/beteiligte/<int:betnr>/adressen/<int:index>")
+    def human_edit_adresse(betnr, index):
+        return jsonify(state.human_update_adresse(betnr, index, **_json_object()))
+
+    @app.delete(f"{h}/beteiligte/<int:betnr>/adressen/<int:index>")
+    def human_remove_adresse(betnr, index):
+        state.human_remove_adresse(betnr, index)
+        return jsonify({"removed": index})
 
     @app.post(f"{h}/mitarbeiter")
     def human_add_mitarbeiter():

@@ -14,6 +14,7 @@ import random
 import re
 import threading
 
+from integrations.sandbox.advoware_adressen import AdressenMixin
 from integrations.sandbox.advoware_common import SimError, advoware_date
 from integrations.sandbox.advoware_termine import TermineMixin
 
@@ -26,7 +27,7 @@ FIRST_BETNR = 100001
 _FOLD = str.maketrans({"Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "SS", "ẞ": "SS"})
 
 
-class AdvowareState(TermineMixin):
+class AdvowareState(TermineMixin, AdressenMixin):
     """All simulated Advoware data, thread-safe; the Python API tests use to act as a human."""
 
     def __init__(self, *, kommkz_zero_ratio: float = 0.5, seed: int = 1234, get_returns_object: bool = False):
@@ -44,6 +45,7 @@ class AdvowareState(TermineMixin):
             self.next_betnr = FIRST_BETNR
             self.next_komm_id = 1
             self.clear_termine()
+            self.clear_adressen()
 
     # --- helpers ---
     def new_row_id(self) -> str:
@@ -237,6 +239,7 @@ class AdvowareState(TermineMixin):
             return copy.deepcopy({
                 "beteiligte": list(self.beteiligte.values()), "deleted": sorted(self.deleted),
                 "next_betnr": self.next_betnr, "next_komm_id": self.next_komm_id,
+                "next_adresse_key": self.next_adresse_key,
                 **self.dump_termine(),
             })
 
@@ -249,4 +252,6 @@ class AdvowareState(TermineMixin):
             self.next_betnr = int(data.get("next_betnr", max(self.beteiligte, default=FIRST_BETNR - 1) + 1))
             ids = [e["id"] for r in self.beteiligte.values() for e in r["kommunikation"]]
             self.next_komm_id = int(data.get("next_komm_id", max(ids, default=0) + 1))
+            keys = [a["_key"] for r in self.beteiligte.values() for a in r.get("adressen", [])]
+            self.next_adresse_key = int(data.get("next_adresse_key", max(keys, default=0) + 1))
             self.load_termine(data)

@@ -2,6 +2,7 @@
 
 `create_espocrm_app()` builds it on the shared sandbox kit. The API under `/api/v1`:
 - `GET|POST CBeteiligte`, `GET|PUT|PATCH|DELETE CBeteiligte/{id}`, `GET CBeteiligte/{id}/stream`;
+- `GET|POST CAdresse`, `GET|PUT|PATCH|DELETE CAdresse/{id}`, `GET CBeteiligte/{id}/adressen` (`espocrm_adressen`);
 - `GET|POST Webhook`, `GET|DELETE Webhook/{id}`;
 - `GET|POST Note`, `GET Note/{id}`; `GET Notification` (own), `POST Notification` -> 403; `GET App/user`;
 - `GET User`, `GET User/{id}` (no keys).
@@ -23,6 +24,7 @@ from urllib.parse import parse_qsl
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from integrations.sandbox.espocrm_adressen import register_adresse_routes
 from integrations.sandbox.espocrm_seed import seed_records
 from integrations.sandbox.espocrm_fields import ENTITY, FIELDS, NOTE_FIELDS, EspoError
 from integrations.sandbox.espocrm_state import EspoState
@@ -297,6 +299,15 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         return jsonify({"user": {"id": me["id"], "userName": me["userName"], "name": me["name"],
                                  "type": "api" if me["integration"] else "regular"}})
 
+    @app.get(f"{API}/User/<user_id>")
+    def get_user(user_id):
+        """A user as any user with `User: read` sees it (the fields the product reads)."""
+        user = state.users.get(user_id)
+        if user is None:
+            raise EspoError(404, "Not Found")
+        return jsonify({"id": user["id"], "userName": user["userName"], "name": user["name"],
+                        "type": "api" if user["integration"] else "regular", "isActive": True})
+
     @app.get(f"{API}/Settings")
     def settings():
         """The part of EspoCRM's settings any user reads (the real answer has ~150 more)."""
@@ -310,6 +321,7 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
     kit.reset_hooks.append(crm.reset)
     state.extra_parents = crm.exists
     espocrm_crm.register(app, state, crm)
+    register_adresse_routes(app, state, API, ADMIN_PREFIX, _search, _json_body)
 
     @app.route(f"{API}/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest):

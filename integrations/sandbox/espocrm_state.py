@@ -21,6 +21,7 @@ import re
 import threading
 import time
 
+from integrations.sandbox.espocrm_adressen import ADRESSE, AdresseStore
 from integrations.sandbox.espocrm_fields import (ENTITY, FIELDS, READ_ONLY, SYNC_RELEVANT, EspoError, display_name,
                                                  sanitize_value, validation_error)
 from integrations.sandbox.espocrm_webhooks import WebhookHub
@@ -53,7 +54,8 @@ class EspoState:
         self.users = {u["id"]: dict(u) for u in USERS}
         self.extra_parents = lambda entity, record_id: False  # other entities' records (espocrm_crm.py)
         self.hooks = WebhookHub(new_id=self.new_id, new_secret=self._new_secret, now=self.now_string,
-                                entity_types=(ENTITY,), interval=webhook_interval)
+                                entity_types=(ENTITY, ADRESSE), interval=webhook_interval)
+        self.adressen = AdresseStore(self)
         self.reset()
 
     # ------------------------------------------------------------ basics
@@ -76,6 +78,8 @@ class EspoState:
             self.shared_phone_types = False
             self.phone_types: dict[str, str] = {}
             self.hooks.clear()
+            if hasattr(self, "adressen"):
+                self.adressen.reset()
 
     def close(self) -> None:
         self.hooks.stop()
@@ -307,7 +311,8 @@ class EspoState:
     def dump_state(self) -> dict:
         with self.lock:
             return {"records": copy.deepcopy(list(self.records.values())), "notes": copy.deepcopy(self.notes),
-                    "field_versions": copy.deepcopy(self.field_versions), "webhooks": self.hooks.dump()}
+                    "field_versions": copy.deepcopy(self.field_versions), "webhooks": self.hooks.dump(),
+                    "adressen": self.adressen.dump()}
 
     def load_state(self, data: dict) -> None:
         with self.lock:
@@ -320,3 +325,4 @@ class EspoState:
             for record_id in self.records:
                 self.field_versions.setdefault(record_id, {})
             self.hooks.load(data.get("webhooks", {}))
+            self.adressen.load(data.get("adressen", []))
