@@ -299,15 +299,6 @@ def create_espocrm_app(*, webhook_interval: float = 2.0, optimistic_concurrency:
         return jsonify({"user": {"id": me["id"], "userName": me["userName"], "name": me["name"],
                                  "type": "api" if me["integration"] else "regular"}})
 
-    @app.get(f"{API}/User/<user_id>")
-    def get_user(user_id):
-        """A user as any user with `User: read` sees it (the fields the product reads)."""
-        user = state.users.get(user_id)
-        if user is None:
-            raise EspoError(404, "Not Found")
-        return jsonify({"id": user["id"], "userName": user["userName"], "name": user["name"],
-                        "type": "api" if user["integration"] else "regular", "isActive": True})
-
     @app.get(f"{API}/Settings")
     def settings():
         """The part of EspoCRM's settings any user reads (the real answer has ~150 more)."""
