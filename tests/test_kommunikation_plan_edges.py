@@ -8,6 +8,7 @@ and a second plan is empty.
 from __future__ import annotations
 
 import pytest
+from kommunikation_oracle import check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import MAIL, MOBIL, OFFICE, assert_converged, variants
 from test_kommunikation_plan import world  # noqa: F401  (a fixture)
@@ -281,3 +282,29 @@ def test_plan_is_printable_and_summarised_without_values(world):
         plan.new_status
     assert plan.resolve_status({}).entries == world.status.entries  # a failed create stays unlinked
     assert StatusEntry(7, "0221 999888", 6, False) in plan.resolve_status({0: 7}).entries
+
+
+def test_to_espocrm_drops_the_pending_link_of_a_value_another_entry_took_so_its_new_value_survives():
+    """Seeds 45041 and 77464 of the seeded fuzzer (issue 17), reduced.
+
+    EspoCRM deletes `030 1`; Advoware moves `030 1` from the first office entry to the second and types
+    `030 3` into the first. `to_espocrm` shows the moved value (the second entry's change) and used to keep
+    the first entry's pending delete in the status too: two status entries with one value, so the next
+    `both` run gave the value to one of them and blanked `030 3` with a false "deleted in EspoCRM" note.
+    """
+    w = World(advoware=[{"kommKz": 1, "tlf": "030 1"}, {"kommKz": 1, "tlf": "030 2"}])
+    w.sync()
+    first, second = w.advo_id_of("030 1"), w.advo_id_of("030 2")
+    w.espo_delete("030 1")
+    w.advo_edit(second, tlf="030 1")
+    w.advo_edit(first, tlf="030 3")
+    w.sync("to_espocrm")
+    values = [e.value for e in w.status.entries]
+    assert len(values) == len(set(values)), w.status.entries  # one value, one link
+    assert {e.advoware_id: e.value for e in w.status.entries} == {first: "030 3", second: "030 1"}
+    assert w.plan("to_espocrm").is_empty
+    before = w.state()
+    plan = w.sync()
+    check_sync(before, w.state(), plan.notes)
+    assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == {"030 1", "030 3"}
+    assert_converged(w)

@@ -20,7 +20,7 @@ from .status import StatusEntry
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import _Planner
 
-__all__ = ["release_collisions", "prefer_holders", "adopt_for_needs"]
+__all__ = ["release_collisions", "prefer_holders", "adopt_for_needs", "release_taken_pending"]
 
 
 def release_collisions(planner: "_Planner") -> None:
@@ -145,3 +145,35 @@ def adopt_pending(planner: "_Planner", row: Row) -> None:
     row.keep_status = StatusEntry(view.id, link.value, int(view.kind), link.primary)
     row.a_online = view.online
     planner.change(Variant.moved_in_advoware, view.kind)
+
+
+def release_taken_pending(planner: "_Planner") -> None:
+    """`to_espocrm`: a pending link whose value as last synced another entry now takes into the status is let go.
+
+    One value, one link: the next run finds each link's EspoCRM item by
+    value, so two status entries with one value would hand the item to
+    either and take the other for deleted in EspoCRM. When Advoware moved
+    the value to another entry and this run shows it from there, the old
+    entry no longer stands for it: its link is dropped (with EspoCRM's
+    pending change of that value, which Advoware's move overrides, as a
+    `both` run would), and its own new value is new in Advoware.
+    """
+    if planner.mode != TO_ESPOCRM:
+        return
+    taken = {comparison_key(row.array, row.status_value) for row in planner.rows
+             if row.keep_status is None and row.status_value is not None}
+    for row in [r for r in planner.rows if r.keep_status is not None]:
+        link, view = row.keep_status, row.advo
+        key = comparison_key(row.array, link.value)
+        if key not in taken or (view is not None and view.key == key):
+            continue
+        if row.in_espo:  # EspoCRM's new value stays shown, as new in EspoCRM (the next run matches it)
+            row.keep_status, row.s_primary = None, None
+        else:
+            planner.rows.remove(row)
+        if view is not None and view.live:
+            row.advo = row.origin = None
+            planner.pool.append(view)
+        planner.change(Variant.moved_in_advoware, view.kind if view is not None else link.kommkz)
+    order = {view.id: index for index, view in enumerate(planner.views)}
+    planner.pool.sort(key=lambda view: order[view.id])

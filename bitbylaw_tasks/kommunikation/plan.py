@@ -31,7 +31,7 @@ from .kinds import (PHONE, KommKz, array_for_kind, comparison_key, espo_type_for
                     kind_matches_espo_type)
 from .markers import SlotMarker, SyncMarker
 from .lineage import bind_edits
-from .moves import adopt_for_needs, prefer_holders, release_collisions
+from .moves import adopt_for_needs, prefer_holders, release_collisions, release_taken_pending
 from .rows import BOTH, DIRECTIONS, ESPO_WINS, TO_ADVOWARE, TO_ESPOCRM, Row, type_for
 from .status import KommStatus, StatusEntry
 from .views import AdvoView, EspoItem, advoware_views, espo_items
@@ -121,6 +121,7 @@ class _Planner:
         release_collisions(self)
         prefer_holders(self)
         adopt_for_needs(self)
+        release_taken_pending(self)
         self.pair_unlinked()
         self.new_on_one_side()
         bind_edits(self)
