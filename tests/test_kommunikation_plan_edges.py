@@ -308,3 +308,25 @@ def test_to_espocrm_drops_the_pending_link_of_a_value_another_entry_took_so_its_
     check_sync(before, w.state(), plan.notes)
     assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == {"030 1", "030 3"}
     assert_converged(w)
+
+
+def test_to_espocrm_moves_a_pending_link_to_the_new_entry_a_person_moved_its_value_to():
+    """The same defect with the value moved into a new Advoware entry (failed before: `030 3` blanked, false note).
+
+    EspoCRM deletes `030 1`; Advoware types `030 3` into its entry and enters `030 1` anew. The link, and
+    EspoCRM's pending delete with it, follows the value (docs §9); `030 3` is new in Advoware.
+    """
+    w = World(advoware=[{"kommKz": 1, "tlf": "030 1"}, {"kommKz": 1, "tlf": "030 2"}])
+    w.sync()
+    first = w.advo_id_of("030 1")
+    w.espo_delete("030 1")
+    w.advo_edit(first, tlf="030 3")
+    moved = w.advo_add(1, "030 1")
+    w.sync("to_espocrm")
+    assert {e.advoware_id: e.value for e in w.status.entries if e.value != "030 2"} == {first: "030 3", moved: "030 1"}
+    assert w.plan("to_espocrm").is_empty
+    before = w.state()
+    plan = w.sync()
+    check_sync(before, w.state(), plan.notes)
+    assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == {"030 2", "030 3"}
+    assert_converged(w)

@@ -148,15 +148,22 @@ def adopt_pending(planner: "_Planner", row: Row) -> None:
 
 
 def release_taken_pending(planner: "_Planner") -> None:
-    """`to_espocrm`: a pending link whose value as last synced another entry now takes into the status is let go.
+    """`to_espocrm`: one value, one link — a pending link whose value a person moved to another entry follows it.
 
-    One value, one link: the next run finds each link's EspoCRM item by
-    value, so two status entries with one value would hand the item to
-    either and take the other for deleted in EspoCRM. When Advoware moved
-    the value to another entry and this run shows it from there, the old
-    entry no longer stands for it: its link is dropped (with EspoCRM's
-    pending change of that value, which Advoware's move overrides, as a
-    `both` run would), and its own new value is new in Advoware.
+    The next run finds each link's EspoCRM item by value, so two status
+    entries with one value would hand the item to either and take the other
+    for deleted in EspoCRM. A link kept pending (EspoCRM's change of it
+    waits for a `both` run) whose entry no longer holds the value as last
+    synced, while another entry does, no longer stands for that entry:
+
+    - another link's row takes the value into the status (this run shows it
+      from there): the pending link is dropped — Advoware's move overrides
+      EspoCRM's pending change of the value, as a `both` run would;
+    - else an unlinked entry holds it: the link, and EspoCRM's pending
+      change with it, moves to that holder (as `prefer_holders` does for a
+      link whose change is applied).
+
+    Either way the old entry's own new value is new in Advoware.
     """
     if planner.mode != TO_ESPOCRM:
         return
@@ -165,15 +172,25 @@ def release_taken_pending(planner: "_Planner") -> None:
     for row in [r for r in planner.rows if r.keep_status is not None]:
         link, view = row.keep_status, row.advo
         key = comparison_key(row.array, link.value)
-        if key not in taken or (view is not None and view.key == key):
+        if view is not None and view.key == key:
             continue
-        if row.in_espo:  # EspoCRM's new value stays shown, as new in EspoCRM (the next run matches it)
-            row.keep_status, row.s_primary = None, None
+        holder = next((v for v in planner.pool if v.key == key), None)
+        if key in taken:
+            if row.in_espo:  # EspoCRM's new value stays shown, as new in EspoCRM (the next run matches it)
+                row.keep_status, row.s_primary = None, None
+            else:
+                planner.rows.remove(row)
+            planner.change(Variant.moved_in_advoware, link.kommkz)
+        elif holder is not None:
+            planner.pool.remove(holder)
+            row.advo = row.origin = holder
+            row.kind = holder.kind
+            row.keep_status = StatusEntry(holder.id, link.value, int(holder.kind), link.primary)
+            row.a_online = holder.online
+            planner.change(Variant.moved_in_advoware, holder.kind)
         else:
-            planner.rows.remove(row)
+            continue
         if view is not None and view.live:
-            row.advo = row.origin = None
-            planner.pool.append(view)
-        planner.change(Variant.moved_in_advoware, view.kind if view is not None else link.kommkz)
+            planner.pool.append(view)  # its own new value: new in Advoware
     order = {view.id: index for index, view in enumerate(planner.views)}
     planner.pool.sort(key=lambda view: order[view.id])
