@@ -399,6 +399,8 @@ def play(ch) -> None:
             check_notes(before, world.state(), plan.notes)
         assert all(isinstance(a, (AdvowareCreate, AdvowareUpdate)) for a in plan.actions)
         assert all(isinstance(c.variant, Variant) for c in plan.changes), plan.changes
+        keys = [key_of(e.value) for e in world.status.entries]
+        assert len(keys) == len(set(keys)), f"one value, two links in the status: {world.status.entries}"
         again = world.plan(direction)
         assert again.is_empty, f"not idempotent:\n{plan}\n---\n{again}"
         if direction == "both":
