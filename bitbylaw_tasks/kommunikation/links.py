@@ -52,7 +52,6 @@ def claim_items(sheet: Worksheet) -> Worksheet:
     return sheet
 
 
-
 def decide_links(sheet: Worksheet) -> Worksheet:
     """Per link, the decision table above; then the live Advoware entries left without a link form the pool."""
     for link, item in zip(sheet.inputs.links, sheet.claimed):
@@ -60,7 +59,6 @@ def decide_links(sheet: Worksheet) -> Worksheet:
     linked_ids = {link.advoware_id for link in sheet.inputs.links}
     sheet.pool = [v for v in sheet.inputs.views if v.live and (v.id not in linked_ids or v.id in sheet.unlinked)]
     return sheet
-
 
 
 def _link_kind(link: StatusEntry, view: AdvoView | None) -> KommKz:
@@ -71,6 +69,7 @@ def _link_kind(link: StatusEntry, view: AdvoView | None) -> KommKz:
 
 
 def _decide_link(sheet: Worksheet, link: StatusEntry, view: AdvoView | None, item: EspoItem | None) -> None:
+    """One row of the decision table: which sides still hold the link's entry."""
     base_kind = KommKz(link.kommkz)
     kind_a = _link_kind(link, view)
     a_present = view is not None and view.live
@@ -95,7 +94,7 @@ def _decide_link(sheet: Worksheet, link: StatusEntry, view: AdvoView | None, ite
 
 
 def _both_present(sheet: Worksheet, link: StatusEntry, view: AdvoView, item: EspoItem, kind_a: KommKz) -> None:
-    """Merge per field: value, kind/type (primary is per array, see allocate.py)."""
+    """Both sides hold it: merge per field — value, kind/type (the primary is per array: allocate.py)."""
     base, a_val, e_val = link.value, view.tlf, item.value
     base_kind = KommKz(link.kommkz)
     a_changed, e_changed = a_val != base, e_val != base
@@ -129,7 +128,8 @@ def _both_present(sheet: Worksheet, link: StatusEntry, view: AdvoView, item: Esp
     row.espo_value = row.advo_value = row.status_value = value
     row.espo_type = type_for(kind, item)
     row.candidate = value == a_val and a_changed and onto_new_key
-    lost = comparison_key(item.array, a_val) not in {i.key for i in sheet.inputs.items}  # else EspoCRM keeps it elsewhere
+    # (else EspoCRM keeps it elsewhere)
+    lost = comparison_key(item.array, a_val) not in {i.key for i in sheet.inputs.items}
     if a_changed and lost and value != a_val \
             and comparison_key(item.array, a_val) != comparison_key(item.array, value):
         row.notes.append(sheet.override_note(a_val, value, kind_a))
@@ -145,6 +145,7 @@ def _both_present(sheet: Worksheet, link: StatusEntry, view: AdvoView, item: Esp
 
 
 def _gone_in_espo(sheet: Worksheet, link: StatusEntry, view: AdvoView, kind_a: KommKz) -> None:
+    """EspoCRM no longer has the value: Var2 (blank), C3 if Advoware changed it (note), or a move (moves.py)."""
     a_changed = view.tlf != link.value
     if sheet.mode == TO_ESPOCRM:
         sheet.rows.append(Row(array=array_for_kind(kind_a), kind=kind_a, in_espo=False, advo=view, origin=view,
@@ -168,6 +169,7 @@ def _gone_in_espo(sheet: Worksheet, link: StatusEntry, view: AdvoView, kind_a: K
 
 
 def _gone_in_advoware(sheet: Worksheet, link: StatusEntry, view: AdvoView | None, item: EspoItem) -> None:
+    """Advoware blanked or removed the entry: Var3 (delete from EspoCRM), or restored if EspoCRM changed it."""
     base_kind = KommKz(link.kommkz)
     type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
     # The primary flag is not the entry's: EspoCRM moves it by itself (first-becomes-primary),

@@ -8,7 +8,8 @@ with its decisions — and renders the result (render.py), which decides
 nothing. The phases: the per-link decision table (links.py), values people
 moved between Advoware entries (moves.py), unlinked values matched or new
 on one side (unlinked.py), which new EspoCRM value replaced which vanished
-one (lineage.py), entries and primaries (allocate.py). docs/kommunikation-sync.md has the reasons.
+one (lineage.py), entries and primaries (allocate.py).
+docs/kommunikation-sync.md has the reasons.
 """
 
 from __future__ import annotations

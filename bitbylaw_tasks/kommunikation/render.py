@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan
+from .actions import AdvowareWrite, EspoEmail, EspoPhone, PendingStatusEntry, Plan
 from .kinds import EMAIL, PHONE
 from .markers import build_slot_bemerkung, build_sync_bemerkung
 from .status import StatusEntry
@@ -102,9 +102,10 @@ def _status_entry(row: Row, array_has_primary: bool) -> StatusEntry | PendingSta
     return StatusEntry(carrier.id, row.status_value, kind, primary)
 
 
-def _advoware_actions(sheet: Worksheet, rows: list[Row], position: dict[int, int]) -> tuple:
-    updates: list[tuple[int, AdvowareUpdate]] = []
-    creates: list[AdvowareCreate] = []
+def _advoware_actions(sheet: Worksheet, rows: list[Row], position: dict[int, int]) -> tuple[AdvowareWrite, ...]:
+    """Data updates and slot fills in Advoware's order, then creates, then blanks (data before removal)."""
+    updates: list[tuple[int, AdvowareWrite]] = []
+    creates: list[AdvowareWrite] = []
     for row in rows:
         if row.advo is not None:
             view = row.advo
@@ -114,19 +115,20 @@ def _advoware_actions(sheet: Worksheet, rows: list[Row], position: dict[int, int
             bemerkung = build_sync_bemerkung(marker.value, marker.kommkz, view.user_text)
             if (tlf, bemerkung, online) != (view.tlf, view.bemerkung, view.online):
                 reason = "value" if tlf != view.tlf else ("marker" if bemerkung != view.bemerkung else "primary")
-                updates.append((position[view.id], AdvowareUpdate(view.id, int(view.kind), tlf, bemerkung, online, reason)))
+                updates.append((position[view.id], AdvowareWrite(int(view.kind), tlf, bemerkung, online, reason,
+                                                                 id=view.id)))
         elif row.slot is not None:
             view = row.slot
             bemerkung = build_sync_bemerkung(row.espo_value, row.kind, view.user_text)
-            updates.append((position[view.id], AdvowareUpdate(view.id, int(view.kind), row.espo_value, bemerkung,
-                                                              row.primary, "fill slot")))
+            updates.append((position[view.id], AdvowareWrite(int(view.kind), row.espo_value, bemerkung, row.primary,
+                                                             "fill slot", id=view.id)))
         elif row.ref is not None:
-            creates.append(AdvowareCreate(row.ref, int(row.kind), row.espo_value,
-                                          build_sync_bemerkung(row.espo_value, row.kind), row.primary, "new"))
-    blanks: list[AdvowareUpdate] = []
+            creates.append(AdvowareWrite(int(row.kind), row.espo_value, build_sync_bemerkung(row.espo_value, row.kind),
+                                         row.primary, "new", ref=row.ref))
+    blanks: list[AdvowareWrite] = []
     for entry_id in sorted(sheet.blanks, key=lambda i: position[i]):
         view = sheet.inputs.by_id[entry_id]
         bemerkung = build_slot_bemerkung(view.kind, view.user_text)
         if (view.tlf, view.bemerkung, view.online) != ("", bemerkung, False):
-            blanks.append(AdvowareUpdate(view.id, int(view.kind), "", bemerkung, False, sheet.blanks[entry_id]))
+            blanks.append(AdvowareWrite(int(view.kind), "", bemerkung, False, sheet.blanks[entry_id], id=view.id))
     return tuple(u for _, u in sorted(updates, key=lambda pair: pair[0])) + tuple(creates) + tuple(blanks)

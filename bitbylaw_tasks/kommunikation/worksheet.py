@@ -35,7 +35,13 @@ def type_for(kind: KommKz, item: EspoItem | None) -> str | None:
 
 @dataclass(eq=False)
 class Row:
-    """One value as it should be after the sync, on each side and in the status."""
+    """One value as it should be after the sync, on each side and in the status.
+
+    Made by links.py (a link) or unlinked.py (a match, Var1, Var4); moves.py
+    and lineage.py may bind it to another Advoware entry (`advo`, `kind`,
+    `preferred`, primary history); allocate.py gives it its entry (`slot`
+    or a create `ref`) and its primary flags; render.py only reads it.
+    """
 
     array: str
     kind: KommKz  # kind of the Advoware entry that carries it
@@ -115,7 +121,7 @@ class Worksheet:
     unlinked: set[int] = field(default_factory=set)  # linked ids whose entry became a different thing
     blanks: dict[int, str] = field(default_factory=dict)  # entry id -> reason it is blanked
     blank_links: dict[int, StatusEntry] = field(default_factory=dict)  # blanked because EspoCRM deleted (changed) it
-    blank_notes: dict[int, str] = field(default_factory=dict)  # the note a blank made (replaced if EspoCRM's value fills it)
+    blank_notes: dict[int, str] = field(default_factory=dict)  # a blank's note (replaced if EspoCRM's edit fills it)
     # what the plan reports
     notes: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
