@@ -13,6 +13,7 @@ from kommunikation_world import World
 from test_kommunikation_plan import MAIL, MOBIL, OFFICE, assert_converged, variants
 from test_kommunikation_plan import world  # noqa: F401  (a fixture)
 
+from bitbylaw_tasks.kommunikation.actions import AdvowareWrite
 from bitbylaw_tasks.kommunikation.kinds import KommKz
 from bitbylaw_tasks.kommunikation.markers import parse_bemerkung
 from bitbylaw_tasks.kommunikation.status import KommStatus, StatusEntry, StatusFormatError
@@ -329,3 +330,15 @@ def test_to_espocrm_moves_a_pending_link_to_the_new_entry_a_person_moved_its_val
     check_sync(before, w.state(), plan.notes)
     assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == {"030 2", "030 3"}
     assert_converged(w)
+
+
+def test_an_advoware_write_is_a_put_by_id_or_a_post_by_ref():
+    put = AdvowareWrite(1, "030 1", "", True, "value", id=7)
+    post = AdvowareWrite(1, "030 1", "", False, "new", ref=0)
+    assert not put.creates and post.creates
+    assert str(put) == "update id=7 TelGesch tlf='030 1' online=True (value)"
+    assert str(post) == "create #0 TelGesch tlf='030 1' online=False (new)"
+    assert put.payload() == {"kommKz": 1, "tlf": "030 1", "bemerkung": "", "online": True}
+    for ids in ({}, {"id": 7, "ref": 0}):
+        with pytest.raises(ValueError):
+            AdvowareWrite(1, "030 1", "", False, "new", **ids)
