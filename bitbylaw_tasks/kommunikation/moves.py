@@ -1,10 +1,11 @@
-"""Values that moved between Advoware entries: the sheet's reconciliation so nothing is held twice.
+"""Values that moved between Advoware entries: the planner's reconciliation so nothing is held twice.
 
 People move values: an Advoware user types a number into another entry
 (perhaps onto a value EspoCRM already has), or blanks one entry and re-uses
-its value elsewhere. These steps run after the per-entry decisions
-(plan.py) and before the unlinked values are matched, and bind each value
-to the Advoware entry that already holds it instead of writing it twice.
+its value elsewhere. These phases run after the per-link decisions
+(links.py) and before the unlinked values are matched (unlinked.py), and
+bind each value to the Advoware entry that already holds it instead of
+writing it twice (plan.PHASES).
 """
 
 from __future__ import annotations
