@@ -284,51 +284,36 @@ def test_plan_is_printable_and_summarised_without_values(world):
     assert StatusEntry(7, "0221 999888", 6, False) in plan.resolve_status({0: 7}).entries
 
 
-def test_to_espocrm_drops_the_pending_link_of_a_value_another_entry_took_so_its_new_value_survives():
-    """Seeds 45041 and 77464 of the seeded fuzzer (issue 17), reduced.
+@pytest.mark.parametrize("into", ["the other linked entry", "a new entry"])
+def test_to_espocrm_keeps_one_link_per_value_when_espocrm_deleted_a_value_advoware_moved(into):
+    """Seeds 45041 and 77464 of the seeded fuzzer (issue 17), reduced; both cases failed before the fix.
 
-    EspoCRM deletes `030 1`; Advoware moves `030 1` from the first office entry to the second and types
-    `030 3` into the first. `to_espocrm` shows the moved value (the second entry's change) and used to keep
-    the first entry's pending delete in the status too: two status entries with one value, so the next
-    `both` run gave the value to one of them and blanked `030 3` with a false "deleted in EspoCRM" note.
+    EspoCRM deletes `030 1`; Advoware types `030 3` into its entry and moves `030 1` to the second office
+    entry (or enters it anew). `to_espocrm` used to keep the first entry's pending delete in the status
+    beside the moved value's link: two status entries with one value, so the next `both` run gave
+    EspoCRM's `030 1` to one of them and blanked `030 3` with a false "deleted in EspoCRM" note. Now the
+    link follows the value (docs §9): dropped where another link shows it; moved, with EspoCRM's pending
+    delete, to the new entry holding it.
     """
     w = World(advoware=[{"kommKz": 1, "tlf": "030 1"}, {"kommKz": 1, "tlf": "030 2"}])
     w.sync()
     first, second = w.advo_id_of("030 1"), w.advo_id_of("030 2")
     w.espo_delete("030 1")
-    w.advo_edit(second, tlf="030 1")
     w.advo_edit(first, tlf="030 3")
+    if into == "a new entry":
+        holder, after = w.advo_add(1, "030 1"), {"030 2", "030 3"}  # EspoCRM's delete follows the value
+    else:
+        w.advo_edit(second, tlf="030 1")
+        holder, after = second, {"030 1", "030 3"}  # shown from the second entry: Advoware's move wins
     w.sync("to_espocrm")
-    values = [e.value for e in w.status.entries]
-    assert len(values) == len(set(values)), w.status.entries  # one value, one link
-    assert {e.advoware_id: e.value for e in w.status.entries} == {first: "030 3", second: "030 1"}
+    status = {e.advoware_id: e.value for e in w.status.entries}
+    assert len(set(status.values())) == len(status), w.status.entries  # one value, one link
+    assert status[first] == "030 3" and status[holder] == "030 1"
     assert w.plan("to_espocrm").is_empty
     before = w.state()
     plan = w.sync()
     check_sync(before, w.state(), plan.notes)
-    assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == {"030 1", "030 3"}
-    assert_converged(w)
-
-
-def test_to_espocrm_moves_a_pending_link_to_the_new_entry_a_person_moved_its_value_to():
-    """The same defect with the value moved into a new Advoware entry (failed before: `030 3` blanked, false note).
-
-    EspoCRM deletes `030 1`; Advoware types `030 3` into its entry and enters `030 1` anew. The link, and
-    EspoCRM's pending delete with it, follows the value (docs §9); `030 3` is new in Advoware.
-    """
-    w = World(advoware=[{"kommKz": 1, "tlf": "030 1"}, {"kommKz": 1, "tlf": "030 2"}])
-    w.sync()
-    first = w.advo_id_of("030 1")
-    w.espo_delete("030 1")
-    w.advo_edit(first, tlf="030 3")
-    moved = w.advo_add(1, "030 1")
-    w.sync("to_espocrm")
-    assert {e.advoware_id: e.value for e in w.status.entries if e.value != "030 2"} == {first: "030 3", moved: "030 1"}
-    assert w.plan("to_espocrm").is_empty
-    before = w.state()
-    plan = w.sync()
-    check_sync(before, w.state(), plan.notes)
-    assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == {"030 2", "030 3"}
+    assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == after
     assert_converged(w)
 
 
