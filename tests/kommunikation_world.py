@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate
+from bitbylaw_tasks.kommunikation.actions import AdvowareWrite
 from bitbylaw_tasks.kommunikation.kinds import normalize_email
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import KommStatus, kommunikation_hash
@@ -96,13 +96,13 @@ class World:
     def apply(self, plan) -> None:
         created = {}
         for action in plan.actions:
-            if isinstance(action, AdvowareUpdate):
+            assert isinstance(action, AdvowareWrite)
+            if not action.creates:
                 entry = self.entry(action.id)
                 entry.update(tlf=action.tlf, bemerkung=action.bemerkung, online=action.online,
                              rowId=f"row{next(self.rows)}")
                 self.writes["advoware_put"] += 1
             else:
-                assert isinstance(action, AdvowareCreate)
                 new_id = next(self.ids)
                 self.advoware.append({"id": new_id, "rowId": f"row{next(self.rows)}", "kommKz": action.kommkz,
                                       "tlf": action.tlf, "bemerkung": action.bemerkung, "online": action.online})

@@ -11,7 +11,9 @@ the values (tests/kommunikation_oracle.py, issue 17): each value's kind, which
 entry is primary and who chose it, that every note is true, and that a
 person's Advoware text stays beside its number. Pure and in memory
 (tests/kommunikation_world.py). `KOMM_FUZZ_EXAMPLES` sets the hypothesis
-examples (default 1500; the seeded fuzzer plays twice as many).
+examples (default 1500; the seeded fuzzer plays twice as many). The default
+run is deterministic (the same examples and seeds every time: CI cannot fail
+by chance); `KOMM_FUZZ_RANDOM=1` and `KOMM_FUZZ_SEED_START` explore.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from kommunikation_oracle import check_notes, check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import assert_converged
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate, Variant
+from bitbylaw_tasks.kommunikation.actions import AdvowareWrite, Variant
 from bitbylaw_tasks.kommunikation.kinds import EMAIL, PHONE, array_for_kind, comparison_key, kind_matches_espo_type
 
 PHONE_KINDS = [1, 2, 3, 6, 7, 9, 10]
@@ -326,21 +328,29 @@ class SeededChooser:
 
 #: How many histories each fuzzer plays: CI's default, or e.g. KOMM_FUZZ_EXAMPLES=40000 for a long run.
 EXAMPLES = int(os.environ.get("KOMM_FUZZ_EXAMPLES", "1500"))
+#: Deterministic by default (CI): hypothesis plays the same examples every run, derived from the test, and
+#: the seeded fuzzer the seeds 0..2*EXAMPLES-1. Exploring is a deliberate run: KOMM_FUZZ_RANDOM=1 lets
+#: hypothesis draw fresh examples (it prints the seed of a failure: `--hypothesis-seed=N` replays it),
+#: KOMM_FUZZ_SEED_START=N plays other seeds (docs/kommunikation-sync.md, "Fuzzing in CI").
+RANDOM = os.environ.get("KOMM_FUZZ_RANDOM", "") == "1"
+FUZZ = settings(deadline=None, derandomize=not RANDOM, suppress_health_check=[HealthCheck.too_slow],
+                **({} if RANDOM else {"database": None}))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(FUZZ, max_examples=EXAMPLES)
 @given(st.data())
 def test_random_edits_converge_and_keep_one_sided_work(data):
     play(DrawChooser(data))
 
 
 SEEDS = 2 * EXAMPLES
+SEED_START = int(os.environ.get("KOMM_FUZZ_SEED_START", "0"))
 
 
 def test_seeded_random_edits_converge_and_keep_one_sided_work():
     """Thousands of fixed seeds on top of hypothesis' examples (fuzzing this way found two planner bugs)."""
     failures = []
-    for seed in range(SEEDS):
+    for seed in range(SEED_START, SEED_START + SEEDS):
         try:
             play(SeededChooser(seed))
         except AssertionError as error:
@@ -387,8 +397,10 @@ def play(ch) -> None:
             check_sync(before, world.state(), plan.notes)
         else:
             check_notes(before, world.state(), plan.notes)
-        assert all(isinstance(a, (AdvowareCreate, AdvowareUpdate)) for a in plan.actions)
+        assert all(isinstance(a, AdvowareWrite) for a in plan.actions)
         assert all(isinstance(c.variant, Variant) for c in plan.changes), plan.changes
+        keys = [key_of(e.value) for e in world.status.entries]
+        assert len(keys) == len(set(keys)), f"one value, two links in the status: {world.status.entries}"
         again = world.plan(direction)
         assert again.is_empty, f"not idempotent:\n{plan}\n---\n{again}"
         if direction == "both":
@@ -402,7 +414,7 @@ def play(ch) -> None:
     assert_converged(world)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(FUZZ, max_examples=60)
 @given(st.data())
 def test_same_value_added_on_both_sides_is_one_entry(data):
     values = Values()
@@ -414,5 +426,5 @@ def test_same_value_added_on_both_sides_is_one_entry(data):
     kind = 4 if "@" in value else data.draw(st.sampled_from(PHONE_KINDS))
     world.advo_add(kind, international(value) if data.draw(st.booleans()) else value)
     plan = world.sync()
-    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert not any(a.creates for a in plan.actions)
     assert_converged(world)

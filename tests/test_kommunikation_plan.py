@@ -23,7 +23,7 @@ from __future__ import annotations
 import pytest
 from kommunikation_world import World
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, AdvowareUpdate
+from bitbylaw_tasks.kommunikation.actions import AdvowareWrite
 from bitbylaw_tasks.kommunikation.kinds import EMAIL, PHONE, KommKz, array_for_kind, comparison_key, \
     is_plausible_email, kind_matches_espo_type
 from bitbylaw_tasks.kommunikation.markers import SlotMarker, SyncMarker, build_sync_bemerkung, parse_bemerkung
@@ -88,7 +88,7 @@ def test_v1_new_in_espocrm_is_created_in_advoware(world):
     world.espo_add("0221 999888", "Home")
     plan = world.sync()
     assert variants(plan).count("Var1") == 1
-    [create] = [a for a in plan.actions if isinstance(a, AdvowareCreate)]
+    [create] = [a for a in plan.actions if a.creates]
     assert (create.kommkz, create.tlf) == (KommKz.TelPrivat, "0221 999888")
     assert create.bemerkung == build_sync_bemerkung("0221 999888", 6)
     assert_converged(world)
@@ -207,7 +207,7 @@ def test_c2_same_entry_changed_differently_espocrm_wins_with_a_note(world):
     assert world.entry(mobil_id)["tlf"] == "0175 5555555"  # one PUT on the same entry
     assert "0176 6666666" not in world.espo_values
     assert len(plan.notes) == 1 and "0176 6666666" in plan.notes[0]
-    assert [type(a) for a in plan.actions] == [AdvowareUpdate]
+    assert [a.creates for a in plan.actions] == [False]
     assert_converged(world)
 
 
@@ -266,7 +266,7 @@ def test_i1_identical_values_get_markers_only():
               emails=[{"emailAddress": MAIL, "primary": True}],
               phones=[{"phoneNumber": MOBIL, "type": "Mobile", "primary": True}])
     plan = w.sync()
-    assert all(isinstance(a, AdvowareUpdate) for a in plan.actions) and len(plan.actions) == 2
+    assert not any(a.creates for a in plan.actions) and len(plan.actions) == 2
     assert variants(plan).count("match") == 2 and not plan.espo_changed
     assert_converged(w)
 
@@ -305,7 +305,7 @@ def test_i5_equal_value_different_kind_is_matched_once():
     w = World(advoware=[{"kommKz": 1, "tlf": "0171 1111111"}],
               phones=[{"phoneNumber": "0171 1111111", "type": "Mobile", "primary": True}])
     plan = w.sync()
-    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert not any(a.creates for a in plan.actions)
     assert w.phones[0]["type"] == "Office"  # Advoware's real kind is stage 1, EspoCRM's type stage 2
     assert_converged(w)
 
@@ -338,7 +338,7 @@ def test_s2_free_slot_of_the_kind_is_reused(world):
     world.sync()
     world.espo_add("040 777", "Office")
     plan = world.sync()
-    assert [type(a) for a in plan.actions] == [AdvowareUpdate] and world.writes["advoware_post"] == 0
+    assert [a.creates for a in plan.actions] == [False] and world.writes["advoware_post"] == 0
     assert_converged(world)
 
 
@@ -346,7 +346,7 @@ def test_s2_delete_and_add_of_one_kind_in_one_run_is_one_put(world):
     office_id = world.advo_id_of(OFFICE)
     world.espo_change(OFFICE, "040 777")  # EspoCRM: a new value replaces the old one
     plan = world.sync()
-    assert [(type(a), a.id) for a in plan.actions] == [(AdvowareUpdate, office_id)]
+    assert [(a.creates, a.id) for a in plan.actions] == [(False, office_id)]
     assert world.entry(office_id)["tlf"] == "040 777"
     assert_converged(world)
 
@@ -356,7 +356,7 @@ def test_s3_no_slot_of_that_kind_means_post_and_other_slots_stay(world):
     world.sync()
     world.espo_add("0221 123", "Fax")
     plan = world.sync()
-    assert [type(a) for a in plan.actions] == [AdvowareCreate]
+    assert [a.creates for a in plan.actions] == [True]
     slot = next(e for e in world.advoware if e["kommKz"] == 1)
     assert slot["tlf"] == "" and slot["bemerkung"] == "[ESPOCRM-SLOT:1]"
     assert_converged(world)
@@ -388,7 +388,7 @@ def test_d1_both_applies_everything_both_ways(world):
 def test_d2_to_espocrm_applies_only_advoware_changes_and_keeps_espocrm_pending(world):
     _edits_on_both_sides(world)
     plan = world.sync("to_espocrm")
-    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert not any(a.creates for a in plan.actions)
     assert all(a.tlf == world.entry(a.id)["tlf"] for a in plan.actions)  # markers only
     assert world.espo_values == {"0221 555", "0172 2222222", "0228 111", MAIL}
     assert "0221 555" not in world.advo_live

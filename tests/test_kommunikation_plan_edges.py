@@ -8,11 +8,12 @@ and a second plan is empty.
 from __future__ import annotations
 
 import pytest
+from kommunikation_oracle import check_sync
 from kommunikation_world import World
 from test_kommunikation_plan import MAIL, MOBIL, OFFICE, assert_converged, variants
 from test_kommunikation_plan import world  # noqa: F401  (a fixture)
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate
+from bitbylaw_tasks.kommunikation.actions import AdvowareWrite
 from bitbylaw_tasks.kommunikation.kinds import KommKz
 from bitbylaw_tasks.kommunikation.markers import parse_bemerkung
 from bitbylaw_tasks.kommunikation.status import KommStatus, StatusEntry, StatusFormatError
@@ -55,7 +56,7 @@ def test_advoware_value_changed_onto_a_new_espocrm_value_is_one_entry(world):
     world.espo_add("0221 555", "Office")
     world.advo_edit(office_id, tlf="0221 555")
     plan = world.sync()
-    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert not any(a.creates for a in plan.actions)
     assert world.espo_values == {MOBIL, MAIL, "0221 555"}
     assert_converged(world)
 
@@ -84,7 +85,7 @@ def test_two_espocrm_value_changes_in_one_run_each_keep_their_entry():
     w.espo_change("0171 1111111", "0171 1111100")
     w.espo_change("0172 2222222", "0172 2222200")
     plan = w.sync()
-    assert not any(isinstance(a, AdvowareCreate) for a in plan.actions)
+    assert not any(a.creates for a in plan.actions)
     assert (w.entry(first)["tlf"], w.entry(second)["tlf"]) == ("0171 1111100", "0172 2222200")
     assert w.entry(second)["kommKz"] == KommKz.AutoTelefon
     assert_converged(w)
@@ -281,3 +282,48 @@ def test_plan_is_printable_and_summarised_without_values(world):
         plan.new_status
     assert plan.resolve_status({}).entries == world.status.entries  # a failed create stays unlinked
     assert StatusEntry(7, "0221 999888", 6, False) in plan.resolve_status({0: 7}).entries
+
+
+@pytest.mark.parametrize("into", ["the other linked entry", "a new entry"])
+def test_to_espocrm_keeps_one_link_per_value_when_espocrm_deleted_a_value_advoware_moved(into):
+    """Seeds 45041 and 77464 of the seeded fuzzer (issue 17), reduced; both cases failed before the fix.
+
+    EspoCRM deletes `030 1`; Advoware types `030 3` into its entry and moves `030 1` to the second office
+    entry (or enters it anew). `to_espocrm` used to keep the first entry's pending delete in the status
+    beside the moved value's link: two status entries with one value, so the next `both` run gave
+    EspoCRM's `030 1` to one of them and blanked `030 3` with a false "deleted in EspoCRM" note. Now the
+    link follows the value (docs §9): dropped where another link shows it; moved, with EspoCRM's pending
+    delete, to the new entry holding it.
+    """
+    w = World(advoware=[{"kommKz": 1, "tlf": "030 1"}, {"kommKz": 1, "tlf": "030 2"}])
+    w.sync()
+    first, second = w.advo_id_of("030 1"), w.advo_id_of("030 2")
+    w.espo_delete("030 1")
+    w.advo_edit(first, tlf="030 3")
+    if into == "a new entry":
+        holder, after = w.advo_add(1, "030 1"), {"030 2", "030 3"}  # EspoCRM's delete follows the value
+    else:
+        w.advo_edit(second, tlf="030 1")
+        holder, after = second, {"030 1", "030 3"}  # shown from the second entry: Advoware's move wins
+    w.sync("to_espocrm")
+    status = {e.advoware_id: e.value for e in w.status.entries}
+    assert len(set(status.values())) == len(status), w.status.entries  # one value, one link
+    assert status[first] == "030 3" and status[holder] == "030 1"
+    assert w.plan("to_espocrm").is_empty
+    before = w.state()
+    plan = w.sync()
+    check_sync(before, w.state(), plan.notes)
+    assert not plan.notes and w.entry(first)["tlf"] == "030 3" and w.espo_values == after
+    assert_converged(w)
+
+
+def test_an_advoware_write_is_a_put_by_id_or_a_post_by_ref():
+    put = AdvowareWrite(1, "030 1", "", True, "value", id=7)
+    post = AdvowareWrite(1, "030 1", "", False, "new", ref=0)
+    assert not put.creates and post.creates
+    assert str(put) == "update id=7 TelGesch tlf='030 1' online=True (value)"
+    assert str(post) == "create #0 TelGesch tlf='030 1' online=False (new)"
+    assert put.payload() == {"kommKz": 1, "tlf": "030 1", "bemerkung": "", "online": True}
+    for ids in ({}, {"id": 7, "ref": 0}):
+        with pytest.raises(ValueError):
+            AdvowareWrite(1, "030 1", "", False, "new", **ids)

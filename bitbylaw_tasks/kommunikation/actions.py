@@ -18,9 +18,7 @@ from .kinds import KommKz
 from .status import KommStatus, StatusEntry
 
 __all__ = [
-    "AdvowareCreate",
-    "AdvowareUpdate",
-    "AdvowareAction",
+    "AdvowareWrite",
     "EspoEmail",
     "EspoPhone",
     "PendingStatusEntry",
@@ -34,48 +32,37 @@ def _kind_name(kommkz: int) -> str:
     return KommKz(kommkz).name
 
 
-def _payload(action: "AdvowareCreate | AdvowareUpdate") -> dict:
-    """The JSON body of a POST or PUT (kommKz is ignored by Advoware on PUT; sent for information)."""
-    return {"kommKz": int(action.kommkz), "tlf": action.tlf, "bemerkung": action.bemerkung, "online": action.online}
-
-
 @dataclass(frozen=True)
-class AdvowareCreate:
-    """POST a new Kommunikation. `ref` names it in `Plan.resolve_status`."""
+class AdvowareWrite:
+    """One Advoware write: PUT the entry `id`, or — without an id — POST a new one that `ref` names.
 
-    ref: int
+    `ref` is how `Plan.resolve_status` finds the created entry's id. kommKz
+    is read-only on PUT (sent for information); a POST sets it.
+    """
+
     kommkz: int
     tlf: str
     bemerkung: str
     online: bool
     reason: str
+    id: int | None = None
+    ref: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.id is None) == (self.ref is None):
+            raise ValueError("an Advoware write has either an entry id (PUT) or a create ref (POST)")
+
+    @property
+    def creates(self) -> bool:
+        return self.id is None
 
     def payload(self) -> dict:
-        return _payload(self)
+        """The JSON body of the POST or PUT."""
+        return {"kommKz": int(self.kommkz), "tlf": self.tlf, "bemerkung": self.bemerkung, "online": self.online}
 
     def __str__(self) -> str:
-        return f"create #{self.ref} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
-
-
-@dataclass(frozen=True)
-class AdvowareUpdate:
-    """PUT an existing Kommunikation (kommKz is read-only there; it is given for information)."""
-
-    id: int
-    kommkz: int
-    tlf: str
-    bemerkung: str
-    online: bool
-    reason: str
-
-    def payload(self) -> dict:
-        return _payload(self)
-
-    def __str__(self) -> str:
-        return f"update id={self.id} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
-
-
-AdvowareAction = AdvowareCreate | AdvowareUpdate
+        target = f"create #{self.ref}" if self.creates else f"update id={self.id}"
+        return f"{target} {_kind_name(self.kommkz)} tlf={self.tlf!r} online={self.online} ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -119,7 +106,7 @@ class EspoPhone:
 
 @dataclass(frozen=True)
 class PendingStatusEntry:
-    """A status entry whose Advoware id is known only after `AdvowareCreate` #ref ran."""
+    """A status entry whose Advoware id is known only after the create `AdvowareWrite` #ref ran."""
 
     ref: int
     value: str
@@ -171,7 +158,7 @@ class Change:
 class Plan:
     """The outcome of planning one sync; applying it makes both sides agree with `resolve_status`."""
 
-    actions: tuple[AdvowareAction, ...] = ()
+    actions: tuple[AdvowareWrite, ...] = ()
     espo_changed: bool = False
     emails: tuple[EspoEmail, ...] = ()
     phones: tuple[EspoPhone, ...] = ()
@@ -225,8 +212,8 @@ class Plan:
     def summary(self) -> dict[str, int]:
         """Counts for logs and metrics (no values)."""
         counts = Counter(change.variant for change in self.changes)
-        counts["advoware_creates"] = sum(isinstance(a, AdvowareCreate) for a in self.actions)
-        counts["advoware_updates"] = sum(isinstance(a, AdvowareUpdate) for a in self.actions)
+        counts["advoware_creates"] = sum(a.creates for a in self.actions)
+        counts["advoware_updates"] = sum(not a.creates for a in self.actions)
         counts["espo_writes"] = int(self.espo_changed)
         counts["notes"] = len(self.notes)
         return dict(counts)

@@ -1,59 +1,23 @@
-"""Second half of planning: slots for new values, the primary per array, and the rendered plan.
+"""Entries and primaries: an Advoware entry for every value that needs one, and one primary per array.
 
-plan.py decides per entry what each side should hold (a list of `Row`);
-this module turns the rows into a `Plan`: it gives every value that needs
-an Advoware entry an empty slot of its kind (a slot blanked in the same run
-first, so a Var2 and a Var1 of one kind become one PUT) or a create, picks
-one primary per EspoCRM array, and renders EspoCRM's arrays, the Advoware
-actions and the new status. Pure.
+The last two phases of planning (plan.PHASES). `allocate_entries` gives
+every value that needs an Advoware entry (Var1, a restore, a kind change)
+its own entry, the entry of the value it replaced, an entry blanked in the
+same run of its kind (so a Var2 and a Var1 of one kind become one PUT), an
+older slot of its kind, or a create. `choose_primaries` picks one primary
+per EspoCRM array, three-way; Advoware's `online` follows it. Pure;
+docs/kommunikation-sync.md §8, §10.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import replace
-from typing import TYPE_CHECKING
-
-from .actions import AdvowareCreate, AdvowareUpdate, EspoEmail, EspoPhone, PendingStatusEntry, Plan, Variant
+from .actions import Variant
 from .kinds import EMAIL, PHONE
 from .lineage import predecessors
-from .markers import build_slot_bemerkung, build_sync_bemerkung
-from .rows import ESPO_WINS, TO_ESPOCRM, BOTH, Row
-from .status import StatusEntry
 from .views import AdvoView
+from .worksheet import BOTH, ESPO_WINS, TO_ESPOCRM, Row, Worksheet
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .plan import _Planner
-
-__all__ = ["finish_plan"]
-
-
-def finish_plan(planner: "_Planner") -> Plan:
-    position = {view.id: index for index, view in enumerate(planner.views)}
-    rows = sorted(planner.rows, key=lambda row: _espo_order(row, position))
-    _allocate(planner, rows, position)
-    carriers = _pending_carriers(planner, rows) if planner.mode == TO_ESPOCRM else {}
-    for array in (EMAIL, PHONE):
-        _choose_primary(planner, [r for r in rows if r.array == array], array, carriers)
-    untouched = planner.mode == ESPO_WINS  # EspoCRM is the truth: never written
-    emails = tuple(_render(r, untouched) for r in rows if r.in_espo and r.array == EMAIL)
-    phones = tuple(_render(r, untouched) for r in rows if r.in_espo and r.array == PHONE)
-    espo_changed = planner.mode != ESPO_WINS and (
-        _espo_shape(planner.raw_emails, planner.raw_phones) != _plan_shape(emails, phones)
-    )
-    chosen = {r.array for r in rows if r.status_primary}
-    status_entries = tuple(e for e in (_status_entry(r, r.array in chosen) for r in rows) if e is not None)
-    old = planner.status.entries if planner.status is not None else None
-    return Plan(
-        actions=_advoware_actions(planner, rows, position),
-        espo_changed=espo_changed,
-        emails=emails,
-        phones=phones,
-        status_entries=status_entries,
-        status_changed=old is None or _status_set(status_entries) != _status_set(old),
-        notes=tuple(planner.notes) + tuple(r.restore_note for r in rows if r.restore_note and r.need),
-        changes=tuple(planner.changes),
-    )
+__all__ = ["allocate_entries", "choose_primaries"]
 
 
 def _espo_order(row: Row, position: dict[int, int]) -> tuple:
@@ -65,19 +29,24 @@ def _espo_order(row: Row, position: dict[int, int]) -> tuple:
     return (array, 0, row.espo.index) if row.espo is not None else (array, 1, advo)
 
 
-def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) -> None:
+def allocate_entries(sheet: Worksheet) -> Worksheet:
     """Give each row that needs an Advoware entry an entry: its own, a freed one, a slot, or a create.
 
     In order: the entry a row prefers — a restore its own blank entry, an
     EspoCRM edit the entry of the value it replaced (lineage.bind_edits);
     then an entry blanked in this run of the same kind (a Var2 and a Var1 of
     one kind: one PUT); then an older slot of the same kind; else a create.
-    Allocation only: what each row is and which notes it makes is decided
-    before.
+    The rows are put into the order EspoCRM shows them (e-mails, then
+    phones, new ones appended; then rows only Advoware holds) first: the
+    order of allocation and of the rendered plan. A restore's note counts
+    once its value has an entry.
     """
+    position = sheet.inputs.position
+    sheet.rows.sort(key=lambda row: _espo_order(row, position))
+    rows = sheet.rows
     needs = [row for row in rows if row.need]
     if not needs:
-        return
+        return sheet
     bound = {row.advo.id for row in rows if row.advo is not None}
     used: set[int] = set()
     for row in needs:
@@ -85,10 +54,10 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
         if own is not None and own.id not in bound and own.id not in used:
             _take(row, own, used)
     preferred = {row.preferred.id for row in needs if row.preferred is not None}
-    blanked = [v for v in sorted((planner.by_id[i] for i in planner.blanks), key=lambda v: position[v.id])
+    blanked = [v for v in sorted((sheet.inputs.by_id[i] for i in sheet.blanks), key=lambda v: position[v.id])
                if v.id not in preferred]
-    existing = [v for v in planner.views
-                if v.reusable_slot and v.id not in planner.blanks and v.id not in bound and v.id not in preferred]
+    existing = [v for v in sheet.inputs.views
+                if v.reusable_slot and v.id not in sheet.blanks and v.id not in bound and v.id not in preferred]
     next_ref = 0
     for row in needs:
         if row.slot is not None:
@@ -101,8 +70,10 @@ def _allocate(planner: "_Planner", rows: list[Row], position: dict[int, int]) ->
             next_ref += 1
     for row in needs:
         if row.slot is not None:
-            planner.blanks.pop(row.slot.id, None)
-            planner.change(Variant.slot_reused, row.kind)
+            sheet.blanks.pop(row.slot.id, None)
+            sheet.change(Variant.slot_reused, row.kind)
+    sheet.notes.extend(row.restore_note for row in needs if row.restore_note)
+    return sheet
 
 
 def _take(row: Row, view: AdvoView, used: set[int]) -> None:
@@ -111,20 +82,28 @@ def _take(row: Row, view: AdvoView, used: set[int]) -> None:
     row.kind = row.status_kind = view.kind  # the same, or a compatible kind the entry keeps
 
 
-def _pending_carriers(planner: "_Planner", rows: list[Row]) -> dict[int, Row]:
+def _pending_carriers(sheet: Worksheet, rows: list[Row]) -> dict[int, Row]:
     """`to_espocrm`: id(row) of an entry whose EspoCRM edit is pending -> the row of EspoCRM's new value for it.
 
     Only new values without an Advoware entry of their own count (one matched with an unlinked entry
     has its own status entry, and its own primary history).
     """
     shown = [r for r in rows if r.in_espo and r.advo is None]
-    lineage = predecessors(planner, shown)
+    lineage = predecessors(sheet, shown)
     by_link = {id(link): row for row in shown if (link := lineage.get(id(row))) is not None}
     return {id(r): by_link[id(r.keep_status)] for r in rows
             if not r.in_espo and r.keep_status is not None and id(r.keep_status) in by_link}
 
 
-def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: dict[int, Row]) -> None:
+def choose_primaries(sheet: Worksheet) -> Worksheet:
+    """One primary per EspoCRM array (`_choose_primary`); sets each row's `primary` and `status_primary`."""
+    carriers = _pending_carriers(sheet, sheet.rows) if sheet.mode == TO_ESPOCRM else {}
+    for array in (EMAIL, PHONE):
+        _choose_primary(sheet, [r for r in sheet.rows if r.array == array], array, carriers)
+    return sheet
+
+
+def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dict[int, Row]) -> None:
     """One primary per EspoCRM array; Advoware's `online` follows it.
 
     EspoCRM's choice wins when EspoCRM changed it since the last sync (or on
@@ -142,9 +121,9 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
     shown = [r for r in rows if r.in_espo]
     if not shown:
         return
-    items = [item for item in planner.items if item.array == array]
+    items = [item for item in sheet.inputs.items if item.array == array]
     espo_primary = next((item for item in items if item.primary), items[0] if items else None)
-    status_item = planner.primary_link_item.get(array)
+    status_item = sheet.primary_link_item.get(array)
     espo_row = next((r for r in shown if r.espo is not None and r.espo is espo_primary), None)
     # EspoCRM's choice counts only while the entry it chose still exists (Advoware may have deleted it)
     espo_changed = espo_primary is not status_item and espo_row is not None
@@ -153,9 +132,9 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
     advo_changed = bool(turned_on) or any(r.s_primary and r.a_online is False for r in rows)
     advo_choice = turned_on[0] if turned_on else (status_row if status_row and status_row.a_online else None)
     applied = True
-    if planner.mode == ESPO_WINS:
+    if sheet.mode == ESPO_WINS:
         choice = espo_row
-    elif planner.mode == BOTH:
+    elif sheet.mode == BOTH:
         choice = espo_row if espo_changed else (advo_choice if advo_changed else status_row)
     else:
         carried = advo_choice if advo_choice is not None and not advo_choice.in_espo else None
@@ -165,7 +144,7 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
         choice = advo_choice if applied else espo_row
         if applied and carried is not None:
             carried.status_primary = True  # the entry Advoware chose, as last synced
-    pending = planner.mode == TO_ESPOCRM and not applied and (espo_changed or advo_changed)
+    pending = sheet.mode == TO_ESPOCRM and not applied and (espo_changed or advo_changed)
     invented = choice is None
     if invented:
         # EspoCRM needs a primary (its rule: the first). When the choice that counts waits for a
@@ -175,105 +154,17 @@ def _choose_primary(planner: "_Planner", rows: list[Row], array: str, carriers: 
     for row in shown:
         row.primary = row is choice
         row.status_primary = row.primary if not pending or (invented and row is choice) else bool(row.s_primary)
-    if planner.mode == TO_ESPOCRM and not pending:
+    if sheet.mode == TO_ESPOCRM and not pending:
         # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it), made
         # consistent on Advoware's side too, pending entries included: one online entry per array
         for row in rows:
             row.follow_primary = True
             if not row.in_espo:
                 row.primary = row.status_primary
-    if planner.mode == BOTH and status_row is not None and choice is not status_row:
-        planner.change(Variant.primary_from_espocrm if espo_changed else Variant.primary_from_advoware)
+    if sheet.mode == BOTH and status_row is not None and choice is not status_row:
+        sheet.change(Variant.primary_from_espocrm if espo_changed else Variant.primary_from_advoware)
 
 
 def _has_status(row: Row) -> bool:
     """The row has an entry in the new status (a linked Advoware entry, or a pending one kept)."""
     return row.keep_status is not None or (row.status_value is not None and row.advo is not None)
-
-
-def _render(row: Row, untouched: bool = False) -> EspoEmail | EspoPhone:
-    item = row.espo
-    keep = item is not None and untouched
-    value = item.value if keep else row.espo_value
-    opt_out = item.opt_out if item is not None else False
-    invalid = item.invalid if item is not None else False
-    if row.array == EMAIL:
-        return EspoEmail(value, row.primary, opt_out, invalid)
-    espo_type = item.type if keep else row.espo_type
-    return EspoPhone(value, espo_type, row.primary, opt_out, invalid)
-
-
-def _espo_shape(raw_emails, raw_phones) -> tuple[Counter, Counter]:
-    emails = Counter(
-        (str(e.get("emailAddress") or "").strip(), bool(e.get("primary")), bool(e.get("optOut")), bool(e.get("invalid")))
-        for e in raw_emails
-    )
-    phones = Counter(
-        (str(p.get("phoneNumber") or "").strip(), p.get("type") or None, bool(p.get("primary")),
-         bool(p.get("optOut")), bool(p.get("invalid")))
-        for p in raw_phones
-    )
-    return emails, phones
-
-
-def _plan_shape(emails, phones) -> tuple[Counter, Counter]:
-    return (
-        Counter((e.emailAddress, e.primary, e.optOut, e.invalid) for e in emails),
-        Counter((p.phoneNumber, p.type or None, p.primary, p.optOut, p.invalid) for p in phones),
-    )
-
-
-def _status_set(entries) -> Counter:
-    """Status entries compared without their order (EspoCRM may reorder its arrays)."""
-    return Counter(entries)
-
-
-def _status_entry(row: Row, array_has_primary: bool) -> StatusEntry | PendingStatusEntry | None:
-    """The row's entry in the new status; one primary per array, the one `_choose_primary` decided.
-
-    A row kept pending (`keep_status`) keeps its value and kind, but not a
-    primary flag that the choice of this run gave to another row.
-    """
-    if row.keep_status is not None:
-        keep = row.keep_status
-        primary = row.status_primary if row.in_espo or row.status_primary else keep.primary and not array_has_primary
-        return keep if primary == keep.primary else replace(keep, primary=primary)
-    if row.status_value is None:
-        return None
-    kind, primary = int(row.status_kind), row.status_primary
-    if row.ref is not None:
-        return PendingStatusEntry(row.ref, row.status_value, kind, primary)
-    carrier = row.advo or row.slot
-    if carrier is None:
-        return None
-    return StatusEntry(carrier.id, row.status_value, kind, primary)
-
-
-def _advoware_actions(planner: "_Planner", rows: list[Row], position: dict[int, int]) -> tuple:
-    updates: list[tuple[int, AdvowareUpdate]] = []
-    creates: list[AdvowareCreate] = []
-    for row in rows:
-        if row.advo is not None:
-            view = row.advo
-            tlf = row.advo_value if row.advo_value is not None else view.tlf
-            online = row.primary if row.follow_primary else view.online
-            marker = row.keep_status or StatusEntry(view.id, row.status_value, int(row.status_kind), False)
-            bemerkung = build_sync_bemerkung(marker.value, marker.kommkz, view.user_text)
-            if (tlf, bemerkung, online) != (view.tlf, view.bemerkung, view.online):
-                reason = "value" if tlf != view.tlf else ("marker" if bemerkung != view.bemerkung else "primary")
-                updates.append((position[view.id], AdvowareUpdate(view.id, int(view.kind), tlf, bemerkung, online, reason)))
-        elif row.slot is not None:
-            view = row.slot
-            bemerkung = build_sync_bemerkung(row.espo_value, row.kind, view.user_text)
-            updates.append((position[view.id], AdvowareUpdate(view.id, int(view.kind), row.espo_value, bemerkung,
-                                                              row.primary, "fill slot")))
-        elif row.ref is not None:
-            creates.append(AdvowareCreate(row.ref, int(row.kind), row.espo_value,
-                                          build_sync_bemerkung(row.espo_value, row.kind), row.primary, "new"))
-    blanks: list[AdvowareUpdate] = []
-    for entry_id in sorted(planner.blanks, key=lambda i: position[i]):
-        view = planner.by_id[entry_id]
-        bemerkung = build_slot_bemerkung(view.kind, view.user_text)
-        if (view.tlf, view.bemerkung, view.online) != ("", bemerkung, False):
-            blanks.append(AdvowareUpdate(view.id, int(view.kind), "", bemerkung, False, planner.blanks[entry_id]))
-    return tuple(u for _, u in sorted(updates, key=lambda pair: pair[0])) + tuple(creates) + tuple(blanks)

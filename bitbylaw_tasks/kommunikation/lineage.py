@@ -16,25 +16,21 @@ entry Advoware deleted too is not paired (docs/kommunikation-sync.md §8a).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING
 
 from .actions import Variant
 from .kinds import EMAIL, PHONE, KommKz, array_for_kind, espo_type_for_kind, kinds_compatible
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .rows import Row
-    from .plan import _Planner
-    from .status import StatusEntry
+from .status import StatusEntry
+from .worksheet import Row, Worksheet
 
 __all__ = ["predecessors", "bind_edits"]
 
 
-def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEntry"]:
+def predecessors(sheet: Worksheet, rows: list[Row]) -> dict[int, StatusEntry]:
     """Map id(row) of each new EspoCRM value (a Var1 row) to the synced entry it most likely replaced."""
-    claimed_items = {id(item) for item in planner.claimed if item is not None}
+    claimed_items = {id(item) for item in sheet.claimed if item is not None}
     gone: dict[tuple, list] = defaultdict(list)
     survivors: dict[str, int] = defaultdict(int)
-    for link, item in zip(planner.links, planner.claimed):
+    for link, item in zip(sheet.inputs.links, sheet.claimed):
         array = array_for_kind(link.kommkz)
         if item is None:
             gone[(array, survivors[array])].append(link)
@@ -43,21 +39,21 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
     new: dict[tuple, list] = defaultdict(list)
     for row in sorted((r for r in rows if r.espo is not None and id(r.espo) not in claimed_items),
                       key=lambda r: r.espo.index):
-        rank = sum(1 for item in planner.items
+        rank = sum(1 for item in sheet.inputs.items
                    if item.array == row.array and id(item) in claimed_items and item.index < row.espo.index)
         new[(row.array, rank)].append(row)
     new_rows = [row for rows_at in new.values() for row in rows_at]  # by EspoCRM index
     gone_links = [link for links in gone.values() for link in links]  # in status order
-    pairs: dict[int, "StatusEntry"] = {}
+    pairs: dict[int, StatusEntry] = {}
     # Advoware breaks the ties EspoCRM's data cannot: while a type has no more new values than vanished
     # entries Advoware still holds, none is paired with an entry Advoware deleted too (that reading
     # would restore a value both sides dropped, with a note claiming an edit).
     new_count = Counter(look(row.kind) for row in new_rows)
-    held_count = Counter(look(l.kommkz) for l in gone_links if not advoware_deleted(planner, l))
+    held_count = Counter(look(l.kommkz) for l in gone_links if not advoware_deleted(sheet, l))
     taken: set[int] = {id(l) for l in gone_links
-                       if advoware_deleted(planner, l) and new_count[look(l.kommkz)] <= held_count[look(l.kommkz)]}
+                       if advoware_deleted(sheet, l) and new_count[look(l.kommkz)] <= held_count[look(l.kommkz)]}
 
-    def pair(row: "Row", link: "StatusEntry") -> None:
+    def pair(row: Row, link: StatusEntry) -> None:
         pairs[id(row)] = link
         taken.add(id(link))
 
@@ -86,7 +82,7 @@ def predecessors(planner: "_Planner", rows: list["Row"]) -> dict[int, "StatusEnt
     return pairs
 
 
-def bind_edits(planner: "_Planner") -> None:
+def bind_edits(sheet: Worksheet) -> Worksheet:
     """Each new EspoCRM value paired with the vanished value it replaced takes over that value's entry.
 
     It carries the entry's primary history, and prefers the entry itself
@@ -96,20 +92,20 @@ def bind_edits(planner: "_Planner") -> None:
     Blanked or removed in Advoware, it is one case: EspoCRM's edit wins, the
     value comes back with the entry's kind, and a note names both values.
     """
-    needs = sorted((row for row in planner.rows if row.need), key=lambda r: (r.array != EMAIL, r.espo.index
+    needs = sorted((row for row in sheet.rows if row.need), key=lambda r: (r.array != EMAIL, r.espo.index
                                                                             if r.espo is not None else -1))
-    bound = {row.advo.id for row in planner.rows if row.advo is not None}
+    bound = {row.advo.id for row in sheet.rows if row.advo is not None}
     reserved = {row.preferred.id for row in needs if row.preferred is not None and row.preferred.id not in bound}
-    lineage = predecessors(planner, needs)
+    lineage = predecessors(sheet, needs)
     for row in needs:
         link = lineage.get(id(row))
         if link is None:
             continue
-        view = planner.by_id.get(link.advoware_id)
+        view = sheet.inputs.by_id.get(link.advoware_id)
         row.s_primary = link.primary  # the same entry (pairs always fit): its primary history
         row.a_online = view.online if view is not None and view.tlf else None
-        if link.primary and planner.primary_link_item.get(row.array) is None:
-            planner.primary_link_item[row.array] = row.espo
+        if link.primary and sheet.primary_link_item.get(row.array) is None:
+            sheet.primary_link_item[row.array] = row.espo
         usable = (view is not None and view.id not in reserved and view.id not in bound
                   and kinds_compatible(view.kind, row.kind))
         if view is None or not view.tlf:
@@ -117,17 +113,18 @@ def bind_edits(planner: "_Planner") -> None:
             if usable and view.synced_kind:
                 row.preferred = view
                 reserved.add(view.id)
-            planner.notes.append(
+            sheet.notes.append(
                 f"Kommunikation: {link.value!r} ({row.kind.name}) was deleted in Advoware but changed in EspoCRM "
                 f"to {row.espo_value!r}; EspoCRM wins: restored in Advoware."
             )
-            planner.change(Variant.restore_Var3, row.kind)
-        elif usable and view.id in planner.blank_links and view.id in planner.blanks:  # blanked in this run for it
+            sheet.change(Variant.restore_Var3, row.kind)
+        elif usable and view.id in sheet.blank_links and view.id in sheet.blanks:  # blanked in this run for it
             row.preferred = view
             reserved.add(view.id)
-            if view.id in planner.blank_notes:  # Advoware's change is overridden by EspoCRM's, not emptied
-                planner.notes.remove(planner.blank_notes.pop(view.id))
-                planner.override_note(view.tlf, row.espo_value, view.kind)
+            if view.id in sheet.blank_notes:  # Advoware's change is overridden by EspoCRM's, not emptied
+                sheet.notes.remove(sheet.blank_notes.pop(view.id))
+                sheet.override_note(view.tlf, row.espo_value, view.kind)
+    return sheet
 
 
 def look(kind: int) -> tuple:
@@ -136,7 +133,7 @@ def look(kind: int) -> tuple:
     return (array, espo_type_for_kind(kind) if array == PHONE else None)
 
 
-def advoware_deleted(planner: "_Planner", link: "StatusEntry") -> bool:
+def advoware_deleted(sheet: Worksheet, link: StatusEntry) -> bool:
     """Advoware no longer holds the link's entry: a person removed or blanked it."""
-    view = planner.by_id.get(link.advoware_id)
+    view = sheet.inputs.by_id.get(link.advoware_id)
     return view is None or not view.tlf

@@ -2,32 +2,29 @@
 
 People move values: an Advoware user types a number into another entry
 (perhaps onto a value EspoCRM already has), or blanks one entry and re-uses
-its value elsewhere. These steps run after the per-entry decisions
-(plan.py) and before the unlinked values are matched, and bind each value
-to the Advoware entry that already holds it instead of writing it twice.
+its value elsewhere. These phases run after the per-link decisions
+(links.py) and before the unlinked values are matched (unlinked.py), and
+bind each value to the Advoware entry that already holds it instead of
+writing it twice (plan.PHASES).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from .actions import Variant
 from .kinds import comparison_key, kinds_compatible
-from .rows import ESPO_WINS, TO_ESPOCRM, Row, type_for
 from .status import StatusEntry
+from .worksheet import ESPO_WINS, TO_ESPOCRM, Row, Worksheet, type_for
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .plan import _Planner
-
-__all__ = ["release_collisions", "prefer_holders", "adopt_for_needs"]
+__all__ = ["release_collisions", "prefer_holders", "adopt_for_needs", "release_taken_pending"]
 
 
-def release_collisions(planner: "_Planner") -> None:
+def release_collisions(sheet: Worksheet) -> Worksheet:
     """An Advoware value change onto a value EspoCRM already has is a match, not a second entry."""
-    candidates = [row for row in planner.rows if row.candidate]
-    occupied = Counter(item.key for item in planner.free)
-    for row in planner.rows:
+    candidates = [row for row in sheet.rows if row.candidate]
+    occupied = Counter(item.key for item in sheet.free)
+    for row in sheet.rows:
         if not row.candidate:
             occupied.update(row.keys())
     for row in candidates:
@@ -35,15 +32,15 @@ def release_collisions(planner: "_Planner") -> None:
         if not occupied[key]:
             occupied.update(row.keys())
             continue
-        planner.rows.remove(row)
-        planner.blanks.pop(row.origin.id, None)
-        planner.pool.append(row.origin)
-        planner.change(Variant.Var6_onto_existing, row.kind)
-    order = {view.id: index for index, view in enumerate(planner.views)}
-    planner.pool.sort(key=lambda view: order[view.id])
+        sheet.rows.remove(row)
+        sheet.blanks.pop(row.origin.id, None)
+        sheet.pool.append(row.origin)
+        sheet.change(Variant.Var6_onto_existing, row.kind)
+    sheet.sort_pool()
+    return sheet
 
 
-def prefer_holders(planner: "_Planner") -> None:
+def prefer_holders(sheet: Worksheet) -> Worksheet:
     """A value the sync would write into an entry is rather bound to an unlinked entry holding it.
 
     (A value moved to another entry in Advoware while the old entry is
@@ -55,39 +52,39 @@ def prefer_holders(planner: "_Planner") -> None:
     entry whose new Advoware value waits for EspoCRM's pending change: the
     link moves to the holder and the entry's new value is new in Advoware.
     """
-    for row in planner.rows:
+    for row in sheet.rows:
         view = row.advo
-        wanted = _wanted_value(planner, row)
+        wanted = _wanted_value(sheet, row)
         if view is None or wanted is None:
             continue
         key = comparison_key(row.array, wanted)
-        holder = next((v for v in planner.pool if v.key == key), None)
+        holder = next((v for v in sheet.pool if v.key == key), None)
         if view.key == key or holder is None:
             continue
-        espo_type_rules = row.espo_type_changed or planner.mode == ESPO_WINS
-        if planner.mode == TO_ESPOCRM and row.espo_type_changed and not kinds_compatible(holder.kind, row.kind):
+        espo_type_rules = row.espo_type_changed or sheet.mode == ESPO_WINS
+        if sheet.mode == TO_ESPOCRM and row.espo_type_changed and not kinds_compatible(holder.kind, row.kind):
             continue  # EspoCRM's pending type change does not fit the holder: the next `both` run decides
-        planner.pool.remove(holder)
+        sheet.pool.remove(holder)
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
-            planner.blank(holder, "moved value overridden", variant=Variant.revert_move, note=(
+            sheet.blank(holder, "moved value overridden", variant=Variant.revert_move, note=(
                 f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
                 f"EspoCRM's type wins, it is removed from that entry."))
             continue
-        planner.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
+        sheet.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
         for note in row.notes:
-            planner.notes.remove(note)
+            sheet.notes.remove(note)
         row.notes.clear()
         row.advo = row.origin = holder
         row.kind = row.status_kind = holder.kind
-        if not (planner.mode == TO_ESPOCRM and row.espo_type_changed):
+        if not (sheet.mode == TO_ESPOCRM and row.espo_type_changed):
             row.espo_type = type_for(holder.kind, row.espo)
         row.a_online = holder.online
-        planner.change(Variant.moved_in_advoware, holder.kind)
-    order = {view.id: index for index, view in enumerate(planner.views)}
-    planner.pool.sort(key=lambda view: order[view.id])
+        sheet.change(Variant.moved_in_advoware, holder.kind)
+    sheet.sort_pool()
+    return sheet
 
 
-def _wanted_value(planner: "_Planner", row: Row) -> str | None:
+def _wanted_value(sheet: Worksheet, row: Row) -> str | None:
     """The value the row's Advoware entry should hold after this run, when that may differ from what it holds.
 
     `to_espocrm` writes no values, but a row whose Advoware value changed
@@ -96,39 +93,40 @@ def _wanted_value(planner: "_Planner", row: Row) -> str | None:
     """
     if row.advo_value is not None:
         return row.advo_value
-    if planner.mode == TO_ESPOCRM and row.keep_status is None and row.status_value is not None:
+    if sheet.mode == TO_ESPOCRM and row.keep_status is None and row.status_value is not None:
         return row.status_value
     return None
 
 
-def adopt_for_needs(planner: "_Planner") -> None:
+def adopt_for_needs(sheet: Worksheet) -> Worksheet:
     """A value to restore or re-kind that Advoware already holds unlinked is taken, not created.
 
     The entry keeps its kind unless EspoCRM changed the type (or EspoCRM wins
     outright) and the kinds do not fit; then EspoCRM's kind wins and the
     entry is blanked, so that the value is never held twice in Advoware.
     """
-    for row in planner.rows:
+    for row in sheet.rows:
         if row.pending_restore:
-            adopt_pending(planner, row)
+            _adopt_pending(sheet, row)
         if not row.need:
             continue
         key = comparison_key(row.array, row.espo_value)
-        view = next((v for v in planner.pool if v.key == key), None)
+        view = next((v for v in sheet.pool if v.key == key), None)
         if view is None:
             continue
-        planner.pool.remove(view)
-        if (row.espo_type_changed or planner.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
-            planner.blank(view, "type change", variant=Variant.Var5_type, kind=row.kind)
+        sheet.pool.remove(view)
+        if (row.espo_type_changed or sheet.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
+            sheet.blank(view, "type change", variant=Variant.Var5_type, kind=row.kind)
             continue
         row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
         row.advo_value, row.restore_note = row.espo_value, None
         row.espo_type = type_for(view.kind, row.espo)
         row.a_online = view.online
-        planner.change(Variant.adopted, view.kind)
+        sheet.change(Variant.adopted, view.kind)
+    return sheet
 
 
-def adopt_pending(planner: "_Planner", row: Row) -> None:
+def _adopt_pending(sheet: Worksheet, row: Row) -> None:
     """`to_espocrm`: a value blanked in Advoware but now held by another entry is linked to that one.
 
     EspoCRM's pending change stays pending (the status keeps the old value);
@@ -137,11 +135,60 @@ def adopt_pending(planner: "_Planner", row: Row) -> None:
     """
     link = row.keep_status
     key = comparison_key(row.array, link.value)
-    view = next((v for v in planner.pool if v.key == key), None)
+    view = next((v for v in sheet.pool if v.key == key), None)
     if view is None:
         return
-    planner.pool.remove(view)
+    sheet.pool.remove(view)
     row.advo = row.origin = view
     row.keep_status = StatusEntry(view.id, link.value, int(view.kind), link.primary)
     row.a_online = view.online
-    planner.change(Variant.moved_in_advoware, view.kind)
+    sheet.change(Variant.moved_in_advoware, view.kind)
+
+
+def release_taken_pending(sheet: Worksheet) -> Worksheet:
+    """`to_espocrm`: one value, one link — a pending link whose value a person moved to another entry follows it.
+
+    The next run finds each link's EspoCRM item by value, so two status
+    entries with one value would hand the item to either and take the other
+    for deleted in EspoCRM. A link kept pending (EspoCRM's change of it
+    waits for a `both` run) whose entry no longer holds the value as last
+    synced, while another entry does, no longer stands for that entry:
+
+    - another link's row takes the value into the status (this run shows it
+      from there): the pending link is dropped — Advoware's move overrides
+      EspoCRM's pending change of the value, as a `both` run would;
+    - else an unlinked entry holds it: the link, and EspoCRM's pending
+      change with it, moves to that holder (as `prefer_holders` does for a
+      link whose change is applied).
+
+    Either way the old entry's own new value is new in Advoware.
+    """
+    if sheet.mode != TO_ESPOCRM:
+        return sheet
+    taken = {comparison_key(row.array, row.status_value) for row in sheet.rows
+             if row.keep_status is None and row.status_value is not None}
+    for row in [r for r in sheet.rows if r.keep_status is not None]:
+        link, view = row.keep_status, row.advo
+        key = comparison_key(row.array, link.value)
+        if view is not None and view.key == key:
+            continue
+        holder = next((v for v in sheet.pool if v.key == key), None)
+        if key in taken:
+            if row.in_espo:  # EspoCRM's new value stays shown, as new in EspoCRM (the next run matches it)
+                row.keep_status, row.s_primary = None, None
+            else:
+                sheet.rows.remove(row)
+            sheet.change(Variant.moved_in_advoware, link.kommkz)
+        elif holder is not None:
+            sheet.pool.remove(holder)
+            row.advo = row.origin = holder
+            row.kind = holder.kind
+            row.keep_status = StatusEntry(holder.id, link.value, int(holder.kind), link.primary)
+            row.a_online = holder.online
+            sheet.change(Variant.moved_in_advoware, holder.kind)
+        else:
+            continue
+        if view is not None and view.live:
+            sheet.pool.append(view)  # its own new value: new in Advoware
+    sheet.sort_pool()
+    return sheet

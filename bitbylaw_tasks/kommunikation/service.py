@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from bitbylaw_tasks.beteiligte.status import clear_own_failure
 from bitbylaw_tasks.inbound import phone_index
-from bitbylaw_tasks.kommunikation.actions import AdvowareCreate, Plan
+from bitbylaw_tasks.kommunikation.actions import Plan
 from bitbylaw_tasks.kommunikation.espo_phones import recognise_phones, render_phones
 from bitbylaw_tasks.kommunikation.plan import plan_kommunikation_sync
 from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommStatus, StatusFormatError,
@@ -150,7 +150,7 @@ def _apply(ctx, espo: dict, betnr: int, advo: dict, plan: Plan, notes: list[str]
     answers: list[dict] = []
     for action in plan.actions:
         ctx.before_write()
-        if isinstance(action, AdvowareCreate):
+        if action.creates:
             answer = ctx.advoware.create_kommunikation(betnr, action.payload())
             created[action.ref] = int(answer["id"])
         else:
