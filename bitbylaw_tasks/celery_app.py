@@ -14,8 +14,7 @@ from celery.signals import beat_init, celeryd_init
 import beat_schedule
 import celeryconfig
 from bitbylaw_tasks import logs
-from bitbylaw_tasks.beteiligte.compare import check_settings as check_beteiligte_settings
-from bitbylaw_tasks.inbound.lead_form import check_settings as check_lead_settings
+from bitbylaw_tasks.domain_settings import check_domain_settings
 from bitbylaw_tasks.settings import Settings, SettingsError, get_settings
 
 TASK_MODULES = [
@@ -34,16 +33,6 @@ def create_celery(settings: Settings) -> Celery:
     celery.conf.beat_schedule = beat_schedule.build(settings)
     celery.conf.bitbylaw_settings = settings
     return celery
-
-
-# Checks of settings whose valid values only a domain knows (the base `settings` module names no domain);
-# each raises `SettingsError` with one line.
-DOMAIN_SETTING_CHECKS = (check_beteiligte_settings, check_lead_settings)
-
-
-def check_domain_settings(settings: Settings) -> None:
-    for check in DOMAIN_SETTING_CHECKS:
-        check(settings)
 
 
 def _settings_or_exit() -> Settings:

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         runinfo.adopt_running_settings()
     try:
         settings = get_settings(require_complete=not getattr(args, "partial_settings", False))
-        from bitbylaw_tasks.celery_app import check_domain_settings  # the values only a domain knows
+        from bitbylaw_tasks.domain_settings import check_domain_settings  # the values only a domain knows
 
         check_domain_settings(settings)
     except SettingsError as exc:

@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from bitbylaw_tasks.celery_app import check_domain_settings
+from bitbylaw_tasks.domain_settings import check_domain_settings
 from bitbylaw_tasks.inbound.assign import User, round_robin_pick
 from bitbylaw_tasks.inbound.calls import CallReport, parse_duration, parse_report, report_from_fields
 from bitbylaw_tasks.inbound.journal import call_back_text, call_payload

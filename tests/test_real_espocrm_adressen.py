@@ -61,7 +61,8 @@ def test_an_address_typed_by_a_user_reaches_advoware_and_a_read_only_edit_is_a_m
     (action,) = manual.open_actions(lock_redis, party["id"])
     assert action.instruction == f"in Advoware, party {betnr}, address 1: set Land to AT"
     stream = client.session.get(f"{real.url}/api/v1/CBeteiligte/{party['id']}/stream", timeout=30).json()
-    assert any(n.get("post", "").startswith("@alice Adressen sync: please change by hand") for n in stream["list"])
+    assert any((n.get("post") or "").startswith("@alice ") and "Adressen sync: please change by hand" in n["post"]
+               for n in stream["list"])  # through notify: the assigned user mentioned, the instruction in the detail
     assert client.get_adresse(rid)["advowareManualAction"] == action.instruction
 
     advo.human_update_adresse(betnr, 1, land="AT")

@@ -24,7 +24,7 @@ FORM_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
 def check_settings(settings) -> None:
-    """Run where a process starts (`celery_app.DOMAIN_SETTING_CHECKS`): LEAD_FIELD_MAP maps only to lead
+    """Run where a process starts (`domain_settings.CHECKS`): LEAD_FIELD_MAP maps only to lead
     fields this domain knows (the base settings module checks the shape and names no domain)."""
     from bitbylaw_tasks.settings import SettingsError
 

@@ -110,7 +110,7 @@ def wsgi_app() -> Flask:
     from bitbylaw_tasks.logs import configure_logging
     from bitbylaw_tasks.settings import get_settings
 
-    from bitbylaw_tasks.celery_app import check_domain_settings
+    from bitbylaw_tasks.domain_settings import check_domain_settings
 
     settings = get_settings()
     check_domain_settings(settings)  # e.g. LEAD_FIELD_MAP's targets: a bad value stops the web process too
