@@ -12,8 +12,9 @@ then syncs. After every round the oracle checks what a person would notice:
 - where both sides edited the same field, EspoCRM's value is on both sides (writable) and a note says so;
 - every Advoware address is one CAdresse (by marker or imported), or an open "deleted" manual action;
 - a second sync in a row writes nothing.
-`ADRESSEN_RANDOM_SEEDS=1,2,3` picks seeds (default 1..8; 1..60 run once). One fixed case of the class the hypothesis oracle
-found (a Land a person changed in Advoware meeting a PLZ the user entered in EspoCRM) runs end to end too.
+`ADRESSEN_RANDOM_SEEDS=1,2,3` picks seeds (default 1..8; 1..60 run once). One fixed case of the class
+the hypothesis oracle found (a Land a person changed in Advoware meeting a PLZ the user entered in EspoCRM)
+runs end to end too.
 """
 from __future__ import annotations
 
