@@ -1,10 +1,16 @@
 """The pure Adressen decisions (bitbylaw_tasks/adressen/{mapping,plan}.py): scenarios A1–A13 and bad input at
 the level of one plan, the 3-way compare table, and a hypothesis oracle: after any history of edits on both
-sides, one sync makes both sides agree where the API can write, and a second sync writes nothing."""
+sides, one sync makes both sides agree where the API can write, and a second sync writes nothing.
+
+The oracle runs the same 1000 examples every time (`derandomize`, no example database), so CI never
+fails by chance; `ADRESSEN_FUZZ_RANDOM=1` draws fresh random examples and `ADRESSEN_FUZZ_EXAMPLES=N`
+runs N of them (docs/adressen-sync.md, "Tests")."""
 from __future__ import annotations
 
+import os
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from adressen_world import BETNR, TODAY, World, content, writes
@@ -234,15 +240,35 @@ def test_an_address_removed_in_advoware_is_marked_inactive_once():
 
 
 # ------------------------------------------------------------------ the oracle
-_texts = st.sampled_from([None, "", "Hauptstr. 1", "Ring 2", "10115", "Berlin", "Köln", "DE", "AT"])
+_texts = st.sampled_from([None, "", "Hauptstr. 1", "Ring 2", "10115", "1010", "Berlin", "Köln", "DE", "AT"])
 _field = st.sampled_from(["strasse", "plz", "ort", "land", "anschrift", "postfach"])
 _edit = st.tuples(st.sampled_from(["espo_edit", "advo_edit", "espo_new", "advo_new", "advo_insert", "sync",
                                    "espo_delete", "advo_remove", "advo_remark", "espo_primary"]),
                   st.integers(0, 5), _field, _texts)
 
 
-@settings(max_examples=1000, deadline=None)
+_RANDOM = os.environ.get("ADRESSEN_FUZZ_RANDOM", "") not in ("", "0")
+_FUZZ = settings(max_examples=int(os.environ.get("ADRESSEN_FUZZ_EXAMPLES", "1000")), deadline=None,
+                 derandomize=not _RANDOM, database=None, print_blob=True)
+
+
+@_FUZZ
 @given(st.lists(_edit, max_size=12))
+# an invalid or new value on one side meeting a change on the other: judged as the address is after this sync
+@example([("espo_edit", 0, "plz", "Ring 2"), ("advo_edit", 0, "land", "Hauptstr. 1")])  # found by the oracle
+@example([("espo_edit", 0, "plz", "1010"), ("advo_edit", 0, "land", "AT")])
+@example([("espo_edit", 0, "plz", "Ring 2"), ("advo_edit", 0, "land", "AT")])
+@example([("advo_edit", 0, "land", None), ("espo_edit", 0, "plz", "Ring 2")])
+@example([("advo_edit", 0, "plz", "Köln"), ("espo_edit", 0, "strasse", "Ring 2")])
+@example([("espo_edit", 0, "plz", "Köln"), ("advo_edit", 0, "strasse", "Ring 2")])
+@example([("espo_edit", 0, "land", "Ring 2"), ("advo_edit", 0, "plz", "1010")])
+@example([("espo_edit", 0, "land", "AT"), ("advo_edit", 0, "plz", "1010"), ("espo_edit", 0, "ort", "Köln")])
+@example([("advo_edit", 0, "land", "AT"), ("espo_edit", 0, "land", "DE"), ("espo_edit", 0, "plz", "1010")])
+@example([("espo_edit", 0, "strasse", None), ("advo_edit", 0, "ort", None)])
+@example([("advo_edit", 0, "strasse", None), ("espo_edit", 0, "ort", None), ("sync", 0, "plz", None)])
+# a read-only field changed in Advoware while a writable one changed in EspoCRM
+@example([("advo_edit", 0, "postfach", "Ring 2"), ("espo_edit", 0, "ort", "Köln")])
+@example([("advo_edit", 0, "land", "AT"), ("espo_edit", 0, "anschrift", "Ring 2"), ("advo_remark", 0, "land", None)])
 def test_any_history_converges_after_one_sync_and_the_next_writes_nothing(history):
     world = World()
     world.espo_new(**BERLIN, isPrimary=True)
@@ -296,6 +322,32 @@ def test_a_put_is_blocked_only_by_what_it_would_make_wrong():
     world.espo[rid]["plz"] = "1O115"  # this one the PUT would bring in: refused, with the reason
     step = world.plan().addresses[0]
     assert step.put is None and "PLZ '1O115' is not a valid postcode for CH" in step.error
+
+
+def test_an_invalid_land_from_advoware_and_a_plz_from_espocrm_converge_in_one_sync():
+    """Found by the oracle: the PUT of EspoCRM's PLZ was judged against EspoCRM's old Land (DE: refused)
+    while the same sync pulled Advoware's Land, so the next sync PUT it — not converged after one sync."""
+    world, (rid,) = _synced(BERLIN)
+    world.espo[rid]["plz"] = "Ring 2"
+    world.advo[0]["land"] = "Hauptstr. 1"  # a person's invalid Land: no PLZ rule for it
+    plan = world.sync()
+    assert plan.addresses[0].put == {"strasse": "Hauptstr. 1", "plz": "Ring 2", "ort": "Berlin", "anschrift": None}
+    assert plan.addresses[0].espo_write == {"land": "Hauptstr. 1"} and plan.addresses[0].error is None
+    assert world.advo[0]["plz"] == "Ring 2" and world.espo[rid]["land"] == "Hauptstr. 1"
+    assert writes(world.plan()) == []
+
+
+def test_a_land_a_person_changed_in_advoware_judges_the_plz_put_from_espocrm():
+    world, (rid,) = _synced(BERLIN)
+    world.espo[rid].update(plz="1010", ort="Wien")  # the user enters the Austrian PLZ ...
+    world.advo[0]["land"] = "AT"                   # ... while a person sets the Land in Advoware
+    plan = world.sync()
+    assert plan.addresses[0].put == {"strasse": "Hauptstr. 1", "plz": "1010", "ort": "Wien", "anschrift": None}
+    assert plan.manual == [] and world.espo[rid]["syncStatus"] == "clean"
+    assert writes(world.plan()) == []
+    world.espo[rid]["plz"] = "10115"  # a German PLZ against the Land now agreed (AT): refused, with the reason
+    step = world.plan().addresses[0]
+    assert step.put is None and "PLZ '10115' is not a valid postcode for AT" in step.error
 
 
 def test_a_copied_marker_is_left_alone_and_asked_about_once():

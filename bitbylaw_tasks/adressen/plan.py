@@ -153,10 +153,11 @@ def decide_pair(espo: _Espo, advo: _Advo, betnr: int, origin: str, variant: str)
                                         f"there; the address was recognised by its content, none created twice)"))
     if refused:
         plan.error, plan.status = "; ".join(refused), "failed"
-    if put_wanted:  # judged as the address is meant to be (EspoCRM's, e.g. a PLZ against the wanted Land);
+    if put_wanted:  # judged as the address is meant to be after this sync: EspoCRM's values (e.g. a PLZ
+        # against the wanted Land) with what this sync pulls from Advoware (a Land a person changed there);
         # only a field the PUT changes blocks it, not one a person entered so in Advoware or a pending action
         changed = {n for n in WRITABLE if not _same(agreed[n], advo.content[n])}
-        target = {**espo.content, **{n: agreed[n] for n in WRITABLE}}
+        target = {**espo.content, **espo_write, **{n: agreed[n] for n in WRITABLE}}
         problems = [m for f, m in mapping.field_problems(target) if f in changed or f == "*"]
         if problems:
             plan.error = "; ".join(refused + problems)
