@@ -351,15 +351,31 @@ def audit_entries(lock_redis, count: int, timeout: float = 5.0) -> list:
         time.sleep(0.01)
     return entries
 
-def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read_key, write_key, lock_redis, caplog,
-                                                              capsys):
+class _Lines(logging.Handler):
+    """The audit logger's own records, caught on that logger (not through the root logger, whose handlers other
+    tests of the session may have configured: the quiet filter, Celery's set-up)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read_key, write_key, lock_redis, capsys):
     betnr = seed(sandbox, count=1)["betNrs"][0]
-    caplog.set_level(logging.INFO, logger="bitbylaw_tasks.proxy")
+    proxy_log, caught = logging.getLogger("bitbylaw_tasks.proxy"), _Lines()
+    old_level = proxy_log.level
+    proxy_log.setLevel(logging.INFO)
+    proxy_log.addHandler(caught)
     requests.get(f"{web}{API}/Beteiligte/{betnr}?secretquery=Musterfrau", headers=bearer(read_key), timeout=10)
     requests.post(f"{web}{API}/Beteiligte", json={"name": "Geheim GmbH"}, headers=bearer(read_key), timeout=10)
     requests.post(f"{web}{API}/Beteiligte", json={"name": "Geheim GmbH"}, headers=bearer(write_key), timeout=10)
     requests.get(f"{web}{API}/Beteiligte/{betnr}", timeout=10)
     entries = audit_entries(lock_redis, 4)
+    proxy_log.removeHandler(caught)
+    proxy_log.setLevel(old_level)
     assert [(e.key, e.method, e.path, e.status, e.reason) for e in entries] == [
         ("assistant", "GET", "advonet/Beteiligte/{id}", 200, "forwarded"),
         ("assistant", "POST", "advonet/Beteiligte", 403, "scope"),
@@ -368,7 +384,7 @@ def test_every_call_is_audited_without_bodies_or_query_values(sandbox, web, read
     assert entries[0].bytes_out > 0 and entries[2].bytes_in == len(json.dumps({"name": "Geheim GmbH"}))
     assert all(e.ms >= 0 for e in entries) and entries[0].key_id == keys.find(lock_redis, "assistant").id
     stored = json.dumps([list(f.items()) for _, f in lock_redis.xrange(audit.STREAM)], default=str)
-    lines = [r.getMessage() for r in caplog.records if r.name == "bitbylaw_tasks.proxy"]
+    lines = [r.getMessage() for r in caught.records]
     assert len(lines) == 4
     for text in (stored, "\n".join(lines)):
         assert "Musterfrau" not in text and "secretquery" not in text and "Geheim" not in text
