@@ -32,3 +32,16 @@ def test_manual_actions_are_pending_until_resolved_and_keep_their_first_time(loc
     assert manual.resolve(lock_redis, "adressen", "r1", "address_conflict")
     assert not manual.resolve(lock_redis, "adressen", "r1", "address_conflict")
     assert [a["entity_id"] for a in manual.pending(lock_redis)] == ["r2"]
+
+
+def test_every_configured_queue_is_watched_by_a_heartbeat():
+    """A queue without a heartbeat would die unnoticed: each one's workers answer `{queue}.heartbeat`,
+    and /healthz reports them (the Adressen queue once had no heartbeat)."""
+    import celeryconfig
+    from bitbylaw_tasks.celery_app import app
+    from bitbylaw_tasks.ops import heartbeat, tasks  # noqa: F401 - registers the heartbeat tasks
+
+    watched = {c.removeprefix("worker:") for c in heartbeat.COMPONENTS if c.startswith("worker:")}
+    assert watched == set(celeryconfig.QUEUES)
+    assert all(f"{queue}.heartbeat" in app.tasks for queue in celeryconfig.QUEUES if queue != "default")
+    assert {route["queue"] for name, route in celeryconfig.TASK_ROUTES.items()} <= set(celeryconfig.QUEUES)

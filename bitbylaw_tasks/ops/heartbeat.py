@@ -5,8 +5,13 @@ import time
 
 import redis
 
+import celeryconfig
+
 KEY = "heartbeat"
-COMPONENTS = ("beat", "worker:default", "worker:beteiligte", "worker:kommunikation", "worker:calendar", "worker:leads")
+#: Every queue but `default` has its own workers, which answer `{queue}.heartbeat` (ops/tasks.py); derived
+#: from the configured queues, so a new domain's queue is watched from its first commit.
+DOMAIN_QUEUES = tuple(queue for queue in celeryconfig.QUEUES if queue != "default")
+COMPONENTS = ("beat", "worker:default", *(f"worker:{queue}" for queue in DOMAIN_QUEUES))
 
 
 def record(client: redis.Redis, component: str, now: float | None = None) -> None:

@@ -11,7 +11,7 @@ from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.ops import heartbeat
 from bitbylaw_tasks.redis_clients import lock_redis
 
-DOMAIN_QUEUES = ("beteiligte", "kommunikation", "calendar", "leads")
+DOMAIN_QUEUES = heartbeat.DOMAIN_QUEUES
 
 
 @app.task(name="ops.heartbeat", ignore_result=True)
