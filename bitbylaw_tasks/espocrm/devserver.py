@@ -8,6 +8,12 @@ that `bitbylaw espocrm build-extension` builds, creates a human user `alice`
 (password login, a role with full CBeteiligte and CAdresse access) and runs the product's
 `bitbylaw espocrm setup` logic, which creates the integration API user.
 
+Nothing outlives its owner: `start()` first starts a reaper process that waits
+for the owner to close a pipe, then stops the server, drops the database and
+removes the folder. `stop()` closes the pipe; so does the kernel when the
+owner dies without stopping (a test run killed by SIGTERM or SIGKILL — once
+seen leaving `php -S` workers behind, holding their port and database).
+
 `prerequisites()` says why the tier cannot run here (None when it can):
 `make test` deselects the tier with one printed line in that case; with
 `BITBYLAW_REAL_ESPOCRM=require` (CI) a missing prerequisite fails instead.
@@ -18,6 +24,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,9 +84,16 @@ class RealEspoCrm:
         self.api_key = ""          # the integration user's, set by the product's setup
         self.integration_user_id = ""
         self.alice_id = ""
+        self._reaper: subprocess.Popen | None = None
 
     # ------------------------------------------------------------ lifecycle
+    def start_reaper(self) -> None:
+        """Start the process that tears this EspoCRM down once this process closes the pipe or dies."""
+        self._reaper = subprocess.Popen([sys.executable, "-m", __name__, "reap", str(self.dir), self.db],
+                                        stdin=subprocess.PIPE, start_new_session=True, cwd=REPO)
+
     def start(self) -> "RealEspoCrm":
+        self.start_reaper()
         env = {**os.environ, "SKIP_APT": "1", "DB_HOST": DB_HOST, "DB_PORT": str(DB_PORT),
                "ADMIN_USER": ADMIN[0], "ADMIN_PASS": ADMIN[1], "SERVER_WORKERS": "4"}
         self._run(["bash", str(SETUP_SH), str(DIST), str(self.port), self.db, str(self.dir)], env=env)
@@ -124,11 +138,16 @@ class RealEspoCrm:
         self._run(["bash", str(SETUP_SH), str(DIST), str(self.port), self.db, str(self.dir)], env=env)
 
     def stop(self) -> None:
-        stop = self.dir / "stop.sh"
-        if stop.is_file():
-            subprocess.run(["bash", str(stop)], capture_output=True)
-        self._sql(f"DROP DATABASE IF EXISTS `{self.db}`")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Tear down through the reaper (the one path, also when this process dies), then once more here in
+        case no reaper ran (idempotent)."""
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.stdin.close()
+            try:
+                reaper.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                reaper.kill()
+        teardown(self.dir, self.db)
 
     # ------------------------------------------------------------ access
     def admin(self) -> EspoCrmAdminClient:
@@ -181,7 +200,8 @@ class RealEspoCrm:
                                      "passwordConfirm": ALICE[1], "rolesIds": [role["id"]]})
         return user["id"]
 
-    def _sql(self, statement: str, database: str = "") -> str:
+    @staticmethod
+    def _sql(statement: str, database: str = "") -> str:
         """Run one SQL statement (read from stdin: a bulk insert is larger than an argument may be); prints
         each result row's values tab-separated."""
         code = ("$pdo = new PDO('mysql:host=' . getenv('H') . ';port=' . getenv('P') . (getenv('D') ? ';dbname=' "
@@ -189,7 +209,7 @@ class RealEspoCrm:
                 "$s = $pdo->query(stream_get_contents(STDIN)); if ($s && $s->columnCount()) { "
                 "foreach ($s->fetchAll(PDO::FETCH_NUM) as $r) { echo implode(\"\\t\", $r), \"\\n\"; } }")
         env = {**os.environ, "H": DB_HOST, "P": str(DB_PORT), "D": database}
-        return self._run(["php", "-r", code], env=env, input=statement)
+        return RealEspoCrm._run(["php", "-r", code], env=env, input=statement)
 
     @staticmethod
     def _run(argv: list[str], **kwargs) -> str:
@@ -197,3 +217,26 @@ class RealEspoCrm:
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:3])} failed ({done.returncode}): {done.stderr[-800:] or done.stdout[-800:]}")
         return done.stdout
+
+
+def teardown(directory: Path, db: str) -> None:
+    """Stop the server (its `stop.sh` kills the PHP workers, then the parent), drop the database, remove the
+    folder. Idempotent: what is already gone is skipped."""
+    stop = directory / "stop.sh"
+    if stop.is_file():
+        subprocess.run(["bash", str(stop)], capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        RealEspoCrm._sql(f"DROP DATABASE IF EXISTS `{db}`")
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+        pass  # no database server reachable: nothing of ours can be left there either
+
+
+def _reap(directory: str, db: str) -> None:
+    """The reaper: block until the owner closes stdin (its `stop()`, or its death), then tear down."""
+    sys.stdin.buffer.read()
+    teardown(Path(directory), db)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["reap"]:
+    _reap(*sys.argv[2:4])
