@@ -83,16 +83,6 @@ def sync_adressen(ctx: SyncContext, entity_id: str, source: str = "manual") -> A
                            run.espocrm_writes, run.failed, len(done.opened), len(done.closed))
 
 
-def _mention(ctx: SyncContext, party: dict) -> str:
-    user_id = party.get("assignedUserId")
-    if not user_id:
-        return ""
-    try:
-        name = ctx.espocrm.get_user(user_id).get("userName")
-    except ApiError:
-        return ""
-    return f"@{name} " if name else ""
-
 
 def _same_address(seen: dict):
     """Whether an Advoware address is `seen` (the one the plan read): by marker when it has one, else by all
@@ -113,13 +103,12 @@ class _Run:
     def __init__(self, ctx: SyncContext, party: dict, betnr: int, now: datetime):
         self.ctx, self.party, self.betnr, self.now = ctx, party, betnr, now
         self.advoware_writes = self.espocrm_writes = self.failed = 0
-        self._mention: str | None = None
 
     def note(self, text: str) -> None:
-        """A stream post on the party mentioning its assigned user (looked up once, on the first note)."""
-        if self._mention is None:
-            self._mention = _mention(self.ctx, self.party)
-        self.ctx.espocrm.post_note(self.party["id"], f"{self._mention}{NOTE_PREFIX}{text}")
+        """A conflict note on the party through `notify` (as the party sync's): always posted, the assigned
+        user (else the operator) mentioned once per window."""
+        notify.of(self.ctx).record(notify.CONFLICT, self.party["id"], f"{NOTE_PREFIX}{text}",
+                                   self.party.get("assignedUserId"))
 
     def apply(self, step: AddressPlan, record: dict | None) -> None:
         try:
