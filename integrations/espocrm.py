@@ -249,18 +249,41 @@ class EspoCrmClient:
     def delete_beteiligte(self, record_id: str) -> bool:
         return bool(self._call("delete_beteiligte", "DELETE", f"{ENTITY}/{record_id}"))
 
-    def search_beteiligte(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
-                          order_by: str | None = None, order: str = "asc", offset: int = 0,
-                          max_size: int = MAX_SIZE) -> tuple[int, list[dict]]:
-        """One page: (total, records). List records never contain the e-mail/phone arrays."""
+    def search(self, entity: str, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+               order_by: str | None = None, order: str = "asc", offset: int = 0, max_size: int = MAX_SIZE,
+               name: str | None = None) -> tuple[int, list[dict]]:
+        """One page of any entity's list: (total, records); `name` labels the call (default `search_{entity}`)."""
         params = encode_where(where)
         params += [("offset", str(offset)), ("maxSize", str(max_size))]
         if order_by:
             params += [("orderBy", order_by), ("order", order)]
         if select:
             params.append(("select", ",".join(select)))
-        body = self._call("search_beteiligte", "GET", ENTITY, params=params)
+        body = self._call(name or f"search_{entity}", "GET", entity, params=params)
         return int(body.get("total", 0)), list(body.get("list", []))
+
+    def iter_by_id(self, entity: str, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+                   name: str | None = None) -> Iterator[dict]:
+        """Every matching record, keyset-paged (`id > last id`, maxSize 200): records that stop matching while
+        we page cannot make us skip others."""
+        base = [] if where is None else ([where] if isinstance(where, dict) else list(where))
+        if select and "id" not in select:
+            select = ["id", *select]
+        last = None
+        while True:
+            page_where = base + ([W.greater_than("id", last)] if last is not None else [])
+            _, page = self.search(entity, page_where, select=select, order_by="id", name=name)
+            yield from page
+            if len(page) < MAX_SIZE:
+                return
+            last = page[-1]["id"]
+
+    def search_beteiligte(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
+                          order_by: str | None = None, order: str = "asc", offset: int = 0,
+                          max_size: int = MAX_SIZE) -> tuple[int, list[dict]]:
+        """One page: (total, records). List records never contain the e-mail/phone arrays."""
+        return self.search(ENTITY, where, select=select, order_by=order_by, order=order, offset=offset,
+                           max_size=max_size, name="search_beteiligte")
 
     def iter_beteiligte(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
                         order_by: str = "id", paging: str = "keyset") -> Iterator[dict]:
@@ -271,21 +294,14 @@ class EspoCrmClient:
         whose syncs change `syncStatus`) cannot make us skip others;
         `paging="offset"` is plain `offset` + `maxSize`.
         """
-        base = [] if where is None else ([where] if isinstance(where, dict) else list(where))
-        if select and "id" not in select:
-            select = ["id", *select]
         if paging == "keyset":
             if order_by != "id":
                 raise ValueError("keyset paging orders by id")
-            last = None
-            while True:
-                page_where = base + ([W.greater_than("id", last)] if last is not None else [])
-                _, page = self.search_beteiligte(page_where, select=select, order_by="id", order="asc")
-                yield from page
-                if len(page) < MAX_SIZE:
-                    return
-                last = page[-1]["id"]
+            yield from self.iter_by_id(ENTITY, where, select=select, name="search_beteiligte")
         elif paging == "offset":
+            base = [] if where is None else ([where] if isinstance(where, dict) else list(where))
+            if select and "id" not in select:
+                select = ["id", *select]
             offset = 0
             while True:
                 total, page = self.search_beteiligte(base, select=select, order_by=order_by, offset=offset)
@@ -311,12 +327,8 @@ class EspoCrmClient:
     def search_adressen(self, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
                         offset: int = 0, max_size: int = MAX_SIZE) -> tuple[int, list[dict]]:
         """One page of CAdresse records (ordered by id): (total, records)."""
-        params = encode_where(where) + [("offset", str(offset)), ("maxSize", str(max_size)), ("orderBy", "id"),
-                                        ("order", "asc")]
-        if select:
-            params.append(("select", ",".join(select)))
-        body = self._call("search_adressen", "GET", ADRESSE, params=params)
-        return int(body.get("total", 0)), list(body.get("list", []))
+        return self.search(ADRESSE, where, select=select, order_by="id", offset=offset, max_size=max_size,
+                           name="search_adressen")
 
     def get_adresse(self, record_id: str) -> dict:
         return self._call("get_adresse", "GET", f"{ADRESSE}/{record_id}")
@@ -340,10 +352,6 @@ class EspoCrmClient:
     def forget_server_settings(self) -> None:
         """Read EspoCRM's settings again on next need."""
         self._phone_international = None
-
-    def get_user(self, user_id: str) -> dict:
-        """A user record (`userName` for an `@mention`)."""
-        return self._call("get_user", "GET", f"User/{user_id}")
 
     def current_user(self) -> dict:
         """The user this client authenticates as (`GET App/user` -> `user`)."""

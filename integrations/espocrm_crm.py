@@ -13,23 +13,13 @@ from integrations.espocrm import MAX_SIZE, EspoCrmClient, W
 
 
 class EspoCrmRecords:
-    """Lead/Contact/Call/User/Team and any entity's search, get and create, as the integration user."""
+    """Lead/Contact/Call/Team lookups and any entity's get and create, as the integration user (users: `client.find_user`)."""
 
     def __init__(self, client: EspoCrmClient):
         self.client = client
 
-    def search(self, entity: str, where: list[dict] | dict | None = None, *, select: list[str] | None = None,
-               order_by: str | None = None, order: str = "asc", max_size: int = MAX_SIZE,
-               offset: int = 0) -> tuple[int, list[dict]]:
-        from integrations.espocrm import encode_where
-
-        params = encode_where(where) + [("offset", str(offset)), ("maxSize", str(max_size))]
-        if order_by:
-            params += [("orderBy", order_by), ("order", order)]
-        if select:
-            params.append(("select", ",".join(select)))
-        body = self.client.request(f"search_{entity}", "GET", entity, params=params)
-        return int(body.get("total", 0)), list(body.get("list", []))
+    def search(self, entity: str, where: list[dict] | dict | None = None, **kwargs) -> tuple[int, list[dict]]:
+        return self.client.search(entity, where, **kwargs)
 
     def get(self, entity: str, record_id: str) -> dict:
         return self.client.request(f"get_{entity}", "GET", f"{entity}/{record_id}")
@@ -48,20 +38,8 @@ class EspoCrmRecords:
 
     def list_ids(self, entity: str) -> Iterator[tuple[str, str]]:
         """Every record's (id, modifiedAt), keyset-paged by id."""
-        last = None
-        while True:
-            where = [W.greater_than("id", last)] if last is not None else []
-            _, page = self.search(entity, where, select=["id", "modifiedAt"], order_by="id")
-            for record in page:
-                yield record["id"], record.get("modifiedAt") or ""
-            if len(page) < MAX_SIZE:
-                return
-            last = page[-1]["id"]
-
-    def user_by_name(self, user_name: str) -> dict | None:
-        _, users = self.search("User", W.equals("userName", user_name), select=["id", "userName", "isActive"],
-                               max_size=1)
-        return users[0] if users else None
+        for record in self.client.iter_by_id(entity, select=["id", "modifiedAt"]):
+            yield record["id"], record.get("modifiedAt") or ""
 
     def team_users(self, team_id: str) -> list[dict]:
         """The active, regular users of a team, ordered by id (a stable round-robin order)."""

@@ -130,8 +130,8 @@ def test_a_call_links_its_parent_and_keeps_status_direction_times(crm):
 
 
 def test_users_by_name_and_a_teams_users(crm):
-    assert crm.records.user_by_name("alice")["id"] == crm.alice_id
-    assert crm.records.user_by_name("nobody-" + unique()) is None
+    assert crm.records.client.find_user("alice")["id"] == crm.alice_id
+    assert crm.records.client.find_user("nobody-" + unique()) is None
     team = crm.admin_create("Team", {"name": unique("Intake"), "usersIds": [crm.alice_id]})
     assert [u["userName"] for u in crm.records.team_users(team["id"])] == ["alice"]
 

@@ -32,7 +32,7 @@ def user_named(records: EspoCrmRecords, user_name: str) -> User | None:
     with _USERS_LOCK:
         if key in _USERS:
             return _USERS[key]
-    found = records.user_by_name(user_name)
+    found = records.client.find_user(user_name)
     if found is None:
         return None  # not cached: the user may be created later
     user = User(found["id"], found["userName"])
