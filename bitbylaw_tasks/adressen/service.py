@@ -172,6 +172,20 @@ def _equal(stored, wanted) -> bool:
 SWEEP_STATUSES = ("pending_sync", "dirty", "failed")  # a user's change not yet in Advoware, or bad input
 
 
+def party_of(espocrm, client, adresse_id: str, action: str) -> str | None:
+    """The CBeteiligte a CAdresse webhook concerns: EspoCRM's link (not for a deleted address), else the party
+    the address had when last synced (`PARTY_OF_KEY`); None when neither knows it."""
+    if action != "delete":
+        try:
+            party = espocrm.get_adresse(adresse_id).get("beteiligteId")
+        except NotFound:
+            party = None
+        if party:
+            return party
+    known = client.hget(PARTY_OF_KEY, adresse_id)
+    return known.decode() if known else None
+
+
 def parties_to_sweep(espocrm) -> list[str]:
     """The parties with an address a user changed (or that failed) whose webhook may have been lost: the
     safety net beside the party's rolling check (docs/adressen-sync.md, "Triggers")."""

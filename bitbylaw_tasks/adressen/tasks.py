@@ -7,14 +7,14 @@ import logging
 
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.adressen.context import ADRESSEN, sync_context
-from bitbylaw_tasks.adressen.service import PARTY_OF_KEY, parties_to_sweep, sync_adressen
+from bitbylaw_tasks.adressen.service import parties_to_sweep, party_of, sync_adressen
 from bitbylaw_tasks.celery_app import app, settings_of
 from bitbylaw_tasks.clients import clients_for
 from bitbylaw_tasks.enqueue import enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY
 from bitbylaw_tasks.outcomes import run_entity_task
 from bitbylaw_tasks.redis_clients import lock_redis
-from integrations.errors import NotFound, RateLimited, Unavailable
+from integrations.errors import RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,7 @@ def route(adresse_id: str, action: str) -> dict:
     last synced; unknown: dropped, the party's next check finds it)."""
     enqueuer_for(app).mark_started(messages.adressen_route(adresse_id, action).coalesce_key)
     settings = settings_of(app)
-    party = None
-    if action != "delete":
-        try:
-            party = clients_for(settings).espocrm.get_adresse(adresse_id).get("beteiligteId")
-        except NotFound:
-            party = None
-    if not party:
-        known = lock_redis(settings).hget(PARTY_OF_KEY, adresse_id)
-        party = known.decode() if known else None
+    party = party_of(clients_for(settings).espocrm, lock_redis(settings), adresse_id, action)
     if not party:
         log.info("adressen route: CAdresse %s (%s) has no known party; left to the party's next check",
                  adresse_id, action)
