@@ -26,99 +26,66 @@ MAX_SIZE = 200
 SETTINGS_TTL = 600.0  # seconds a read of EspoCRM's settings (phone number format) is trusted
 
 
+def _where_item(kind: str, attribute: str | None = None, value: Any = None) -> dict:
+    item: dict = {"type": kind}
+    if attribute is not None:
+        item["attribute"] = attribute
+    if value is not None:
+        item["value"] = value
+    return item
+
+
+def _compare(kind: str):
+    """A builder `(attribute, value) -> item` for EspoCRM's comparison `kind`."""
+    return staticmethod(lambda attribute, value: _where_item(kind, attribute, value))
+
+
+def _test(kind: str):
+    """A builder `(attribute) -> item` for EspoCRM's value-less test `kind`."""
+    return staticmethod(lambda attribute: _where_item(kind, attribute))
+
+
+def _group(kind: str):
+    """A builder `(*items) -> item` for EspoCRM's logical `kind`."""
+    return staticmethod(lambda *items: _where_item(kind, None, list(items)))
+
+
+def _listed(kind: str):
+    """A builder `(attribute, values) -> item` for `in`/`notIn` (an empty list is refused: PHP would drop it)."""
+    def build(attribute: str, values) -> dict:
+        values = list(values)
+        if not values:
+            raise ValueError(f"W.{kind} needs at least one value (an empty PHP array is not sent at all)")
+        return _where_item(kind, attribute, values)
+    return staticmethod(build)
+
+
 class W:
-    """Builders for EspoCRM `where` items: `W.and_(W.equals("syncStatus", "dirty"), W.is_null("betnr"))`."""
+    """Builders for EspoCRM `where` items: `W.and_(W.equals("syncStatus", "dirty"), W.is_null("betnr"))`.
+    Each name stands for EspoCRM's where type of the same meaning (the string beside it)."""
+
+    equals = _compare("equals")
+    not_equals = _compare("notEquals")
+    before = _compare("before")
+    after = _compare("after")
+    less_than = _compare("lessThan")
+    greater_than = _compare("greaterThan")
+    less_than_or_equals = _compare("lessThanOrEquals")
+    greater_than_or_equals = _compare("greaterThanOrEquals")
+    contains = _compare("contains")
+    in_ = _listed("in")
+    not_in = _listed("notIn")
+    is_null = _test("isNull")
+    is_not_null = _test("isNotNull")
+    is_true = _test("isTrue")
+    is_false = _test("isFalse")
+    and_ = _group("and")
+    or_ = _group("or")
+    not_ = _group("not")
 
     @staticmethod
-    def _item(kind: str, attribute: str | None = None, value: Any = None) -> dict:
-        item: dict = {"type": kind}
-        if attribute is not None:
-            item["attribute"] = attribute
-        if value is not None:
-            item["value"] = value
-        return item
-
-    @classmethod
-    def equals(cls, attribute: str, value) -> dict:
-        return cls._item("equals", attribute, value)
-
-    @classmethod
-    def not_equals(cls, attribute: str, value) -> dict:
-        return cls._item("notEquals", attribute, value)
-
-    @classmethod
-    def in_(cls, attribute: str, values) -> dict:
-        values = list(values)
-        if not values:
-            raise ValueError("W.in_ needs at least one value (an empty PHP array is not sent at all)")
-        return cls._item("in", attribute, values)
-
-    @classmethod
-    def not_in(cls, attribute: str, values) -> dict:
-        values = list(values)
-        if not values:
-            raise ValueError("W.not_in needs at least one value")
-        return cls._item("notIn", attribute, values)
-
-    @classmethod
-    def is_null(cls, attribute: str) -> dict:
-        return cls._item("isNull", attribute)
-
-    @classmethod
-    def is_not_null(cls, attribute: str) -> dict:
-        return cls._item("isNotNull", attribute)
-
-    @classmethod
-    def is_true(cls, attribute: str) -> dict:
-        return cls._item("isTrue", attribute)
-
-    @classmethod
-    def is_false(cls, attribute: str) -> dict:
-        return cls._item("isFalse", attribute)
-
-    @classmethod
-    def before(cls, attribute: str, value: str) -> dict:
-        return cls._item("before", attribute, value)
-
-    @classmethod
-    def after(cls, attribute: str, value: str) -> dict:
-        return cls._item("after", attribute, value)
-
-    @classmethod
-    def less_than(cls, attribute: str, value) -> dict:
-        return cls._item("lessThan", attribute, value)
-
-    @classmethod
-    def greater_than(cls, attribute: str, value) -> dict:
-        return cls._item("greaterThan", attribute, value)
-
-    @classmethod
-    def less_than_or_equals(cls, attribute: str, value) -> dict:
-        return cls._item("lessThanOrEquals", attribute, value)
-
-    @classmethod
-    def greater_than_or_equals(cls, attribute: str, value) -> dict:
-        return cls._item("greaterThanOrEquals", attribute, value)
-
-    @classmethod
-    def between(cls, attribute: str, low, high) -> dict:
-        return cls._item("between", attribute, [low, high])
-
-    @classmethod
-    def contains(cls, attribute: str, text: str) -> dict:
-        return cls._item("contains", attribute, text)
-
-    @classmethod
-    def and_(cls, *items: dict) -> dict:
-        return cls._item("and", None, list(items))
-
-    @classmethod
-    def or_(cls, *items: dict) -> dict:
-        return cls._item("or", None, list(items))
-
-    @classmethod
-    def not_(cls, *items: dict) -> dict:
-        return cls._item("not", None, list(items))
+    def between(attribute: str, low, high) -> dict:
+        return _where_item("between", attribute, [low, high])
 
 
 def _php_scalar(value) -> str:

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.cli_errors import CommandError
+from bitbylaw_tasks.beteiligte.cli import linked_beteiligte
+from bitbylaw_tasks.cli_groups import command_group
 from bitbylaw_tasks.settings import Settings
 
 
@@ -33,21 +35,11 @@ def cmd_manual_actions(args, settings: Settings) -> int:
     return 0
 
 
-def _linked(settings: Settings, entity_id: str) -> dict:
-    from bitbylaw_tasks.beteiligte.cli import existing_beteiligte
-
-    espo = existing_beteiligte(settings, entity_id)
-    if espo.get("betnr") in (None, ""):
-        raise CommandError(f"beteiligte {entity_id}: not linked to Advoware yet (no betnr); "
-                           f"`bitbylaw beteiligte sync {entity_id}` creates it first")
-    return espo
-
-
 def cmd_sync(args, settings: Settings) -> int:
     """Queue the address sync of one CBeteiligte (or run it here with --now)."""
     from bitbylaw_tasks.adressen import tasks
 
-    _linked(settings, args.entity_id)
+    linked_beteiligte(settings, args.entity_id)
     if args.now:
         outcome = tasks.sync.apply(args=(args.entity_id, "manual")).get()
         print(json.dumps(outcome, indent=2, default=str))
@@ -66,15 +58,15 @@ def cmd_audit(args, settings: Settings) -> int:
     from bitbylaw_tasks.clients import clients_for
     from integrations.errors import NotFound
 
-    espo = _linked(settings, args.entity_id)
+    espo, betnr = linked_beteiligte(settings, args.entity_id)
     clients = clients_for(settings)
     try:
-        advoware = clients.advoware.list_adressen(int(espo["betnr"]))
+        advoware = clients.advoware.list_adressen(betnr)
     except NotFound:
-        raise CommandError(f"beteiligte {args.entity_id}: Advoware betNr {espo['betnr']} not found") from None
+        raise CommandError(f"beteiligte {args.entity_id}: Advoware betNr {betnr} not found") from None
     records = clients.espocrm.list_adressen(args.entity_id)
-    plan = plan_party(advoware, records, int(espo["betnr"]), datetime.now(timezone.utc).date())
-    print(f"EspoCRM {espo['id']}  betnr={espo['betnr']}  CAdresse={len(records)}  Advoware Adressen={len(advoware)}")
+    plan = plan_party(advoware, records, betnr, datetime.now(timezone.utc).date())
+    print(f"EspoCRM {espo['id']}  betnr={betnr}  CAdresse={len(records)}  Advoware Adressen={len(advoware)}")
     for step in plan.addresses:
         does = [w for w, on in (("POST", step.post), ("PUT", step.put), ("EspoCRM", step.espo_write)) if on]
         ways = "".join(f"  {label}: {', '.join(names)}" for label, names in
@@ -88,15 +80,11 @@ def cmd_audit(args, settings: Settings) -> int:
 
 def register(sub) -> None:
     """Add `adressen manual-actions|sync|audit` to the top-level parser's subparsers."""
-    parser = sub.add_parser("adressen", help="Adressen sync: manual-actions, sync, audit",
-                            description="Operator commands for the Adressen sync (a party's addresses).")
-    cmds = parser.add_subparsers(dest="adressen_command", required=True, metavar="COMMAND")
-    p = cmds.add_parser("manual-actions", help=cmd_manual_actions.__doc__, description=cmd_manual_actions.__doc__)
-    p.set_defaults(func=cmd_manual_actions)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add = command_group(sub, "adressen", "Adressen sync: manual-actions, sync, audit",
+                        "Operator commands for the Adressen sync (a party's addresses).")
+    add("manual-actions", cmd_manual_actions).add_argument("--json", action="store_true", help="print JSON")
     for name, func in (("sync", cmd_sync), ("audit", cmd_audit)):
-        p = cmds.add_parser(name, help=func.__doc__, description=func.__doc__)
-        p.set_defaults(func=func)
+        p = add(name, func)
         p.add_argument("entity_id", help="the CBeteiligte id in EspoCRM")
         if name == "sync":
             p.add_argument("--now", action="store_true", help="run in this process instead of queueing")

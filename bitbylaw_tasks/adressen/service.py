@@ -20,6 +20,7 @@ from bitbylaw_tasks import notify
 from bitbylaw_tasks.adressen import manual, mapping, tracking
 from bitbylaw_tasks.adressen.plan import AddressPlan, plan_party
 from bitbylaw_tasks.beteiligte.mapping import format_espo_datetime
+from bitbylaw_tasks.beteiligte.party import PartyNotReady, linked_party
 from bitbylaw_tasks.beteiligte.service import SyncContext
 from integrations.advoware import AmbiguousAddress
 from integrations.espocrm import W
@@ -52,12 +53,9 @@ class AdressenOutcome:
 def sync_adressen(ctx: SyncContext, entity_id: str, source: str = "manual") -> AdressenOutcome:
     """Sync every address of one CBeteiligte (module docstring)."""
     try:
-        party = ctx.espocrm.get_beteiligte(entity_id)
-    except NotFound:
-        return AdressenOutcome(entity_id, "missing")
-    if party.get("betnr") in (None, ""):
-        return AdressenOutcome(entity_id, "not_linked")
-    betnr = int(party["betnr"])
+        party, betnr = linked_party(ctx.espocrm, entity_id)
+    except PartyNotReady as exc:
+        return AdressenOutcome(entity_id, exc.path)
     try:
         advoware = ctx.advoware.list_adressen(betnr)
     except NotFound:

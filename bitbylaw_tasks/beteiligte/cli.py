@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import json
 
+from bitbylaw_tasks.cli_groups import command_group
 from bitbylaw_tasks.settings import Settings
 
 
@@ -22,6 +23,19 @@ def existing_beteiligte(settings: Settings, entity_id: str) -> dict:
         return _clients(settings).espocrm.get_beteiligte(entity_id)
     except NotFound:
         raise CommandError(f"beteiligte {entity_id}: no such record in EspoCRM") from None
+
+
+def linked_beteiligte(settings: Settings, entity_id: str) -> tuple[dict, int]:
+    """The CBeteiligte record and its betNr, or a one-line `CommandError` when missing or not linked."""
+    from bitbylaw_tasks.beteiligte.party import linked_betnr
+    from bitbylaw_tasks.cli_errors import CommandError
+
+    record = existing_beteiligte(settings, entity_id)
+    betnr = linked_betnr(record)
+    if betnr is None:
+        raise CommandError(f"beteiligte {entity_id}: not linked to Advoware yet (no betnr); "
+                           f"`bitbylaw beteiligte sync {entity_id}` creates it first")
+    return record, betnr
 
 
 def cmd_status(args, settings: Settings) -> int:
@@ -160,15 +174,8 @@ def cmd_deletions(args, settings: Settings) -> int:
 
 def register(sub) -> None:
     """Add `beteiligte` and its subcommands to the top-level parser's subparsers."""
-    parser = sub.add_parser("beteiligte", help="Beteiligte sync: status, sync, audit, resets",
-                            description="Operator commands for the EspoCRM <-> Advoware Beteiligte sync.")
-    cmds = parser.add_subparsers(dest="beteiligte_command", required=True, metavar="COMMAND")
-
-    def add(name, func):
-        p = cmds.add_parser(name, help=func.__doc__, description=func.__doc__)
-        p.set_defaults(func=func)
-        return p
-
+    add = command_group(sub, "beteiligte", "Beteiligte sync: status, sync, audit, resets",
+                        "Operator commands for the EspoCRM <-> Advoware Beteiligte sync.")
     add("status", cmd_status)
     p = add("sync", cmd_sync)
     p.add_argument("entity_id")

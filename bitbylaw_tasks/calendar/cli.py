@@ -14,6 +14,7 @@ from bitbylaw_tasks.calendar import service
 from bitbylaw_tasks.calendar.context import LOCK_KIND
 from bitbylaw_tasks.calendar.state import CalendarState, known_employees
 from bitbylaw_tasks.cli_errors import CommandError
+from bitbylaw_tasks.cli_groups import command_group
 from bitbylaw_tasks.settings import Settings
 from bitbylaw_tasks.timefmt import iso_utc
 
@@ -151,16 +152,9 @@ def cmd_delete_calendars(args, settings: Settings) -> int:
 
 def register(subparsers) -> None:
     """Add `calendar audit|sync|clear|status|delete-calendars` to the main parser's subcommands."""
-    parser = subparsers.add_parser("calendar", help="Calendar sync (Advoware Termine <-> Google): audit, sync, "
-                                                    "clear, status, delete-calendars.",
-                                   description="Calendar sync operator actions (SPEC §6).")
-    sub = parser.add_subparsers(dest="calendar_command", required=True, metavar="ACTION")
-
-    def add(name, func, help_text):
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
-
+    add = command_group(subparsers, "calendar", "Calendar sync (Advoware Termine <-> Google): audit, sync, clear, "
+                                                "status, delete-calendars.",
+                        "Calendar sync operator actions (SPEC §6).", metavar="ACTION")
     p = add("audit", cmd_audit, "Show what differs between an employee's Termine and calendar (read-only).")
     p.add_argument("kuerzel")
     p = add("sync", cmd_sync, "Queue a sync of one employee (or run it now with --now), or of all with --all.")

@@ -5,6 +5,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from bitbylaw_tasks.cli_groups import command_group
 from bitbylaw_tasks.settings import Settings
 
 
@@ -96,14 +97,11 @@ def _store_secrets(settings: Settings, secrets: dict[str, str]) -> None:
 
 def register(sub) -> None:
     """Add `espocrm` and its subcommands to the top-level parser's subparsers."""
-    parser = sub.add_parser("espocrm", help="The EspoCRM half: build the extension, set up a real EspoCRM",
-                            description="Build the EspoCRM extension and connect a real EspoCRM to the product.")
-    cmds = parser.add_subparsers(dest="espocrm_command", required=True, metavar="COMMAND")
-    p = cmds.add_parser("build-extension", help=cmd_build_extension.__doc__, description=cmd_build_extension.__doc__)
-    p.set_defaults(func=cmd_build_extension)
+    add = command_group(sub, "espocrm", "The EspoCRM half: build the extension, set up a real EspoCRM",
+                        "Build the EspoCRM extension and connect a real EspoCRM to the product.")
+    p = add("build-extension", cmd_build_extension)
     p.add_argument("--out", default="dist", help="folder to write the zip into (default: dist)")
-    p = cmds.add_parser("setup", help=cmd_setup.__doc__, description=cmd_setup.__doc__)
-    p.set_defaults(func=cmd_setup, partial_settings=True)
+    p = add("setup", cmd_setup, partial_settings=True)
     p.add_argument("--public-url", help="the shim's URL as EspoCRM reaches it (default: WEB_PUBLIC_URL)")
     p.add_argument("--api-user", default="bitbylaw-sync",
                    help="the integration API user to create when ESPOCRM_API_KEY is empty (default: bitbylaw-sync)")

@@ -12,25 +12,16 @@ import json
 from bitbylaw_tasks import messages
 from bitbylaw_tasks.cli_errors import CommandError
 from bitbylaw_tasks.kommunikation.plan import BOTH, DIRECTIONS
+from bitbylaw_tasks.beteiligte.cli import linked_beteiligte
+from bitbylaw_tasks.cli_groups import command_group
 from bitbylaw_tasks.settings import Settings
-
-
-def _linked(settings: Settings, entity_id: str) -> tuple[dict, int]:
-    """The CBeteiligte record and its betNr, or a `CommandError` when missing or not linked."""
-    from bitbylaw_tasks.beteiligte.cli import existing_beteiligte
-
-    espo = existing_beteiligte(settings, entity_id)
-    if espo.get("betnr") in (None, ""):
-        raise CommandError(f"beteiligte {entity_id}: not linked to Advoware yet (no betnr); "
-                           f"`bitbylaw beteiligte sync {entity_id}` creates it first")
-    return espo, int(espo["betnr"])
 
 
 def cmd_sync(args, settings: Settings) -> int:
     """Queue a Kommunikation sync of one CBeteiligte (or run it here with --now)."""
     from bitbylaw_tasks.kommunikation import tasks
 
-    _linked(settings, args.entity_id)
+    linked_beteiligte(settings, args.entity_id)
     if args.now:
         outcome = tasks.sync.apply(args=(args.entity_id, args.direction, args.force_espo_wins)).get()
         print(json.dumps(outcome, indent=2, default=str))
@@ -51,7 +42,7 @@ def cmd_audit(args, settings: Settings) -> int:
     from bitbylaw_tasks.kommunikation.service import advoware_entries, load_status, plan_for
     from integrations.errors import NotFound
 
-    espo, betnr = _linked(settings, args.entity_id)
+    espo, betnr = linked_beteiligte(settings, args.entity_id)
     try:
         advo = clients_for(settings).advoware.get_beteiligte(betnr)
     except NotFound:
@@ -70,12 +61,10 @@ def cmd_audit(args, settings: Settings) -> int:
 
 def register(sub) -> None:
     """Add `kommunikation sync|audit` to the top-level parser's subparsers."""
-    parser = sub.add_parser("kommunikation", help="Kommunikation sync of one party: sync, audit",
-                            description="Operator commands for the Kommunikation sync (phones, faxes, e-mails).")
-    cmds = parser.add_subparsers(dest="kommunikation_command", required=True, metavar="COMMAND")
+    add = command_group(sub, "kommunikation", "Kommunikation sync of one party: sync, audit",
+                        "Operator commands for the Kommunikation sync (phones, faxes, e-mails).")
     for name, func in (("sync", cmd_sync), ("audit", cmd_audit)):
-        p = cmds.add_parser(name, help=func.__doc__, description=func.__doc__)
-        p.set_defaults(func=func)
+        p = add(name, func)
         p.add_argument("entity_id", help="the CBeteiligte id in EspoCRM")
         p.add_argument("--direction", choices=DIRECTIONS, default=BOTH,
                        help="both (default), to_espocrm (Advoware wins) or to_advoware (EspoCRM wins)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from bitbylaw_tasks.beteiligte.party import PartyNotReady, linked_party
 from bitbylaw_tasks.beteiligte.status import clear_own_failure
 from bitbylaw_tasks.inbound import phone_index
 from bitbylaw_tasks.kommunikation.actions import Plan
@@ -21,7 +22,7 @@ from bitbylaw_tasks.kommunikation.status import (HASH_FIELD, STATUS_FIELD, KommS
 from bitbylaw_tasks import notify
 from bitbylaw_tasks.errors import SyncFailed
 from integrations.espocrm import is_version_conflict
-from integrations.errors import Conflict, NotFound
+from integrations.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,9 @@ def sync_kommunikation(ctx, entity_id: str, direction: str = "both", force_espo_
     carried: list[str] = []
     for _ in range(MAX_VERSION_ROUNDS):
         try:
-            espo = ctx.espocrm.get_beteiligte(entity_id)
-        except NotFound:
-            return KommOutcome(entity_id, "missing")
-        if espo.get("betnr") in (None, ""):
-            return KommOutcome(entity_id, "not_linked")
-        betnr = int(espo["betnr"])
+            espo, betnr = linked_party(ctx.espocrm, entity_id)
+        except PartyNotReady as exc:
+            return KommOutcome(entity_id, exc.path)
         advo = ctx.advoware.get_beteiligte(betnr)  # the client unwraps Advoware's one-element list
         plan = plan_for(espo, advo, direction=direction, force_espo_wins=force_espo_wins)
         try:
