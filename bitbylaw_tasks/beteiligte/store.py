@@ -46,9 +46,13 @@ class JsonSlot:
         self._redis = client
         self._key = self.key_format.format(entity_id)
 
-    def _load(self) -> dict | None:
+    def get(self):
+        """The stored entry (`_decode`d), or None when there is none."""
         raw = self._redis.get(self._key)
-        return json.loads(raw) if raw else None
+        return self._decode(json.loads(raw)) if raw else None
+
+    def _decode(self, data: dict):
+        raise NotImplementedError
 
     def _store(self, data: dict) -> None:
         self._redis.set(self._key, json.dumps(data), ex=JOURNAL_TTL)
@@ -62,10 +66,7 @@ class CreateJournal(JsonSlot):
 
     key_format = CREATE_KEY
 
-    def get(self) -> JournalEntry | None:
-        data = self._load()
-        if data is None:
-            return None
+    def _decode(self, data: dict) -> JournalEntry:
         return JournalEntry(data["state"], data["at"], data.get("betnr"), data.get("row_id"), data.get("snapshot"))
 
     def begin(self) -> None:
@@ -91,10 +92,7 @@ class PutJournal(JsonSlot):
 
     key_format = PUT_KEY
 
-    def get(self) -> PendingPut | None:
-        data = self._load()
-        if data is None:
-            return None
+    def _decode(self, data: dict) -> PendingPut:
         overrides = tuple(Override(**o) for o in data["overrides"])
         return PendingPut(data["espocrm"], data["merged"], overrides, data.get("row_id"), data["at"])
 
