@@ -17,6 +17,7 @@ from beteiligte_helpers import (PERSON, advoware_record, espo_record, linked_rec
                                 wait_for)
 from bitbylaw_tasks.beteiligte.store import CreateJournal
 from bitbylaw_tasks.beteiligte.service import resolve_create
+from bitbylaw_tasks.ops import manual as ops_manual
 from bitbylaw_tasks.web.webhooks import signature_for
 
 
@@ -82,6 +83,14 @@ def test_write_back_failing_after_post_adopts_instead_of_posting_again(sandbox, 
     assert CreateJournal(lock_redis, record["id"]).get() is None
 
 
+def _assert_asked_once(espo, lock_redis, entity_id: str) -> None:
+    (action,) = ops_manual.pending(lock_redis)
+    assert (action["domain"], action["entity_id"], action["kind"]) == ("beteiligte", entity_id, "uncertain_create")
+    assert "resolve-create" in action["detail"]
+    asked = [n["post"] for n in espo.all_notes() if n["parentId"] == entity_id and "resolve-create" in n["post"]]
+    assert len(asked) == 1, asked
+
+
 def test_lost_post_answer_stops_for_a_human_and_never_duplicates(sandbox, celery_worker, lock_redis):
     """The POST reached Advoware but its answer was lost: no second POST, a failed task, a recorded error."""
     espo = sandbox.state("espocrm")
@@ -96,9 +105,14 @@ def test_lost_post_answer_stops_for_a_human_and_never_duplicates(sandbox, celery
     assert sandbox.kit("advoware").calls()["POST /api/v1/advonet/Beteiligte"] == 1
     failed = espo_record(sandbox, record["id"])
     assert failed["syncStatus"] == "failed" and "resolve-create" in failed["syncErrorMessage"]
+    # the person is asked once, on the record and in the operators' register, however often it is retried
+    with pytest.raises(Exception, match="may already hold it"):
+        run_sync(record["id"], "update", "manual", timeout=60)  # an operator's retry meets the same question
+    _assert_asked_once(espo, lock_redis, record["id"])
     # the operator found it in Advoware and tells the product
     betnr = _advoware_named(sandbox, "Verloren")[0]["betNr"]
     resolve_create(lock_redis, record["id"], betnr)
+    assert ops_manual.pending(lock_redis) == []
     assert run_sync(record["id"], "update", "manual")["path"] == "create"
     assert espo_record(sandbox, record["id"])["betnr"] == betnr
     assert len(_advoware_named(sandbox, "Verloren")) == 1
@@ -166,7 +180,9 @@ def test_intent_from_a_lost_journal_asks_a_human_and_never_posts(sandbox, celery
         run_sync(record["id"], "check", "sweep")
     assert "Redis restarted" in str(err.value)
     assert sandbox.kit("advoware").calls().get("POST /api/v1/advonet/Beteiligte", 0) == 0
+    _assert_asked_once(espo, lock_redis, record["id"])
     resolve_create(lock_redis, record["id"], None)  # the operator checked: nothing was created
+    assert ops_manual.pending(lock_redis) == []
     assert run_sync(record["id"], "update", "manual")["path"] == "create"
     final = espo_record(sandbox, record["id"])
     assert final["syncStatus"] == "clean" and final["betnr"] and not final["advowareCreateIntent"]

@@ -27,6 +27,7 @@ from bitbylaw_tasks.beteiligte.mapping import (espo_to_advoware, format_espo_dat
 from bitbylaw_tasks.kommunikation import service as kommunikation
 from bitbylaw_tasks import notify
 from bitbylaw_tasks.errors import SyncFailed
+from bitbylaw_tasks.ops import manual
 from bitbylaw_tasks.locks import EntityLock
 from integrations.advoware import AdvowareClient
 from integrations.espocrm import EspoCrmClient, is_version_conflict
@@ -213,9 +214,10 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
     kind = create_journal.intent_of(intent, journal.server_id() if intent else "")
     state, effect = create_journal.step(create_journal.state_of(entry), create_journal.START_EVENT[kind])
     if effect is Effect.ASK_UNCERTAIN:
-        raise SyncFailed(UNCERTAIN.format(why="", id=entity_id))
+        _ask_operator(ctx, espo, UNCERTAIN.format(why="", id=entity_id))
     if effect is Effect.ASK_JOURNAL_LOST:
-        raise SyncFailed(UNCERTAIN.format(why=" and Redis restarted since (its journal is lost)", id=entity_id))
+        _ask_operator(ctx, espo, UNCERTAIN.format(why=" and Redis restarted since (its journal is lost)",
+                                                  id=entity_id))
     adopted = effect in (Effect.ADOPT, Effect.ADOPT_ASSIGNED)
     if effect is Effect.ADOPT:
         created, posted = {"betNr": entry.betnr, "rowId": entry.row_id}, entry.snapshot
@@ -247,6 +249,17 @@ def _create(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
         journal.clear()
     return SyncOutcome(entity_id, "create", True, not adopted, detail={"adopted_journal": adopted},
                        kommunikation_due=True, again=write["syncStatus"] == status.DIRTY)
+
+
+UNCERTAIN_CREATE = "uncertain_create"  # the manual action's kind (ops/manual.py), resolved by `resolve_create`
+
+
+def _ask_operator(ctx: SyncContext, espo: dict, message: str):
+    """Stop this sync and leave the create to a person: a pending manual action (the status page, `/metrics`)
+    and, the first time, a note to the party's user; the sync fails with `message` (its syncErrorMessage)."""
+    if manual.add(ctx.redis, "beteiligte", espo["id"], UNCERTAIN_CREATE, message):
+        notify.of(ctx).manual_action(espo["id"], message, espo.get("assignedUserId"))
+    raise SyncFailed(message)
 
 
 def _withdraw_intent(ctx: SyncContext, espo: dict, journal: CreateJournal) -> None:
@@ -285,6 +298,7 @@ def resolve_create(client: redis.Redis, entity_id: str, betnr: int | None, row_i
         journal.cleared()
     else:
         journal.created(betnr, row_id)
+    manual.resolve(client, "beteiligte", entity_id, UNCERTAIN_CREATE)
 
 
 def _deleted_in_advoware(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:

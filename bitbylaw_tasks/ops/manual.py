@@ -22,13 +22,15 @@ def _field(domain: str, entity_id: str, kind: str) -> str:
     return f"{domain}|{entity_id}|{kind}"
 
 
-def add(client: redis.Redis, domain: str, entity_id: str, kind: str, detail: str, now: float | None = None) -> None:
+def add(client: redis.Redis, domain: str, entity_id: str, kind: str, detail: str, now: float | None = None) -> bool:
     """A person must act (`kind`: a short code such as `address_conflict`; `detail`: what and how, no secrets).
-    Adding an action already pending keeps its first `since`."""
+    Adding an action already pending keeps its first `since`. True when it was not pending before (tell the
+    person then, not at every retry that meets it again)."""
     field = _field(domain, entity_id, kind)
     old = client.hget(KEY, field)
     since = json.loads(old)["since"] if old else (time.time() if now is None else now)
     client.hset(KEY, field, json.dumps({"detail": detail, "since": since}))
+    return old is None
 
 
 def resolve(client: redis.Redis, domain: str, entity_id: str, kind: str) -> bool:
