@@ -121,7 +121,8 @@ def test_kommunikation_sync_is_handed_off_only_when_needed(sandbox, shim):
     sandbox.state("advoware").human_add_kommunikation(record["betnr"], 3, "0171 5551234")
     assert run_sync(record["id"])["kommunikation_due"] is True
     phones = wait_for(lambda: espo_record(sandbox, record["id"])["phoneNumberData"], message="phone in EspoCRM")
-    assert [(p["phoneNumber"], p["type"]) for p in phones] == [("0171 5551234", "Mobile")]
+    # Advoware keeps the spelling typed there; EspoCRM (phoneNumberInternational, a new install's default) E.164
+    assert [(p["phoneNumber"], p["type"]) for p in phones] == [("+491715551234", "Mobile")]
 
 
 BUDGET = {  # SPEC §4.8: API calls per path (EspoCRM + Advoware, token fetches and notes excluded)

@@ -89,7 +89,7 @@ class Values:
 
     def fresh(self, shape: str) -> str:
         self.n += 1
-        return {"mobile": f"0171 {self.n:07d}", "landline": f"030 {self.n:07d}",
+        return {"mobile": f"+49171{self.n:07d}", "landline": f"+4930{self.n:07d}",
                 "email": f"user{self.n}@example.de"}[shape]
 
     def for_kind(self, kind: int) -> str:
@@ -101,7 +101,7 @@ class Values:
         return self.fresh(self.rnd.choice(["mobile", "landline"]) if espo_type == "Mobile" else "landline")
 
     def like(self, value: str) -> str:
-        return self.fresh("email" if "@" in value else ("mobile" if value.startswith("0171") else "landline"))
+        return self.fresh("email" if "@" in value else ("mobile" if value.startswith("+49171") else "landline"))
 
 
 def snapshot(pair: Pair) -> list[Entry]:
@@ -364,16 +364,16 @@ def test_random_edits_on_both_sides_converge(world):
 
 def test_second_sync_in_a_row_makes_no_write_calls(world):
     """A rich entity: every EspoCRM type, e-mails, a slot with user text, unsynced kinds, kommKz 0 on GET."""
-    pair = linked(world, phones=[("0171 1000001", "Mobile", True), ("030 1000002", "Office"),
-                                 ("040 1000003", "Home"), ("030 1000004", "Fax"), ("030 1000005", "Other")],
+    pair = linked(world, phones=[("+491711000001", "Mobile", True), ("+49301000002", "Office"),
+                                 ("+49401000003", "Home"), ("+49301000004", "Fax"), ("+49301000005", "Other")],
                   emails=[("kanzlei@example.de", True)],
                   # entry ids 2 and 3 are reported with kommKz 0 (the simulator's stable subset)
                   advoware=[(12, "DE.BRAK_SPT.1a2b3c.1234"), (5, "www.kanzlei.example"),
-                            (8, "privat@example.org", "nur abends"), (11, "max@epost.de"), (9, "0172 1000006"),
-                            (7, "040 1000007")])
-    office = pair.entry_with("030 1000002")
-    pair.set_espo(phones=[("0171 1000001", "Mobile", True), ("040 1000003", "Home"), ("030 1000004", "Fax"),
-                          ("030 1000005", "Other"), ("0172 1000006", "Mobile"), ("040 1000007", "Fax")],
+                            (8, "privat@example.org", "nur abends"), (11, "max@epost.de"), (9, "+491721000006"),
+                            (7, "+49401000007")])
+    office = pair.entry_with("+49301000002")
+    pair.set_espo(phones=[("+491711000001", "Mobile", True), ("+49401000003", "Home"), ("+49301000004", "Fax"),
+                          ("+49301000005", "Other"), ("+491721000006", "Mobile"), ("+49401000007", "Fax")],
                   emails=[("kanzlei@example.de", True), ("privat@example.org", False)])
     pair.sync()
     assert pair.entry(office["id"])["tlf"] == ""                       # a slot now
@@ -391,9 +391,9 @@ def test_second_sync_in_a_row_makes_no_write_calls(world):
 def test_kommkz_0_never_turns_a_mobile_into_a_landline_or_an_email_into_a_phone(world):
     advo = world.state("advoware")
     advo.kommkz_zero_ratio = 0.0
-    odd_mobile = "030 1111111"                                     # a mobile number with a landline's shape
+    odd_mobile = "+49301111111"                                     # a mobile number with a landline's shape
     pair = linked(world, phones=[(odd_mobile, "Mobile", True)], emails=[("max@example.de", True)],
-                  advoware=[(3, "0171 2222222"), (8, "privat@example.org")])
+                  advoware=[(3, "+491712222222"), (8, "privat@example.org")])
     ids = {e["tlf"]: e["id"] for e in pair.entries()}
     advo.kommkz_zero_ratio = 1.0                                    # from now on every GET says kommKz 0
 
@@ -406,25 +406,25 @@ def test_kommkz_0_never_turns_a_mobile_into_a_landline_or_an_email_into_a_phone(
                 assert marker_of(entry) == SyncMarker(entry["tlf"], entry["kommKz"]), entry
         assert_in_sync(pair)
 
-    check([odd_mobile, "0171 2222222"], ["max@example.de", "privat@example.org"])
-    pair.edit_advo(ids[odd_mobile], tlf="040 3333333")             # Advoware: still a landline's shape
+    check([odd_mobile, "+491712222222"], ["max@example.de", "privat@example.org"])
+    pair.edit_advo(ids[odd_mobile], tlf="+49403333333")             # Advoware: still a landline's shape
     pair.edit_advo(ids["privat@example.org"], tlf="neu@example.org")
     pair.sync()
-    check(["040 3333333", "0171 2222222"], ["max@example.de", "neu@example.org"])
-    pair.set_espo(phones=[("040 3333344", "Mobile", True), ("0171 2222222", "Mobile")])  # EspoCRM changes it
+    check(["+49403333333", "+491712222222"], ["max@example.de", "neu@example.org"])
+    pair.set_espo(phones=[("+49403333344", "Mobile", True), ("+491712222222", "Mobile")])  # EspoCRM changes it
     pair.sync()
-    check(["040 3333344", "0171 2222222"], ["max@example.de", "neu@example.org"])
+    check(["+49403333344", "+491712222222"], ["max@example.de", "neu@example.org"])
     # the status is lost: the markers alone still tell the kinds
     espo = world.state("espocrm")
     espo.save(pair.id, {"kommunikationStatus": None}, espo.integration_user)
     counts = Counts(world)
     pair.sync()
-    check(["040 3333344", "0171 2222222"], ["max@example.de", "neu@example.org"])
+    check(["+49403333344", "+491712222222"], ["max@example.de", "neu@example.org"])
     assert counts.posts == 0 and counts.puts == 0
     # an entry typed in Advoware with a marker of another sync but kommKz 0: the marker's kind holds
-    value = "030 4444444"
+    value = "+49304444444"
     pair.add_advo(3, value, build_sync_bemerkung(value, 3))
     pair.sync()
-    check(["040 3333344", "0171 2222222", value], ["max@example.de", "neu@example.org"])
+    check(["+49403333344", "+491712222222", value], ["max@example.de", "neu@example.org"])
     assert all(pair.advo_state.true_kommkz(pair.betnr, e["id"]) in (3, 4, 8) for e in pair.entries())
     assert all(e["kommKz"] not in EMAIL_KINDS or "@" in e["tlf"] for e in pair.entries() if e["tlf"])

@@ -105,6 +105,7 @@ def test_an_admin_switching_the_phone_format_costs_one_failed_round_not_more(san
     from bitbylaw_tasks.clients import clients_for
 
     espo, advo = sandbox.state("espocrm"), sandbox.state("advoware")
+    switch_international(sandbox, False)  # an install whose admin had turned it off
     record = espo.human_create(PERSON)
     run_sync(record["id"], "create", "webhook")
     client = clients_for(settings_of(app)).espocrm

@@ -194,7 +194,7 @@ def test_user_edit_of_sync_relevant_field_marks_a_clean_record_dirty(sim):
 
 def test_email_and_phone_arrays_only_on_read_by_id(sim):
     rid = create(sim, lastName="Arrays", emailAddressData=[{"emailAddress": "a@b.de"}],
-                 phoneNumberData=[{"phoneNumber": "0151 1234567", "type": "Mobile"}])["id"]
+                 phoneNumberData=[{"phoneNumber": "+49 151 1234567", "type": "Mobile"}])["id"]
     full = api(sim, "GET", f"CBeteiligte/{rid}").json()
     assert full["emailAddressData"][0]["emailAddress"] == "a@b.de"
     assert full["phoneNumberData"][0]["type"] == "Mobile"
@@ -207,7 +207,7 @@ def test_email_and_phone_arrays_only_on_read_by_id(sim):
 def test_first_entry_becomes_primary_and_email_gets_lower(sim):
     record = create(sim, lastName="Primary",
                     emailAddressData=[{"emailAddress": "Max.Muster@Example.DE"}, {"emailAddress": "b@c.de"}],
-                    phoneNumberData=[{"phoneNumber": "030 123", "type": "Office"},
+                    phoneNumberData=[{"phoneNumber": "+49 30 1234567", "type": "Office"},
                                      {"phoneNumber": "+49 170 1234567", "type": "Mobile", "primary": True}])
     emails, phones = record["emailAddressData"], record["phoneNumberData"]
     assert [e["primary"] for e in emails] == [True, False]
@@ -606,7 +606,8 @@ def test_api_user_cannot_create_notifications(sim):
 
 # ------------------------------------------------------------------ admin API
 
-MOBILE = re.compile(r"^(01[567]\d|\+49 ?1[567]\d)")
+MOBILE = re.compile(r"^\+491[567]\d")
+E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
 def test_seed_creates_realistic_german_records_without_webhooks(sim, sink):
@@ -620,8 +621,9 @@ def test_seed_creates_realistic_german_records_without_webhooks(sim, sink):
     assert any(p["dateOfBirth"] for p in persons)
     phones = [p for r in records for p in r["phoneNumberData"]]
     assert {p["type"] for p in phones} == {"Mobile", "Office", "Home", "Fax", "Other"}
+    # typed in every spelling, stored as a new EspoCRM stores them (phoneNumberInternational): E.164
+    assert all(E164.fullmatch(p["phoneNumber"]) for p in phones)
     assert all(MOBILE.match(p["phoneNumber"]) for p in phones if p["type"] == "Mobile")
-    assert any(p["phoneNumber"].startswith("+49") for p in phones if p["type"] == "Mobile")
     assert any(e["emailAddress"] != e["lower"] for r in records for e in r["emailAddressData"])
     assert {r["syncStatus"] for r in records} == {"clean"}
     assert sorted(r["betnr"] for r in records) == list(range(1000, 1060))

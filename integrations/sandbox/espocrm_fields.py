@@ -60,13 +60,17 @@ def display_name(record: dict) -> str | None:
     return " ".join(p for p in parts if p) or None
 
 
-def e164(number: str) -> str | None:
+UI_COUNTRY = "DE"  # the country EspoCRM's phone field preselects for the firm's users (Settings)
+
+
+def e164(number: str, region: str | None = None) -> str | None:
     """EspoCRM's `phoneNumberInternational` reading of a number: its E.164 form, or None when it has no
-    country code or is not a possible number (then the save is a validation failure)."""
+    country code or is not a possible number (then the save is a validation failure). `region`: the country
+    the UI's phone field had selected while a person typed it (the front end sends E.164; the API has none)."""
     import phonenumbers
 
     try:
-        parsed = phonenumbers.parse(number, None)
+        parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(parsed):
@@ -74,11 +78,11 @@ def e164(number: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def sanitize_value(name: str, kind: str, value, *, phone_international: bool = False):
+def sanitize_value(name: str, kind: str, value, *, phone_international: bool = False, typed_in_ui: bool = False):
     if kind == "email":
         return _emails(value)
     if kind == "phone":
-        return _phones(value, phone_international)
+        return _phones(value, phone_international, UI_COUNTRY if typed_in_ui else None)
     if value is None:
         if name == "syncStatus":
             raise validation_error(name, "valid")
@@ -151,7 +155,7 @@ def _emails(value) -> list[dict]:
     return _mark_primary(result)
 
 
-def _phones(value, international: bool = False) -> list[dict]:
+def _phones(value, international: bool = False, region: str | None = None) -> list[dict]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -165,7 +169,7 @@ def _phones(value, international: bool = False) -> list[dict]:
         if not number or kind not in PHONE_TYPES:
             raise validation_error("phoneNumber", "valid")
         if international:
-            number = e164(number)
+            number = e164(number, region)
             if number is None:
                 raise validation_error("phoneNumber", "valid")
         if number in seen:

@@ -11,6 +11,8 @@ import random
 
 from faker import Faker
 
+from integrations.sandbox.espocrm_fields import UI_COUNTRY, e164
+
 RECHTSFORMEN = ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K.", "UG (haftungsbeschränkt)", "OHG", "GbR", "e.V.")
 TITEL = ("Dr.", "Prof. Dr.", "Dipl.-Ing.", "Dr. med.")
 MOBILE_PREFIXES = ("0151", "0152", "0157", "0160", "0162", "0163", "0170", "0171", "0172", "0173", "0174",
@@ -64,6 +66,8 @@ def fake_beteiligte(faker: Faker, rng: random.Random) -> dict:
     kinds = rng.sample(["Mobile", "Office", "Home", "Fax", "Other"], k=rng.choice((0, 1, 2, 2, 3)))
     for kind in kinds:
         number = mobile_number(rng) if kind == "Mobile" else faker.phone_number()
+        while e164(number, UI_COUNTRY) is None:  # Faker's "(00838) 31562": EspoCRM's form refuses such a number
+            number = faker.phone_number()
         phones.append({"phoneNumber": number, "type": kind, "primary": False, "optOut": False, "invalid": False})
     record["emailAddressData"] = emails
     record["phoneNumberData"] = phones
@@ -97,5 +101,5 @@ def seed_records(state, count: int, *, status: str = "pending_sync", seed: int |
                 fields["betnr"] = next_betnr
                 taken.add(next_betnr)
                 next_betnr += 1
-            created.append(state.save(None, fields, integration, silent=True))
+            created.append(state.save(None, fields, integration, silent=True, typed_in_ui=True))
     return created

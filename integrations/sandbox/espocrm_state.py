@@ -68,10 +68,10 @@ class EspoState:
             self.auth_failures: dict[str, list[float]] = {}
             self.random = random.Random(self.seed)
             self._last_stamp = 0
-            # EspoCRM's `phoneNumberInternational` (a new install's default is true): numbers are stored in
-            # E.164 and a number without a country code is refused. Off here until the Kommunikation sync
-            # writes E.164 (docs/sandbox-espocrm.md, "real EspoCRM 9.2.7").
-            self.phone_number_international = False
+            # EspoCRM's `phoneNumberInternational` (a new install's default is true, and so here): numbers
+            # are stored in E.164; the API refuses a number without a country code, the form completes it
+            # with its preselected country (docs/sandbox-espocrm.md, "real EspoCRM 9.2.7").
+            self.phone_number_international = True
             # A real EspoCRM keeps a number's type on the number (one `phone_number` row shared by every
             # record): a record saving a number with another type changes it for all. Off here until the
             # Kommunikation planner tells a shared number's type change from a user's edit.
@@ -132,12 +132,14 @@ class EspoState:
 
     # ------------------------------------------------------------ writes
     def save(self, record_id: str | None, data: dict, user: dict, *, version_number: int | None = None,
-             silent: bool = False) -> dict:
+             silent: bool = False, typed_in_ui: bool = False) -> dict:
         """Create (record_id None) or partially update a record as `user`; returns the full record.
-        `silent` is EspoCRM's SaveOption::SILENT (an import): no webhook event."""
+        `silent` is EspoCRM's SaveOption::SILENT (an import): no webhook event. `typed_in_ui`: a person entered
+        the values in EspoCRM's form (the phone field's preselected country completes a national number, as
+        the real front end does); API input has no such help."""
         if not isinstance(data, dict):
             raise EspoError(400, "Bad request: body must be a JSON object")
-        clean = self._sanitize(data)
+        clean = self._sanitize(data, typed_in_ui=typed_in_ui)
         with self.lock:
             creating = record_id is None
             if creating:
@@ -192,10 +194,10 @@ class EspoState:
                 self.hooks.emit(f"{ENTITY}.delete", record_id, {"id": record_id}, user["id"])
 
     def human_update(self, record_id: str, fields: dict, user: str = "alice") -> dict:
-        return self.save(record_id, fields, self.user_by_name(user))
+        return self.save(record_id, fields, self.user_by_name(user), typed_in_ui=True)
 
     def human_create(self, fields: dict, user: str = "alice") -> dict:
-        return self.save(None, fields, self.user_by_name(user))
+        return self.save(None, fields, self.user_by_name(user), typed_in_ui=True)
 
     def human_delete(self, record_id: str, user: str = "alice") -> None:
         self.delete(record_id, self.user_by_name(user))
@@ -245,13 +247,14 @@ class EspoState:
         self.hooks.emit(f"{ENTITY}.update", new["id"], data, user["id"])
 
     # ------------------------------------------------------------ input
-    def _sanitize(self, data: dict) -> dict:
+    def _sanitize(self, data: dict, *, typed_in_ui: bool = False) -> dict:
         clean: dict = {}
         for name, value in data.items():
             kind = FIELDS.get(name)
             if kind is None or name in READ_ONLY:
                 continue  # unknown and read-only attributes are silently ignored, as in EspoCRM
-            clean[name] = sanitize_value(name, kind, value, phone_international=self.phone_number_international)
+            clean[name] = sanitize_value(name, kind, value, phone_international=self.phone_number_international,
+                                         typed_in_ui=typed_in_ui)
         return clean
 
     # ------------------------------------------------------------ notes
