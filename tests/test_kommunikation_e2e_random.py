@@ -11,6 +11,9 @@ exactly the expected ones (every one-sided change survived; EspoCRM's
 version wherever both sides changed the same entry, with a note naming
 Advoware's value), the expected primary won, and a second sync in a row
 writes nothing. Advoware never receives a DELETE (the `world` fixture).
+Values an Advoware user types are spelled as EspoCRM holds them (E.164) or in German national form, at
+random (`Values.typed_in_advoware`); EspoCRM (phoneNumberInternational) holds both as E.164, and the
+checks compare the two sides through `espo_form`.
 
 After every `both` sync `kommunikation_oracle.check_sync` also checks what a
 person would notice (issue 17): each value's kind, which entry is primary and
@@ -39,7 +42,7 @@ from bitbylaw_tasks.kommunikation.status import KommStatus
 from conftest import wait_idle
 from kommunikation_oracle import State, check_sync, look
 from test_kommunikation_e2e import (ESPO_PUT, KOMM_POST, KOMM_PUT, NOTE_POST, Counts, Pair, assert_in_sync,
-                                    linked, marker_of, user_text, world)  # noqa: F401  (world is a fixture)
+                                    espo_form, linked, marker_of, user_text, world)  # noqa: F401  (world is a fixture)
 
 SEEDS = [int(s) for s in os.environ.get("KOMM_RANDOM_SEEDS", ",".join(map(str, range(1, 17)))).split(",") if s.strip()]
 ROUNDS = 4
@@ -103,6 +106,22 @@ class Values:
     def like(self, value: str) -> str:
         return self.fresh("email" if "@" in value else ("mobile" if value.startswith("+49171") else "landline"))
 
+    def typed_in_advoware(self, value: str) -> str:
+        """`value` as an Advoware user may type it: as EspoCRM holds it (E.164) or in German national form
+        (`0171 0000001`, `030 0000002`); EspoCRM holds both as the E.164 form (`espo_form`)."""
+        if "@" in value or self.rnd.random() < 0.5:
+            return value
+        national = "0" + value.removeprefix("+49")
+        cut = 4 if national.startswith("01") else 3
+        return f"{national[:cut]} {national[cut:]}"
+
+
+def entry_holding(pair: Pair, value: str) -> dict:
+    """The one Advoware entry whose value is `value` as EspoCRM holds it (whatever its spelling in Advoware)."""
+    found = [e for e in pair.entries() if e["tlf"] and espo_form(e["tlf"]) == value]
+    assert len(found) == 1, f"expected one Advoware entry holding {value!r}, found {len(found)}"
+    return found[0]
+
 
 def snapshot(pair: Pair) -> list[Entry]:
     espo = pair.espo
@@ -110,9 +129,9 @@ def snapshot(pair: Pair) -> list[Entry]:
     emails = {e["emailAddress"]: e for e in espo["emailAddressData"]}
     out = []
     for entry in pair.entries():
-        if entry["tlf"] in phones:
-            item = phones[entry["tlf"]]
-            out.append(Entry(entry["tlf"], "phone", entry["kommKz"], entry["id"], item["type"], item["primary"]))
+        if entry["tlf"] and espo_form(entry["tlf"]) in phones:
+            item = phones[espo_form(entry["tlf"])]
+            out.append(Entry(item["phoneNumber"], "phone", entry["kommKz"], entry["id"], item["type"], item["primary"]))
         elif entry["tlf"] in emails:
             out.append(Entry(entry["tlf"], "email", entry["kommKz"], entry["id"], None,
                              emails[entry["tlf"]]["primary"]))
@@ -127,7 +146,7 @@ def add_in_advoware(pair: Pair, rnd: random.Random, values: Values, rnd_round: R
     next_masked = pair.advo_state.reports_kommkz_zero(pair.advo_state.next_komm_id)
     kind = rnd.choice(DETECTABLE if next_masked else PHONE_KINDS + [4, 8])
     value = values.for_kind(kind)
-    pair.add_advo(kind, value, rnd.choice(["", "Notiz von Frau Berg", "[alt] (siehe Akte)"]))
+    pair.add_advo(kind, values.typed_in_advoware(value), rnd.choice(["", "Notiz von Frau Berg", "[alt] (siehe Akte)"]))
     rnd_round.expect[value] = Expect(kind=kind)
     rnd_round.log.append(f"advoware add {value} kind {kind}{' (GET: 0)' if next_masked else ''}")
     rnd_round.logical[value] = value
@@ -168,11 +187,12 @@ def random_round(pair: Pair, rnd: random.Random, values: Values) -> Round:
             expect = Expect(kind=e.kind if same else None, espo_type=new_type)
         if combo in ("a_change", "both_change", "e_delete_a_change"):
             advo_value = values.like(e.value)
-            pair.edit_advo(e.advo_id, tlf=advo_value)
+            typed = values.typed_in_advoware(advo_value)
+            pair.edit_advo(e.advo_id, tlf=typed)
             if combo == "a_change":
                 final = advo_value
             else:
-                r.overridden.append(advo_value)
+                r.overridden.append(typed)  # the note names Advoware's value as typed there
         if combo in ("a_delete", "e_change_a_delete", "both_delete"):
             if rnd.random() < 0.5:
                 pair.remove_advo(e.advo_id)
@@ -215,7 +235,8 @@ def random_round(pair: Pair, rnd: random.Random, values: Values) -> Round:
             r.log.append(f"espo primary {array} -> {chosen[0]}")
     for _ in range(rnd.choice([0, 0, 1, 2])):                      # new in Advoware
         add_in_advoware(pair, rnd, values, r)
-    live = [e for e in before if any(x["id"] == e.advo_id and x["tlf"] == e.value for x in pair.entries())]
+    live = [e for e in before if any(x["id"] == e.advo_id and x["tlf"] and espo_form(x["tlf"]) == e.value
+                                     for x in pair.entries())]
     for array in ("phone", "email"):                               # Advoware moves `online`
         candidates = [e for e in live if e.array == array and not e.primary]
         if candidates and rnd.random() < 0.3:
@@ -251,7 +272,7 @@ def check_round(pair: Pair, r: Round, notes_before: int, ambiguous: set[tuple[st
     emails = {e["emailAddress"]: e for e in espo["emailAddressData"]}
     assert set(phones) | set(emails) == set(r.expect), (sorted(set(phones) | set(emails)), sorted(r.expect))
     for value, expect in r.expect.items():
-        entry = pair.entry_with(value)
+        entry = entry_holding(pair, value)
         if expect.kind is not None:
             assert entry["kommKz"] == expect.kind, (value, entry["kommKz"], expect.kind)
         if expect.any_email:
@@ -291,14 +312,14 @@ def random_world(world, rnd: random.Random, values: Values) -> Pair:
     for _ in range(rnd.randint(0, 2)):                              # on both sides already
         kind = rnd.choice([1, 2, 3, 6, 10, 4])
         value = values.for_kind(kind)
-        advoware.append((kind, value))
+        advoware.append((kind, values.typed_in_advoware(value)))
         if kind == 4:
             emails.append((value, False))
         else:
             phones.append((value, espo_type_for_kind(kind), False))
     for _ in range(rnd.randint(0, 2)):                              # Advoware only (kinds GET may hide)
         kind = rnd.choice(DETECTABLE)
-        advoware.append((kind, values.for_kind(kind)))
+        advoware.append((kind, values.typed_in_advoware(values.for_kind(kind))))
     pair = linked(world, phones=phones, emails=emails, advoware=advoware)
     assert_second_sync_writes_nothing(pair)
     return pair
