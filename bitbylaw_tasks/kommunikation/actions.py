@@ -24,6 +24,7 @@ __all__ = [
     "PendingStatusEntry",
     "Change",
     "Variant",
+    "BlankReason",
     "Plan",
 ]
 
@@ -44,7 +45,7 @@ class AdvowareWrite:
     tlf: str
     bemerkung: str
     online: bool
-    reason: str
+    reason: str  # a `BlankReason` for a blank; "value", "marker", "primary", "fill slot" or "new" otherwise
     id: int | None = None
     ref: int | None = None
 
@@ -141,6 +142,19 @@ class Variant(StrEnum):
     slot_reused = "slot_reused"  # a value filled an empty slot (no POST)
     primary_from_espocrm = "primary_from_espocrm"  # EspoCRM moved the primary
     primary_from_advoware = "primary_from_advoware"  # Advoware moved the primary
+
+
+class BlankReason(StrEnum):
+    """Why the plan empties an Advoware entry to a slot: the `reason` of that entry's `AdvowareWrite`.
+
+    The values are the texts `str(plan)` has always shown for a blank.
+    """
+
+    Var2 = "Var2"  # deleted in EspoCRM
+    C3 = "C3"  # deleted in EspoCRM, changed in Advoware
+    type_change = "type change"  # EspoCRM's type needs another kind: the value moves to another entry
+    Var4_reverted = "Var4 reverted"  # EspoCRM wins: a value only in Advoware is removed
+    moved_value_overridden = "moved value overridden"  # EspoCRM's type wins over a value moved in Advoware
 
 
 @dataclass(frozen=True)

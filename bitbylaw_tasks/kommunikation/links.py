@@ -20,7 +20,7 @@ Pure; docs/kommunikation-sync.md §6 has the reasons.
 
 from __future__ import annotations
 
-from .actions import Variant
+from .actions import BlankReason, Variant
 from .kinds import PHONE, KommKz, array_for_kind, comparison_key, kind_matches_espo_type
 from .status import StatusEntry
 from .views import AdvoView, EspoItem
@@ -135,7 +135,7 @@ def _both_present(sheet: Worksheet, link: StatusEntry, view: AdvoView, item: Esp
         row.notes.append(sheet.override_note(a_val, value, kind_a))
     if kind != kind_a:
         row.advo, row.need = None, True
-        sheet.blank(view, "type change", variant=Variant.Var5_type, kind=kind)
+        sheet.blank(view, BlankReason.type_change, variant=Variant.Var5_type, kind=kind)
     if a_changed and e_changed:
         sheet.change(Variant.conflict, kind)
     elif a_changed or (a_kind_changed and not type_changed):
@@ -163,8 +163,8 @@ def _gone_in_espo(sheet: Worksheet, link: StatusEntry, view: AdvoView, kind_a: K
     if a_changed and comparison_key(view.array, view.tlf) != comparison_key(view.array, link.value):
         note = (f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
                 f"deleted in EspoCRM; EspoCRM wins, the value is removed from Advoware.")
-    variant = Variant.C3 if a_changed else Variant.Var2
-    sheet.blank(view, variant, variant=variant, kind=kind_a, note=note)
+    reason, variant = (BlankReason.C3, Variant.C3) if a_changed else (BlankReason.Var2, Variant.Var2)
+    sheet.blank(view, reason, variant=variant, kind=kind_a, note=note)
     sheet.blank_links[view.id] = link
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .actions import Variant
+from .actions import BlankReason, Variant
 from .kinds import comparison_key, kinds_compatible
 from .status import StatusEntry
 from .worksheet import ESPO_WINS, TO_ESPOCRM, Row, Worksheet, type_for
@@ -66,7 +66,7 @@ def prefer_holders(sheet: Worksheet) -> Worksheet:
             continue  # EspoCRM's pending type change does not fit the holder: the next `both` run decides
         sheet.pool.remove(holder)
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
-            sheet.blank(holder, "moved value overridden", variant=Variant.revert_move, note=(
+            sheet.blank(holder, BlankReason.moved_value_overridden, variant=Variant.revert_move, note=(
                 f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
                 f"EspoCRM's type wins, it is removed from that entry."))
             continue
@@ -116,7 +116,7 @@ def adopt_for_needs(sheet: Worksheet) -> Worksheet:
             continue
         sheet.pool.remove(view)
         if (row.espo_type_changed or sheet.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
-            sheet.blank(view, "type change", variant=Variant.Var5_type, kind=row.kind)
+            sheet.blank(view, BlankReason.type_change, variant=Variant.Var5_type, kind=row.kind)
             continue
         row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
         row.advo_value, row.restore_note = row.espo_value, None

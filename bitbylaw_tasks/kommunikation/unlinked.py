@@ -9,7 +9,7 @@ docs/kommunikation-sync.md §7.
 
 from __future__ import annotations
 
-from .actions import Variant
+from .actions import BlankReason, Variant
 from .kinds import espo_type_for_kind, kind_matches_espo_type
 from .markers import SlotMarker, SyncMarker
 from .views import AdvoView, EspoItem
@@ -40,7 +40,7 @@ def _match(sheet: Worksheet, item: EspoItem, view: AdvoView) -> None:
     if sheet.mode == ESPO_WINS and known and not kind_matches_espo_type(view.kind, item.type):
         kind = row.kind = item.kind
         row.advo, row.need = None, True
-        sheet.blank(view, "type change")
+        sheet.blank(view, BlankReason.type_change)
     if sheet.mode == TO_ESPOCRM:
         row.espo_value, row.status_value, row.advo_value = item.value, view.tlf, None
         row.follow_primary = False
@@ -63,7 +63,7 @@ def new_on_one_side(sheet: Worksheet) -> Worksheet:
             continue
         occupied.add(view.key)
         if sheet.mode == ESPO_WINS:
-            sheet.blank(view, "Var4 reverted", variant=Variant.revert_Var4, note=(
+            sheet.blank(view, BlankReason.Var4_reverted, variant=Variant.revert_Var4, note=(
                 f"Kommunikation: {view.tlf!r} ({view.kind.name}) existed only in Advoware and was removed "
                 f"(EspoCRM wins by operator request)."))
             continue

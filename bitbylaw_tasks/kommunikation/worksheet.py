@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .actions import Change, Variant
+from .actions import BlankReason, Change, Variant
 from .kinds import EMAIL, KommKz, array_for_kind, comparison_key, espo_type_for_kind, kind_matches_espo_type
 from .status import KommStatus, StatusEntry
 from .views import AdvoView, EspoItem, advoware_views, espo_items
@@ -119,7 +119,7 @@ class Worksheet:
     # Advoware entries
     pool: list[AdvoView] = field(default_factory=list)  # live entries without a link
     unlinked: set[int] = field(default_factory=set)  # linked ids whose entry became a different thing
-    blanks: dict[int, str] = field(default_factory=dict)  # entry id -> reason it is blanked
+    blanks: dict[int, BlankReason] = field(default_factory=dict)  # entry id -> why it is blanked
     blank_links: dict[int, StatusEntry] = field(default_factory=dict)  # blanked because EspoCRM deleted (changed) it
     blank_notes: dict[int, str] = field(default_factory=dict)  # a blank's note (replaced if EspoCRM's edit fills it)
     # what the plan reports
@@ -147,7 +147,7 @@ class Worksheet:
         """Record one decision (for tests and metrics)."""
         self.changes.append(Change(variant, int(kind) if kind is not None else None))
 
-    def blank(self, view: AdvoView, reason: str, *, variant: Variant | None = None, kind: KommKz | None = None,
+    def blank(self, view: AdvoView, reason: BlankReason, *, variant: Variant | None = None, kind: KommKz | None = None,
               note: str | None = None) -> None:
         """Empty `view` in this run (it becomes a slot); record the decision (`variant`, for `kind`, by default
         the entry's) and the note that names what was removed."""
