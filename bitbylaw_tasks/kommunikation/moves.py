@@ -71,9 +71,9 @@ def prefer_holders(sheet: Worksheet) -> Worksheet:
                 f"EspoCRM's type wins, it is removed from that entry."))
             continue
         sheet.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
-        for note in row.notes:
+        note = sheet.override_notes.pop(view.id, None)
+        if note is not None:  # its value was not overridden after all: it stays, as new in Advoware
             sheet.notes.remove(note)
-        row.notes.clear()
         row.advo = row.origin = holder
         row.kind = row.status_kind = holder.kind
         if not (sheet.mode == TO_ESPOCRM and row.espo_type_changed):
@@ -119,7 +119,7 @@ def adopt_for_needs(sheet: Worksheet) -> Worksheet:
             sheet.blank(view, BlankReason.type_change, variant=Variant.Var5_type, kind=row.kind)
             continue
         row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
-        row.advo_value, row.restore_note = row.espo_value, None
+        row.advo_value = row.espo_value  # (its restore note is not reported: it no longer needs an entry)
         row.espo_type = type_for(view.kind, row.espo)
         row.a_online = view.online
         sheet.change(Variant.adopted, view.kind)
