@@ -10,7 +10,7 @@ EspoCRM once (arrays if `espo_changed`, `kommunikationStatus` from
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Mapping
 
@@ -67,7 +67,15 @@ class AdvowareWrite:
 
 
 @dataclass(frozen=True)
-class EspoEmail:
+class _ArrayItem:
+    """An item of one of EspoCRM's arrays as the plan wants it; its fields carry EspoCRM's names: its API form."""
+
+    def to_api(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EspoEmail(_ArrayItem):
     """One item of `emailAddressData` as the plan wants it."""
 
     emailAddress: str
@@ -76,17 +84,12 @@ class EspoEmail:
     invalid: bool = False
 
     def to_api(self) -> dict:
-        return {
-            "emailAddress": self.emailAddress,
-            "lower": self.emailAddress.lower(),
-            "primary": self.primary,
-            "optOut": self.optOut,
-            "invalid": self.invalid,
-        }
+        """With `lower`, which EspoCRM keeps beside each address (after `emailAddress`, as it sends it)."""
+        return {"emailAddress": self.emailAddress, "lower": self.emailAddress.lower(), **super().to_api()}
 
 
 @dataclass(frozen=True)
-class EspoPhone:
+class EspoPhone(_ArrayItem):
     """One item of `phoneNumberData` as the plan wants it."""
 
     phoneNumber: str
@@ -94,15 +97,6 @@ class EspoPhone:
     primary: bool
     optOut: bool = False
     invalid: bool = False
-
-    def to_api(self) -> dict:
-        return {
-            "phoneNumber": self.phoneNumber,
-            "type": self.type,
-            "primary": self.primary,
-            "optOut": self.optOut,
-            "invalid": self.invalid,
-        }
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def allocate_entries(sheet: Worksheet) -> Worksheet:
     return sheet
 
 
-def _entries(sheet: Worksheet, needs: list[Row], position: dict[int, int]) -> tuple[dict[Row, AdvoView], dict[Row, int]]:
+def _entries(sheet: Worksheet, needs: list[Row],
+             position: dict[int, int]) -> tuple[dict[Row, AdvoView], dict[Row, int]]:
     """The entry of each row in `needs`: an existing one to fill (first map), else a create ref (second)."""
     bound = {row.advo.id for row in sheet.rows if row.advo is not None}
     slots: dict[Row, AdvoView] = {}
