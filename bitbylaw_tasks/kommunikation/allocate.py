@@ -14,6 +14,7 @@ docs/kommunikation-sync.md §8, §10.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 from .actions import Variant
 from .kinds import EMAIL, PHONE
@@ -102,24 +103,27 @@ def _pending_carriers(sheet: Worksheet, rows: list[Row]) -> dict[int, Row]:
             if not r.in_espo and r.keep_status is not None and id(r.keep_status) in by_link}
 
 
+class _Flags(NamedTuple):
+    """One row's primary flags, as `choose_primaries` puts them into its `Allocation`."""
+
+    primary: bool
+    status_primary: bool
+    follow_primary: bool
+
+
 def choose_primaries(sheet: Worksheet) -> Worksheet:
     """One primary per EspoCRM array (`_choose_primary`): each row's `Allocation` gets its primary flags."""
     carriers = _pending_carriers(sheet, sheet.rows) if sheet.mode == TO_ESPOCRM else {}
-    flags: dict[Row, tuple[bool, bool, bool]] = {}
+    flags: dict[Row, _Flags] = {}
     for array in (EMAIL, PHONE):
         flags.update(_choose_primary(sheet, [r for r in sheet.rows if r.array == array], array, carriers))
-    sheet.allocations = tuple(
-        replace(allocation, primary=primary, status_primary=status_primary, follow_primary=follow_primary)
-        for row, allocation in zip(sheet.rows, sheet.allocations, strict=True)
-        for primary, status_primary, follow_primary in (flags[row],)
-    )
+    sheet.allocations = tuple(replace(allocation, **flags[row]._asdict())
+                              for row, allocation in zip(sheet.rows, sheet.allocations, strict=True))
     return sheet
 
 
-def _choose_primary(sheet: Worksheet, rows: list[Row], array: str,
-                    carriers: dict[int, Row]) -> dict[Row, tuple[bool, bool, bool]]:
-    """One primary per EspoCRM array; Advoware's `online` follows it. Returns, per row of the array,
-    (primary, status_primary, follow_primary).
+def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dict[int, Row]) -> dict[Row, _Flags]:
+    """One primary per EspoCRM array; Advoware's `online` follows it. Returns each row's flags.
 
     EspoCRM's choice wins when EspoCRM changed it since the last sync (or on
     the first sync); else Advoware's when Advoware changed it; else the old
@@ -138,7 +142,7 @@ def _choose_primary(sheet: Worksheet, rows: list[Row], array: str,
     follow_primary = {row: row.follow_primary for row in rows}
     shown = [r for r in rows if r.in_espo]
     if not shown:
-        return {row: (primary[row], status_primary[row], follow_primary[row]) for row in rows}
+        return {row: _Flags(primary[row], status_primary[row], follow_primary[row]) for row in rows}
     items = [item for item in sheet.inputs.items if item.array == array]
     espo_primary = next((item for item in items if item.primary), items[0] if items else None)
     status_item = sheet.primary_link_item.get(array)
@@ -181,7 +185,7 @@ def _choose_primary(sheet: Worksheet, rows: list[Row], array: str,
                 primary[row] = status_primary[row]
     if sheet.mode == BOTH and status_row is not None and choice is not status_row:
         sheet.change(Variant.primary_from_espocrm if espo_changed else Variant.primary_from_advoware)
-    return {row: (primary[row], status_primary[row], follow_primary[row]) for row in rows}
+    return {row: _Flags(primary[row], status_primary[row], follow_primary[row]) for row in rows}
 
 
 def _has_status(row: Row) -> bool:
