@@ -13,7 +13,7 @@ from kommunikation_world import World
 from test_kommunikation_plan import MAIL, MOBIL, OFFICE, assert_converged, variants
 from test_kommunikation_plan import world  # noqa: F401  (a fixture)
 
-from bitbylaw_tasks.kommunikation.actions import AdvowareWrite
+from bitbylaw_tasks.kommunikation.actions import AdvowareWrite, BlankReason
 from bitbylaw_tasks.kommunikation.kinds import KommKz
 from bitbylaw_tasks.kommunikation.markers import parse_bemerkung
 from bitbylaw_tasks.kommunikation.status import KommStatus, StatusEntry, StatusFormatError
@@ -282,6 +282,35 @@ def test_plan_is_printable_and_summarised_without_values(world):
         plan.new_status
     assert plan.resolve_status({}).entries == world.status.entries  # a failed create stays unlinked
     assert StatusEntry(7, "0221 999888", 6, False) in plan.resolve_status({0: 7}).entries
+
+
+def test_a_blank_names_its_reason_and_a_filled_blank_is_one_put(world):
+    """Blank reasons are `BlankReason`s (printed as before); an entry blanked and filled in one run is one PUT."""
+    office_id = world.advo_id_of(OFFICE)
+    world.espo_delete(OFFICE)
+    [blank] = world.plan().actions
+    assert (blank.id, blank.tlf, blank.reason) == (office_id, "", BlankReason.Var2)
+    assert isinstance(blank.reason, BlankReason)
+    assert f"update id={office_id} TelGesch tlf='' online=False (Var2)" in str(world.plan())
+    world.espo_add("030 999", "Office")  # a Var1 of the blanked entry's kind: the blank is filled instead
+    plan = world.plan()
+    assert [(a.id, a.tlf, a.reason) for a in plan.actions] == [(office_id, "030 999", "fill slot")]
+    assert {"Var2", "slot_reused"} <= set(variants(plan))
+    world.sync()
+    assert_converged(world)
+
+
+def test_a_type_change_blanks_the_old_entry_with_its_reason(world):
+    office_id = world.advo_id_of(OFFICE)
+    world.espo_set_type(OFFICE, "Home")
+    plan = world.plan()
+    [blank] = [a for a in plan.actions if not a.creates]
+    assert (blank.id, blank.reason) == (office_id, BlankReason.type_change) and isinstance(blank.reason, BlankReason)
+    assert "(type change)" in str(plan)
+    [create] = [a for a in plan.actions if a.creates]
+    assert (create.kommkz, create.tlf) == (KommKz.TelPrivat, OFFICE)
+    world.sync()
+    assert_converged(world)
 
 
 @pytest.mark.parametrize("into", ["the other linked entry", "a new entry"])

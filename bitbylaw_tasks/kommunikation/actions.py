@@ -10,7 +10,7 @@ EspoCRM once (arrays if `espo_changed`, `kommunikationStatus` from
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Mapping
 
@@ -24,6 +24,7 @@ __all__ = [
     "PendingStatusEntry",
     "Change",
     "Variant",
+    "BlankReason",
     "Plan",
 ]
 
@@ -44,7 +45,7 @@ class AdvowareWrite:
     tlf: str
     bemerkung: str
     online: bool
-    reason: str
+    reason: str  # a `BlankReason` for a blank; "value", "marker", "primary", "fill slot" or "new" otherwise
     id: int | None = None
     ref: int | None = None
 
@@ -66,7 +67,15 @@ class AdvowareWrite:
 
 
 @dataclass(frozen=True)
-class EspoEmail:
+class _ArrayItem:
+    """An item of one of EspoCRM's arrays as the plan wants it; its fields carry EspoCRM's names: its API form."""
+
+    def to_api(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EspoEmail(_ArrayItem):
     """One item of `emailAddressData` as the plan wants it."""
 
     emailAddress: str
@@ -75,17 +84,12 @@ class EspoEmail:
     invalid: bool = False
 
     def to_api(self) -> dict:
-        return {
-            "emailAddress": self.emailAddress,
-            "lower": self.emailAddress.lower(),
-            "primary": self.primary,
-            "optOut": self.optOut,
-            "invalid": self.invalid,
-        }
+        """With `lower`, which EspoCRM keeps beside each address (after `emailAddress`, as it sends it)."""
+        return {"emailAddress": self.emailAddress, "lower": self.emailAddress.lower(), **super().to_api()}
 
 
 @dataclass(frozen=True)
-class EspoPhone:
+class EspoPhone(_ArrayItem):
     """One item of `phoneNumberData` as the plan wants it."""
 
     phoneNumber: str
@@ -93,15 +97,6 @@ class EspoPhone:
     primary: bool
     optOut: bool = False
     invalid: bool = False
-
-    def to_api(self) -> dict:
-        return {
-            "phoneNumber": self.phoneNumber,
-            "type": self.type,
-            "primary": self.primary,
-            "optOut": self.optOut,
-            "invalid": self.invalid,
-        }
 
 
 @dataclass(frozen=True)
@@ -141,6 +136,19 @@ class Variant(StrEnum):
     slot_reused = "slot_reused"  # a value filled an empty slot (no POST)
     primary_from_espocrm = "primary_from_espocrm"  # EspoCRM moved the primary
     primary_from_advoware = "primary_from_advoware"  # Advoware moved the primary
+
+
+class BlankReason(StrEnum):
+    """Why the plan empties an Advoware entry to a slot: the `reason` of that entry's `AdvowareWrite`.
+
+    The values are the texts `str(plan)` has always shown for a blank.
+    """
+
+    Var2 = "Var2"  # deleted in EspoCRM
+    C3 = "C3"  # deleted in EspoCRM, changed in Advoware
+    type_change = "type change"  # EspoCRM's type needs another kind: the value moves to another entry
+    Var4_reverted = "Var4 reverted"  # EspoCRM wins: a value only in Advoware is removed
+    moved_value_overridden = "moved value overridden"  # EspoCRM's type wins over a value moved in Advoware
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,22 @@ every value that needs an Advoware entry (Var1, a restore, a kind change)
 its own entry, the entry of the value it replaced, an entry blanked in the
 same run of its kind (so a Var2 and a Var1 of one kind become one PUT), an
 older slot of its kind, or a create. `choose_primaries` picks one primary
-per EspoCRM array, three-way; Advoware's `online` follows it. Pure;
+per EspoCRM array, three-way; Advoware's `online` follows it. Neither
+writes a row: the decisions are returned as one frozen `Allocation` per row
+(`Worksheet.allocations`), which render.py reads beside the rows. Pure;
 docs/kommunikation-sync.md §8, §10.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import NamedTuple
+
 from .actions import Variant
 from .kinds import EMAIL, PHONE
 from .lineage import predecessors
 from .views import AdvoView
-from .worksheet import BOTH, ESPO_WINS, TO_ESPOCRM, Row, Worksheet
+from .worksheet import BOTH, ESPO_WINS, TO_ESPOCRM, Allocation, Row, Worksheet
 
 __all__ = ["allocate_entries", "choose_primaries"]
 
@@ -38,48 +43,51 @@ def allocate_entries(sheet: Worksheet) -> Worksheet:
     one kind: one PUT); then an older slot of the same kind; else a create.
     The rows are put into the order EspoCRM shows them (e-mails, then
     phones, new ones appended; then rows only Advoware holds) first: the
-    order of allocation and of the rendered plan. A restore's note counts
+    order of allocation and of the rendered plan. The decisions become
+    `sheet.allocations` (one `Allocation` per row; the rows are not
+    written). A filled entry is no longer blanked; a restore's note counts
     once its value has an entry.
     """
     position = sheet.inputs.position
     sheet.rows.sort(key=lambda row: _espo_order(row, position))
-    rows = sheet.rows
-    needs = [row for row in rows if row.need]
-    if not needs:
-        return sheet
-    bound = {row.advo.id for row in rows if row.advo is not None}
+    needs = [row for row in sheet.rows if row.need]
+    slots, refs = _entries(sheet, needs, position) if needs else ({}, {})
+    for row in needs:
+        if row in slots:
+            sheet.blanks.pop(slots[row].id, None)
+            sheet.change(Variant.slot_reused, slots[row].kind)
+    sheet.notes.extend(row.restore_note for row in needs if row.restore_note)
+    sheet.allocations = tuple(Allocation(slot=slots.get(row), ref=refs.get(row)) for row in sheet.rows)
+    return sheet
+
+
+def _entries(sheet: Worksheet, needs: list[Row],
+             position: dict[int, int]) -> tuple[dict[Row, AdvoView], dict[Row, int]]:
+    """The entry of each row in `needs`: an existing one to fill (first map), else a create ref (second)."""
+    bound = {row.advo.id for row in sheet.rows if row.advo is not None}
+    slots: dict[Row, AdvoView] = {}
     used: set[int] = set()
     for row in needs:
         own = row.preferred
         if own is not None and own.id not in bound and own.id not in used:
-            _take(row, own, used)
+            slots[row] = own
+            used.add(own.id)
     preferred = {row.preferred.id for row in needs if row.preferred is not None}
     blanked = [v for v in sorted((sheet.inputs.by_id[i] for i in sheet.blanks), key=lambda v: position[v.id])
                if v.id not in preferred]
     existing = [v for v in sheet.inputs.views
                 if v.reusable_slot and v.id not in sheet.blanks and v.id not in bound and v.id not in preferred]
-    next_ref = 0
+    refs: dict[Row, int] = {}
     for row in needs:
-        if row.slot is not None:
+        if row in slots:
             continue
         view = next((v for v in blanked + existing if v.kind == row.kind and v.id not in used), None)
         if view is not None:
-            _take(row, view, used)
+            slots[row] = view
+            used.add(view.id)
         else:
-            row.ref = next_ref
-            next_ref += 1
-    for row in needs:
-        if row.slot is not None:
-            sheet.blanks.pop(row.slot.id, None)
-            sheet.change(Variant.slot_reused, row.kind)
-    sheet.notes.extend(row.restore_note for row in needs if row.restore_note)
-    return sheet
-
-
-def _take(row: Row, view: AdvoView, used: set[int]) -> None:
-    row.slot = view
-    used.add(view.id)
-    row.kind = row.status_kind = view.kind  # the same, or a compatible kind the entry keeps
+            refs[row] = len(refs)
+    return slots, refs
 
 
 def _pending_carriers(sheet: Worksheet, rows: list[Row]) -> dict[int, Row]:
@@ -95,16 +103,27 @@ def _pending_carriers(sheet: Worksheet, rows: list[Row]) -> dict[int, Row]:
             if not r.in_espo and r.keep_status is not None and id(r.keep_status) in by_link}
 
 
+class _Flags(NamedTuple):
+    """One row's primary flags, as `choose_primaries` puts them into its `Allocation`."""
+
+    primary: bool
+    status_primary: bool
+    follow_primary: bool
+
+
 def choose_primaries(sheet: Worksheet) -> Worksheet:
-    """One primary per EspoCRM array (`_choose_primary`); sets each row's `primary` and `status_primary`."""
+    """One primary per EspoCRM array (`_choose_primary`): each row's `Allocation` gets its primary flags."""
     carriers = _pending_carriers(sheet, sheet.rows) if sheet.mode == TO_ESPOCRM else {}
+    flags: dict[Row, _Flags] = {}
     for array in (EMAIL, PHONE):
-        _choose_primary(sheet, [r for r in sheet.rows if r.array == array], array, carriers)
+        flags.update(_choose_primary(sheet, [r for r in sheet.rows if r.array == array], array, carriers))
+    sheet.allocations = tuple(replace(allocation, **flags[row]._asdict())
+                              for row, allocation in zip(sheet.rows, sheet.allocations, strict=True))
     return sheet
 
 
-def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dict[int, Row]) -> None:
-    """One primary per EspoCRM array; Advoware's `online` follows it.
+def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dict[int, Row]) -> dict[Row, _Flags]:
+    """One primary per EspoCRM array; Advoware's `online` follows it. Returns each row's flags.
 
     EspoCRM's choice wins when EspoCRM changed it since the last sync (or on
     the first sync); else Advoware's when Advoware changed it; else the old
@@ -118,9 +137,12 @@ def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dic
     EspoCRM's primary and the status's as they are: the next `both` run
     decides, knowing who chose what.
     """
+    primary = {row: False for row in rows}
+    status_primary = {row: False for row in rows}
+    follow_primary = {row: row.follow_primary for row in rows}
     shown = [r for r in rows if r.in_espo]
     if not shown:
-        return
+        return {row: _Flags(primary[row], status_primary[row], follow_primary[row]) for row in rows}
     items = [item for item in sheet.inputs.items if item.array == array]
     espo_primary = next((item for item in items if item.primary), items[0] if items else None)
     status_item = sheet.primary_link_item.get(array)
@@ -143,7 +165,7 @@ def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dic
         applied = advo_changed and not espo_changed and (advo_choice is not None or carried is None)
         choice = advo_choice if applied else espo_row
         if applied and carried is not None:
-            carried.status_primary = True  # the entry Advoware chose, as last synced
+            status_primary[carried] = True  # the entry Advoware chose, as last synced
     pending = sheet.mode == TO_ESPOCRM and not applied and (espo_changed or advo_changed)
     invented = choice is None
     if invented:
@@ -152,17 +174,18 @@ def _choose_primary(sheet: Worksheet, rows: list[Row], array: str, carriers: dic
         # run does not take this placeholder for EspoCRM's choice.
         choice = next((r for r in shown if pending and _has_status(r)), shown[0])
     for row in shown:
-        row.primary = row is choice
-        row.status_primary = row.primary if not pending or (invented and row is choice) else bool(row.s_primary)
+        primary[row] = row is choice
+        status_primary[row] = primary[row] if not pending or (invented and row is choice) else bool(row.s_primary)
     if sheet.mode == TO_ESPOCRM and not pending:
         # Advoware's own choice (or EspoCRM's first-becomes-primary rule applied to it), made
         # consistent on Advoware's side too, pending entries included: one online entry per array
         for row in rows:
-            row.follow_primary = True
+            follow_primary[row] = True
             if not row.in_espo:
-                row.primary = row.status_primary
+                primary[row] = status_primary[row]
     if sheet.mode == BOTH and status_row is not None and choice is not status_row:
         sheet.change(Variant.primary_from_espocrm if espo_changed else Variant.primary_from_advoware)
+    return {row: _Flags(primary[row], status_primary[row], follow_primary[row]) for row in rows}
 
 
 def _has_status(row: Row) -> bool:

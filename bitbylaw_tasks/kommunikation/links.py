@@ -20,7 +20,7 @@ Pure; docs/kommunikation-sync.md §6 has the reasons.
 
 from __future__ import annotations
 
-from .actions import Variant
+from .actions import BlankReason, Variant
 from .kinds import PHONE, KommKz, array_for_kind, comparison_key, kind_matches_espo_type
 from .status import StatusEntry
 from .views import AdvoView, EspoItem
@@ -102,7 +102,7 @@ def _both_present(sheet: Worksheet, link: StatusEntry, view: AdvoView, item: Esp
     type_changed = item.array == PHONE and not kind_matches_espo_type(base_kind, item.type)
     onto_new_key = comparison_key(item.array, a_val) != comparison_key(item.array, base)
     row = Row(array=item.array, kind=kind_a, espo=item, advo=view, origin=view, espo_type_changed=type_changed,
-              s_primary=link.primary, a_online=view.online, e_primary=item.primary)
+              s_primary=link.primary, a_online=view.online)
     sheet.rows.append(row)
     if sheet.mode == TO_ESPOCRM:
         take_value = a_changed and not e_changed
@@ -132,10 +132,10 @@ def _both_present(sheet: Worksheet, link: StatusEntry, view: AdvoView, item: Esp
     lost = comparison_key(item.array, a_val) not in {i.key for i in sheet.inputs.items}
     if a_changed and lost and value != a_val \
             and comparison_key(item.array, a_val) != comparison_key(item.array, value):
-        row.notes.append(sheet.override_note(a_val, value, kind_a))
+        sheet.override_notes[view.id] = sheet.override_note(a_val, value, kind_a)
     if kind != kind_a:
         row.advo, row.need = None, True
-        sheet.blank(view, "type change", variant=Variant.Var5_type, kind=kind)
+        sheet.blank(view, BlankReason.type_change, variant=Variant.Var5_type, kind=kind)
     if a_changed and e_changed:
         sheet.change(Variant.conflict, kind)
     elif a_changed or (a_kind_changed and not type_changed):
@@ -163,8 +163,8 @@ def _gone_in_espo(sheet: Worksheet, link: StatusEntry, view: AdvoView, kind_a: K
     if a_changed and comparison_key(view.array, view.tlf) != comparison_key(view.array, link.value):
         note = (f"Kommunikation: the Advoware value {view.tlf!r} ({kind_a.name}) was changed in Advoware but "
                 f"deleted in EspoCRM; EspoCRM wins, the value is removed from Advoware.")
-    variant = Variant.C3 if a_changed else Variant.Var2
-    sheet.blank(view, variant, variant=variant, kind=kind_a, note=note)
+    reason, variant = (BlankReason.C3, Variant.C3) if a_changed else (BlankReason.Var2, Variant.Var2)
+    sheet.blank(view, reason, variant=variant, kind=kind_a, note=note)
     sheet.blank_links[view.id] = link
 
 
@@ -181,7 +181,7 @@ def _gone_in_advoware(sheet: Worksheet, link: StatusEntry, view: AdvoView | None
     if sheet.mode == TO_ESPOCRM:
         sheet.rows.append(Row(array=item.array, kind=base_kind, espo=item, espo_value=item.value,
                               espo_type=item.type, follow_primary=False, keep_status=link,
-                              e_primary=item.primary, s_primary=link.primary, pending_restore=True))
+                              s_primary=link.primary, pending_restore=True))
         sheet.change(Variant.pending_espocrm, base_kind)
         return
     kind = base_kind if kind_matches_espo_type(base_kind, item.type) else item.kind
@@ -192,5 +192,5 @@ def _gone_in_advoware(sheet: Worksheet, link: StatusEntry, view: AdvoView | None
     sheet.rows.append(Row(array=item.array, kind=kind, espo=item, espo_value=item.value,
                           espo_type=type_for(kind, item), need=True, preferred=own,
                           status_value=item.value, status_kind=kind, s_primary=link.primary,
-                          e_primary=item.primary, restore_note=note, espo_type_changed=type_changed))
+                          restore_note=note, espo_type_changed=type_changed))
     sheet.change(Variant.restore_Var3, kind)

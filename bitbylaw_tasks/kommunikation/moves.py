@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .actions import Variant
+from .actions import BlankReason, Variant
 from .kinds import comparison_key, kinds_compatible
 from .status import StatusEntry
 from .worksheet import ESPO_WINS, TO_ESPOCRM, Row, Worksheet, type_for
@@ -66,14 +66,14 @@ def prefer_holders(sheet: Worksheet) -> Worksheet:
             continue  # EspoCRM's pending type change does not fit the holder: the next `both` run decides
         sheet.pool.remove(holder)
         if espo_type_rules and not kinds_compatible(holder.kind, row.kind):
-            sheet.blank(holder, "moved value overridden", variant=Variant.revert_move, note=(
+            sheet.blank(holder, BlankReason.moved_value_overridden, variant=Variant.revert_move, note=(
                 f"Kommunikation: {holder.tlf!r} was moved to another entry ({holder.kind.name}) in Advoware; "
                 f"EspoCRM's type wins, it is removed from that entry."))
             continue
         sheet.pool.append(view)  # its own value is not overridden: it stays, as new in Advoware
-        for note in row.notes:
+        note = sheet.override_notes.pop(view.id, None)
+        if note is not None:  # its value was not overridden after all: it stays, as new in Advoware
             sheet.notes.remove(note)
-        row.notes.clear()
         row.advo = row.origin = holder
         row.kind = row.status_kind = holder.kind
         if not (sheet.mode == TO_ESPOCRM and row.espo_type_changed):
@@ -116,10 +116,10 @@ def adopt_for_needs(sheet: Worksheet) -> Worksheet:
             continue
         sheet.pool.remove(view)
         if (row.espo_type_changed or sheet.mode == ESPO_WINS) and not kinds_compatible(view.kind, row.kind):
-            sheet.blank(view, "type change", variant=Variant.Var5_type, kind=row.kind)
+            sheet.blank(view, BlankReason.type_change, variant=Variant.Var5_type, kind=row.kind)
             continue
         row.advo, row.need, row.kind, row.status_kind = view, False, view.kind, view.kind
-        row.advo_value, row.restore_note = row.espo_value, None
+        row.advo_value = row.espo_value  # (its restore note is not reported: it no longer needs an entry)
         row.espo_type = type_for(view.kind, row.espo)
         row.a_online = view.online
         sheet.change(Variant.adopted, view.kind)

@@ -9,7 +9,7 @@ docs/kommunikation-sync.md §7.
 
 from __future__ import annotations
 
-from .actions import Variant
+from .actions import BlankReason, Variant
 from .kinds import espo_type_for_kind, kind_matches_espo_type
 from .markers import SlotMarker, SyncMarker
 from .views import AdvoView, EspoItem
@@ -36,11 +36,11 @@ def _match(sheet: Worksheet, item: EspoItem, view: AdvoView) -> None:
     known = view.kind_reported or isinstance(view.marker, (SyncMarker, SlotMarker))
     kind = view.kind if known else item.kind
     row = Row(array=item.array, kind=kind, espo=item, advo=view, origin=view,
-              a_online=view.online, e_primary=item.primary)
+              a_online=view.online)
     if sheet.mode == ESPO_WINS and known and not kind_matches_espo_type(view.kind, item.type):
         kind = row.kind = item.kind
         row.advo, row.need = None, True
-        sheet.blank(view, "type change")
+        sheet.blank(view, BlankReason.type_change)
     if sheet.mode == TO_ESPOCRM:
         row.espo_value, row.status_value, row.advo_value = item.value, view.tlf, None
         row.follow_primary = False
@@ -63,7 +63,7 @@ def new_on_one_side(sheet: Worksheet) -> Worksheet:
             continue
         occupied.add(view.key)
         if sheet.mode == ESPO_WINS:
-            sheet.blank(view, "Var4 reverted", variant=Variant.revert_Var4, note=(
+            sheet.blank(view, BlankReason.Var4_reverted, variant=Variant.revert_Var4, note=(
                 f"Kommunikation: {view.tlf!r} ({view.kind.name}) existed only in Advoware and was removed "
                 f"(EspoCRM wins by operator request)."))
             continue
@@ -75,11 +75,11 @@ def new_on_one_side(sheet: Worksheet) -> Worksheet:
     for item in sheet.free:
         if sheet.mode == TO_ESPOCRM:
             sheet.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
-                                  espo_type=item.type, follow_primary=False, e_primary=item.primary))
+                                  espo_type=item.type, follow_primary=False))
             sheet.change(Variant.pending_espocrm, item.kind)
             continue
         sheet.rows.append(Row(array=item.array, kind=item.kind, espo=item, espo_value=item.value,
                               espo_type=type_for(item.kind, item), need=True, status_value=item.value,
-                              status_kind=item.kind, e_primary=item.primary))
+                              status_kind=item.kind))
         sheet.change(Variant.Var1, item.kind)
     return sheet

@@ -5,7 +5,10 @@ status (`Worksheet.start`), passes it through the phases `plan.PHASES` lists
 — each takes the worksheet and returns it with its decisions added — and
 renders the result (render.py). `Inputs` is what was read and never changes;
 the rest is decided: one `Row` per value as it should be after the sync, the
-Advoware entries to blank, the notes and the `Change` of each decision.
+Advoware entries to blank (each with its `BlankReason`), the notes, the
+`Change` of each decision, and — from allocate.py — one frozen `Allocation`
+per row (its entry and primary flags). docs/kommunikation-sync.md, "Who
+decides what", names the phase that writes each field.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .actions import Change, Variant
+from .actions import BlankReason, Change, Variant
 from .kinds import EMAIL, KommKz, array_for_kind, comparison_key, espo_type_for_kind, kind_matches_espo_type
 from .status import KommStatus, StatusEntry
 from .views import AdvoView, EspoItem, advoware_views, espo_items
 
-__all__ = ["Inputs", "Worksheet", "Row", "BOTH", "TO_ESPOCRM", "TO_ADVOWARE", "ESPO_WINS", "DIRECTIONS",
+__all__ = ["Inputs", "Worksheet", "Row", "Allocation", "BOTH", "TO_ESPOCRM", "TO_ADVOWARE", "ESPO_WINS", "DIRECTIONS",
            "type_for"]
 
 BOTH, TO_ESPOCRM, TO_ADVOWARE = "both", "to_espocrm", "to_advoware"
@@ -39,8 +42,9 @@ class Row:
 
     Made by links.py (a link) or unlinked.py (a match, Var1, Var4); moves.py
     and lineage.py may bind it to another Advoware entry (`advo`, `kind`,
-    `preferred`, primary history); allocate.py gives it its entry (`slot`
-    or a create `ref`) and its primary flags; render.py only reads it.
+    `preferred`, primary history). Its entry and primary flags are not
+    written here: allocate.py returns them as the row's `Allocation`.
+    docs/kommunikation-sync.md, "Who decides what", names each field's writers.
     """
 
     array: str
@@ -56,7 +60,7 @@ class Row:
     need: bool = False  # wants a slot or a create
     preferred: AdvoView | None = None  # its own blank entry, for a restore
     advo_value: str | None = None  # tlf to write; None keeps tlf
-    follow_primary: bool = True  # write online from the chosen primary
+    follow_primary: bool = True  # write online from the chosen primary (choose_primaries may extend it to all)
     # status
     status_value: str | None = None  # None: not in the new status
     status_kind: KommKz | None = None
@@ -64,18 +68,11 @@ class Row:
     # primary inputs (None: that side has no such entry)
     s_primary: bool | None = None
     a_online: bool | None = None
-    e_primary: bool | None = None
-    # bookkeeping
+    # what links.py found when it made the row, for the later phases (written once, by links.py only)
     candidate: bool = False  # value changed in Advoware onto a new key (see moves.release_collisions)
     espo_type_changed: bool = False  # EspoCRM changed its type since the last sync
     pending_restore: bool = False  # to_espocrm: gone in Advoware, changed in EspoCRM (kept pending)
-    restore_note: str | None = None
-    # decided by allocate.py
-    primary: bool = False
-    status_primary: bool = False
-    slot: AdvoView | None = None
-    ref: int | None = None
-    notes: list = field(default_factory=list)  # the override notes made for it (dropped if it moves)
+    restore_note: str | None = None  # reported when the value gets an entry (allocate_entries), not if adopted
 
     def keys(self) -> list[tuple[str, str]]:
         keys = []
@@ -84,6 +81,21 @@ class Row:
         if self.advo is not None:
             keys.append(comparison_key(self.array, self.advo_value if self.advo_value is not None else self.advo.tlf))
         return keys
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What allocate.py decided for one row (`Worksheet.allocations`, parallel to `rows`); render.py reads it.
+
+    `allocate_entries` decides the entry (`slot` or `ref`, only for a row that
+    `need`s one), `choose_primaries` the primary flags.
+    """
+
+    slot: AdvoView | None = None  # the existing entry the value goes into (its own, a freed one, a slot)
+    ref: int | None = None  # else the create (POST) that makes its entry
+    primary: bool = False  # primary in EspoCRM's array; Advoware's `online` when `follow_primary`
+    status_primary: bool = False  # primary in the new status
+    follow_primary: bool = False  # Advoware's `online` is written from `primary`
 
 
 @dataclass(frozen=True)
@@ -119,9 +131,12 @@ class Worksheet:
     # Advoware entries
     pool: list[AdvoView] = field(default_factory=list)  # live entries without a link
     unlinked: set[int] = field(default_factory=set)  # linked ids whose entry became a different thing
-    blanks: dict[int, str] = field(default_factory=dict)  # entry id -> reason it is blanked
+    blanks: dict[int, BlankReason] = field(default_factory=dict)  # entry id -> why it is blanked
     blank_links: dict[int, StatusEntry] = field(default_factory=dict)  # blanked because EspoCRM deleted (changed) it
     blank_notes: dict[int, str] = field(default_factory=dict)  # a blank's note (replaced if EspoCRM's edit fills it)
+    override_notes: dict[int, str] = field(default_factory=dict)  # entry id -> note that its value was overridden
+    # allocate.py: one `Allocation` per row, in the order of `rows` (which allocate_entries fixes)
+    allocations: tuple[Allocation, ...] = ()
     # what the plan reports
     notes: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
@@ -147,7 +162,7 @@ class Worksheet:
         """Record one decision (for tests and metrics)."""
         self.changes.append(Change(variant, int(kind) if kind is not None else None))
 
-    def blank(self, view: AdvoView, reason: str, *, variant: Variant | None = None, kind: KommKz | None = None,
+    def blank(self, view: AdvoView, reason: BlankReason, *, variant: Variant | None = None, kind: KommKz | None = None,
               note: str | None = None) -> None:
         """Empty `view` in this run (it becomes a slot); record the decision (`variant`, for `kind`, by default
         the entry's) and the note that names what was removed."""
