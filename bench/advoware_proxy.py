@@ -122,6 +122,7 @@ def breakdown(settings, secret: str, direct_url: str, token: str, path: str, cal
     from bitbylaw_tasks.proxy.service import AdvowareProxy, ProxyRequest
 
     proxy = AdvowareProxy.from_settings(settings)
+    key_id, key_digest = keys.lookup(proxy.redis, secret).id, keys.digest(secret)
     request = ProxyRequest("GET", "/advoware" + API + path, {"x-api-key": secret}, None, lambda limit: b"")
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     pool, session = urllib3.PoolManager(), requests.Session()
@@ -130,8 +131,9 @@ def breakdown(settings, secret: str, direct_url: str, token: str, path: str, cal
         "whole proxy call (handle + audit record)": lambda: proxy.record(proxy.handle(request)),
         "of which: forward (token, urllib3 call, read, redaction)": lambda: proxy.client.forward("GET", path,
                                                                                                 admit=lambda: None),
-        "of which: admission (Lua windows + gate window)": lambda: proxy.budget.admit("bench-breakdown"),
-        "of which: key lookup": lambda: keys.lookup(proxy.redis, secret),
+        "of which: admission (one Lua script: key active, pause, windows, gate)": lambda: proxy.budget.admit(
+            key_id, key_digest),
+        "of which: key lookup (a key not yet remembered, or a refusal)": lambda: keys.lookup(proxy.redis, secret),
         "of which: audit record (log line + pipeline)": lambda: audit.record(proxy.redis, entry, 1000),
         "for comparison: the bare urllib3 GET": lambda: pool.request("GET", direct_url, headers=headers).data,
         "for comparison: the same GET with requests": lambda: session.get(direct_url, headers=headers).content,
