@@ -201,3 +201,41 @@ def test_the_body_of_a_remembered_key_revoked_is_never_read(sandbox, lock_redis)
     assert [proxy.handle(request("POST", "/Termine", length=16)).status,
             proxy.handle(request("PUT", "/Termine/1", transfer="chunked")).status] == [401, 401]
     assert read == []
+
+
+def test_concurrent_admissions_and_syncs_never_exceed_any_window(lock_redis):
+    """16 threads, 4 keys and 4 sync threads race for a budget of 40 a minute: every window holds exactly."""
+    import threading
+
+    per_minute = 40
+    gate = RateGate(get_settings().lock_redis_url, "advoware", per_minute, max_wait=0.3)
+    budget = ProxyBudget(gate, lock_redis, per_minute, 50, 25)   # proxy 20, one key 10
+    made = [keys.create(lock_redis, f"racer-{n}", "read", ["Beteiligte"]) for n in range(4)]
+    admitted, synced, lock = {k.id: 0 for k, _ in made}, [0], threading.Lock()
+
+    def caller(key, secret):
+        for _ in range(15):
+            try:
+                budget.admit(key.id, keys.digest(secret))
+            except RateLimited:
+                continue
+            with lock:
+                admitted[key.id] += 1
+
+    def sync():
+        for _ in range(15):
+            if gate.try_acquire() is None:
+                with lock:
+                    synced[0] += 1
+
+    threads = [threading.Thread(target=caller, args=made[n % 4]) for n in range(16)]
+    threads += [threading.Thread(target=sync) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    proxied = sum(admitted.values())
+    assert 0 < proxied <= 20 and max(admitted.values()) <= 10         # the proxy's share, one key's share
+    assert gate.used() == proxied + synced[0] == per_minute             # 60 sync attempts alone fill the gate
+    assert lock_redis.zcard(ALL_WINDOW) == proxied                      # nothing charged for a refusal
+    assert all(lock_redis.zcard(KEY_WINDOW + key_id) == n for key_id, n in admitted.items())

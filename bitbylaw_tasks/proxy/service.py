@@ -158,8 +158,8 @@ class AdvowareProxy:
         state["key"] = key
         try:
             return self._checked(request, state, key, key_digest, confirmed, secret)
-        except Refusal:
-            if not confirmed:  # any refusal of a remembered key: a revoked key is told 401, like at its lookup
+        except Refusal as exc:
+            if not confirmed and exc.status != 401:  # a remembered key refused: if revoked, it is told 401
                 self._confirm(key, secret, state)
             raise
         except KeyGone:  # revoked since this process remembered it: the admission script refused it
