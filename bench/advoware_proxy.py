@@ -74,13 +74,17 @@ class Server(Gunicorn):
     """`bench.webhook_shim.Gunicorn`, its output in a temp file (the audit writes a log line per call: a pipe
     nobody reads would fill and block the workers), ready when `path` answers."""
 
-    def __init__(self, target: str, env: dict[str, str], workers: int):
+    worker_class = "sync"   # every server of a run alike (main: --worker-class)
+
+    def __init__(self, target: str, env: dict[str, str], workers: int, tree: Path = REPO):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="bench-proxy-", suffix=".log", delete=False)
-        argv = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
-                "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", target]
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self.log, stderr=self.log)
+        threads = ["--threads", "4"] if self.worker_class == "gthread" else []
+        argv = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", self.worker_class,
+                *threads, "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", target]
+        self.proc = subprocess.Popen(argv, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, stdout=self.log,
+                                     stderr=self.log)
 
     def wait_ready(self, path: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -122,6 +126,7 @@ def breakdown(settings, secret: str, direct_url: str, token: str, path: str, cal
     from bitbylaw_tasks.proxy.service import AdvowareProxy, ProxyRequest
 
     proxy = AdvowareProxy.from_settings(settings)
+    key_id, key_digest = keys.lookup(proxy.redis, secret).id, keys.digest(secret)
     request = ProxyRequest("GET", "/advoware" + API + path, {"x-api-key": secret}, None, lambda limit: b"")
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     pool, session = urllib3.PoolManager(), requests.Session()
@@ -130,8 +135,9 @@ def breakdown(settings, secret: str, direct_url: str, token: str, path: str, cal
         "whole proxy call (handle + audit record)": lambda: proxy.record(proxy.handle(request)),
         "of which: forward (token, urllib3 call, read, redaction)": lambda: proxy.client.forward("GET", path,
                                                                                                 admit=lambda: None),
-        "of which: admission (Lua windows + gate window)": lambda: proxy.budget.admit("bench-breakdown"),
-        "of which: key lookup": lambda: keys.lookup(proxy.redis, secret),
+        "of which: admission (one Lua script: key active, pause, windows, gate)": lambda: proxy.budget.admit(
+            key_id, key_digest),
+        "of which: key lookup (a key not yet remembered, or a refusal)": lambda: keys.lookup(proxy.redis, secret),
         "of which: audit record (log line + pipeline)": lambda: audit.record(proxy.redis, entry, 1000),
         "for comparison: the bare urllib3 GET": lambda: pool.request("GET", direct_url, headers=headers).data,
         "for comparison: the same GET with requests": lambda: session.get(direct_url, headers=headers).content,
@@ -153,8 +159,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400, help="calls per target per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync",
+                        help="gunicorn worker class of every server (sync: a connection per request, as "
+                             "`bitbylaw web` runs; gthread: 4 threads, keep-alive for the client and the proxy alike)")
+    parser.add_argument("--compare-tree", type=Path, help="a checkout of an earlier commit (`git archive COMMIT | "
+                        "tar -x -C DIR`): its proxy runs as one more target in the same rounds (before/after)")
     parser.add_argument("--breakdown-calls", type=int, default=300, help="calls per part of the CPU breakdown")
     args = parser.parse_args()
+    Server.worker_class = args.worker_class
 
     from bitbylaw_tasks.devredis import PrivateRedis
 
@@ -191,6 +203,11 @@ def main() -> None:
                                                                    "BENCH_UPSTREAM": simulator.url}, workers=2)
         servers.append(bare)
         bare.wait_ready("/healthz")
+        before = None
+        if args.compare_tree:
+            before = Server("bitbylaw_tasks.web:wsgi_app()", env, workers=2, tree=args.compare_tree.resolve())
+            servers.append(before)
+            before.wait_ready("/healthz")
         paths = [f"/Beteiligte/{made['betNrs'][i % len(made['betNrs'])]}" for i in range(args.calls)]
         targets = {
             "direct to the simulator": ([simulator.url + API + p for p in paths], {"Authorization": f"Bearer {token}"}, 200),
@@ -200,12 +217,15 @@ def main() -> None:
                                                              {"X-Api-Key": secret}, 200),
             "bare pass-through (the floor: one more HTTP hop, nothing else)": (
                 [bare.url + "/advoware" + API + p for p in paths], {}, 200),
+            **({f"through the proxy as of {args.compare_tree.name} (before)": (
+                [before.url + "/advoware" + API + p for p in paths], {"X-Api-Key": secret}, 200)} if before else {}),
             "proxy refusal, no Advoware call (403 allow-list)": (
                 [shipped.url + "/advoware" + API + "/Termine" for _ in paths], {"X-Api-Key": secret}, 403),
         }
         samples = {name: [] for name in targets}
         cpu = {name: 0.0 for name in targets}  # CPU seconds of simulator, web app and Redis during the calls
-        parts = {"simulator": simulator.pids(), "web app": shipped.pids() + variant.pids() + bare.pids(),
+        parts = {"simulator": simulator.pids(),
+                 "web app": [pid for server in servers[1:] for pid in server.pids()],
                  "Redis": [redis_server._proc.pid]}
         by_part = {(name, part): 0.0 for name in targets for part in parts}
         with requests.Session() as session:
@@ -253,7 +273,8 @@ def main() -> None:
         added_p10 = (percentile(shipped_values, 0.1) - percentile(direct, 0.1)) * 1000
         load = os.getloadavg()[0]
         print(f"\nadded p50 (shipped): {added_p50:.2f} ms (p10: {added_p10:.2f} ms) -> target < 2 ms: "
-              f"{'met' if added_p50 < 2 else 'NOT met'}; load average during the run: {load:.1f} on {os.cpu_count()} cores")
+              f"{'met' if added_p50 < 2 else 'NOT met'}; load average during the run: {load:.1f} on {os.cpu_count()} cores; "
+              f"gunicorn {args.worker_class} workers")
     finally:
         for server in servers:
             server.stop()

@@ -108,3 +108,29 @@ class RateGate:
     def pause(self, seconds: float) -> None:
         if seconds and seconds > 0:
             self._redis.set(self._pause_key, "1", px=int(seconds * 1000))
+
+
+# The gate's moving window as two Lua functions, for a script that charges the gate together with windows of
+# its own in one round trip (the Advoware proxy: bitbylaw_tasks/proxy/budget.py). The same steps as `_ADMIT`
+# on the same list in `limits`' format, so `limits`, `used()` and the syncs' `wait()` see one window.
+# gate_wait_ms: milliseconds until the window has room (0: room now); gate_charge: take one unit.
+# `now` is the time in seconds as text (what `window_args` passes), stored as `limits` stores it.
+WINDOW_LUA = """
+local function gate_wait_ms(key, now, limit, expiry)
+  local entry = redis.call('LINDEX', key, limit - 1)
+  if entry and tonumber(entry) >= tonumber(now) - expiry then
+    return math.max(1, math.ceil((tonumber(entry) + expiry - tonumber(now)) * 1000))
+  end
+  return 0
+end
+local function gate_charge(key, now, limit, expiry)
+  redis.call('LPUSH', key, now)
+  redis.call('LTRIM', key, 0, limit - 1)
+  redis.call('EXPIRE', key, expiry)
+end
+"""
+
+
+def window_args(gate: RateGate, now: float | None = None) -> tuple[str, list[str]]:
+    """The gate's window key and the arguments of WINDOW_LUA's functions: [now, limit, expiry] as text."""
+    return gate._keys[1], [str(time.time() if now is None else now), str(gate._item.amount), str(gate._expiry)]

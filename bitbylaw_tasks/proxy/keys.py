@@ -4,6 +4,10 @@ A secret is `bbp_<key id>_<43 random url-safe chars>` (256 bits from `secrets`).
 a slow password hash (bcrypt, argon2) protects guessable passwords, not 256 random bits, and would cost
 more than the whole proxy call. The key id inside the secret finds the record in one read; the hash is
 compared in constant time. A revoked key stays listed (the audit names it) and never authenticates again.
+
+`KeyMemory` lets a web process skip the lookup on a key it has seen: it remembers only what never changes
+after `create` (name, scope, allow-list, hash); whether the key is still active is asked of Redis on every
+call all the same, by the proxy's admission script (`budget.py`) or by `lookup` (`service.py`).
 """
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ class ProxyKey:
         return self.revoked_at is None
 
 
-def _digest(secret: str) -> str:
+def digest(secret: str) -> str:
+    """The SHA-256 of a secret, as stored (hex)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -75,7 +80,7 @@ def create(client: redis.Redis, name: str, scope: str, allow, *, now: float | No
     key = ProxyKey(key_id, name, scope, prefixes, time.time() if now is None else now)
     pipe = client.pipeline()
     pipe.hset(KEY_PREFIX + key_id, mapping={"name": name, "scope": scope, "allow": json.dumps(list(prefixes)),
-                                            "hash": _digest(secret), "created_at": repr(key.created_at)})
+                                            "hash": digest(secret), "created_at": repr(key.created_at)})
     pipe.hset(NAMES, name, key_id)
     pipe.execute()
     return key, secret
@@ -88,10 +93,40 @@ def lookup(client: redis.Redis, secret: str) -> ProxyKey | None:
         return None
     key_id = match.group(1)
     raw = client.hgetall(KEY_PREFIX + key_id)
-    if not raw or not hmac.compare_digest(raw.get(b"hash", b"").decode(), _digest(secret)):
+    if not raw or not hmac.compare_digest(raw.get(b"hash", b"").decode(), digest(secret)):
         return None
     key = _from_hash(key_id, raw)
     return key if key.active else None
+
+
+class KeyMemory:
+    """Key records this process has looked up, by key id, with the digest they were verified against.
+
+    `recall(secret)` gives a remembered key when the secret hashes to the remembered digest (compared in constant
+    time), else None (then `lookup`). Safe to keep without expiry because nothing in it can change: a key's
+    name, scope, allow-list and hash are fixed at `create`, revocation only adds `revoked_at`, which the caller
+    checks in Redis on every call. Bounded (cleared when full: an attacker's unknown ids are never remembered,
+    only keys whose secret was right)."""
+
+    def __init__(self, max_keys: int = 1024):
+        self.max_keys = max_keys
+        self._known: dict[str, tuple[str, ProxyKey]] = {}
+
+    def recall(self, secret: str) -> tuple[ProxyKey, str] | None:
+        match = _SECRET.match(secret)
+        known = self._known.get(match.group(1)) if match else None
+        if known is None:
+            return None
+        presented = digest(secret)
+        return (known[1], presented) if hmac.compare_digest(known[0], presented) else None
+
+    def remember(self, key: ProxyKey, key_digest: str) -> None:
+        if len(self._known) >= self.max_keys:
+            self._known.clear()
+        self._known[key.id] = (key_digest, key)
+
+    def forget(self, key_id: str) -> None:
+        self._known.pop(key_id, None)
 
 
 def find(client: redis.Redis, name: str) -> ProxyKey | None:

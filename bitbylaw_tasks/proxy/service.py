@@ -6,6 +6,12 @@ The order of the checks: key (401) → method (405) → path (403/404) → scope
 (413, read only after the key was accepted) → body shape (400/415) → budget (429) → Advoware (its status,
 or 502/504). Every answer, refusals included, carries its audit entry; `record(answer)` writes it (the web
 adapter does so right after the answer is sent, off the caller's wait).
+
+Redis round trips: a key this process has seen comes from its `KeyMemory` (its fixed fields only); that it is
+still active is checked in Redis on every call all the same, at the last moment before the call's fate is
+decided: for a forwarded call by the one admission script (key, pause, three windows: `budget.py`); before
+reading a body, and before any refusal, by a `lookup` — so a revoked key gets 401 on its very next call,
+whatever it asks. A forwarded GET costs one round trip before the answer (and the audit's one after it).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from typing import Callable
 import redis
 
 from bitbylaw_tasks.proxy import audit, keys, rules
-from bitbylaw_tasks.proxy.budget import ProxyBudget, retry_after_header
+from bitbylaw_tasks.proxy.budget import KeyGone, ProxyBudget, retry_after_header
 from bitbylaw_tasks.proxy.rules import Refusal, refuse
 from integrations.advoware import AdvowareClient, AnswerTooLarge, RawAnswer
 from integrations.errors import ApiError, RateLimited, TimedOut
@@ -75,6 +81,7 @@ class AdvowareProxy:
         self.max_body_bytes = max_body_bytes
         self.max_response_bytes = max_response_bytes
         self.audit_maxlen = audit_maxlen
+        self.memory = keys.KeyMemory()
 
     @classmethod
     def from_settings(cls, settings) -> "AdvowareProxy":
@@ -119,18 +126,50 @@ class AdvowareProxy:
         if answer.audit_entry is not None:
             audit.record(self.redis, answer.audit_entry, self.audit_maxlen)
 
-    def _admit(self, key_id: str, state: dict) -> None:
-        self.budget.admit(key_id)
+    def _admit(self, key_id: str, key_digest: str, state: dict) -> None:
+        self.budget.admit(key_id, key_digest)
         state["admitted"] += 1
 
+    def _key(self, secret: str | None) -> tuple[keys.ProxyKey, str, bool]:
+        """The presented key, its digest, and whether Redis confirmed it active during this call (False: it came
+        from this process's memory, and the caller must confirm it before anything is decided)."""
+        if secret:
+            recalled = self.memory.recall(secret)
+            if recalled is not None:
+                return recalled[0], recalled[1], False
+            key = keys.lookup(self.redis, secret)
+            if key is not None:
+                key_digest = keys.digest(secret)
+                self.memory.remember(key, key_digest)
+                return key, key_digest, True
+        raise _no_key(secret)
+
+    def _confirm(self, key: keys.ProxyKey, secret: str, state: dict) -> None:
+        """Refuse with 401 unless the remembered key is still active in Redis."""
+        if keys.lookup(self.redis, secret) is None:
+            self.memory.forget(key.id)
+            state["key"] = None
+            raise _no_key(secret)
+
     def _handle(self, request: ProxyRequest, state: dict) -> ProxyAnswer:
-        headers = request.headers
-        secret = keys.presented_secret(headers.get("authorization", ""), headers.get("x-api-key", ""))
-        key = keys.lookup(self.redis, secret) if secret else None
-        if key is None:
-            raise refuse(401, "no_key" if secret is None else "bad_key", "a valid proxy API key is required "
-                         "(Authorization: Bearer … or X-Api-Key)")
+        secret = keys.presented_secret(request.headers.get("authorization", ""),
+                                       request.headers.get("x-api-key", ""))
+        key, key_digest, confirmed = self._key(secret)
         state["key"] = key
+        try:
+            return self._checked(request, state, key, key_digest, confirmed, secret)
+        except Refusal as exc:
+            if not confirmed and exc.status != 401:  # a remembered key refused: if revoked, it is told 401
+                self._confirm(key, secret, state)
+            raise
+        except KeyGone:  # revoked since this process remembered it: the admission script refused it
+            self.memory.forget(key.id)
+            state["key"] = None
+            raise _no_key(secret) from None
+
+    def _checked(self, request: ProxyRequest, state: dict, key: keys.ProxyKey, key_digest: str, confirmed: bool,
+                 secret: str) -> ProxyAnswer:
+        headers = request.headers
         rules.check_method(request.method)
         raw_path, raw_query = rules.split_target(request.target)
         resource = rules.resource_path(raw_path)
@@ -139,13 +178,17 @@ class AdvowareProxy:
         if not rules.allowed(resource, key.allow):
             raise refuse(403, "allow_list", "this key may not use this path")
         params = rules.query_pairs(raw_query)
+        if not confirmed and _declares_body(request):  # a body is read only for a key Redis confirmed
+            self._confirm(key, secret, state)
+            confirmed = True
         body = self._body(request)
         state["in"] = len(body)
         rules.check_body(request.method, headers.get("content-type", ""), body)
         try:
             raw = self.client.forward(request.method, "/" + resource, params=params or None,
                                       body=body if request.method in rules.WITH_BODY else None,
-                                      max_bytes=self.max_response_bytes, admit=lambda: self._admit(key.id, state),
+                                      max_bytes=self.max_response_bytes,
+                                      admit=lambda: self._admit(key.id, key_digest, state),
                                       extra_headers=rules.forwarded_request_headers(headers))
         except RateLimited as exc:  # from `admit`: the key's share, all callers' share or the gate is spent
             state["reason"] = "budget"
@@ -192,6 +235,15 @@ class AdvowareProxy:
         message = ("Advoware refused the product's credentials" if raw.status == 401
                    else f"Advoware answered {raw.status}")
         return _gateway(502, "advoware_error", message, detail, upstream_status=raw.status)
+
+
+def _no_key(secret: str | None) -> Refusal:
+    return refuse(401, "no_key" if secret is None else "bad_key", "a valid proxy API key is required "
+                  "(Authorization: Bearer … or X-Api-Key)")
+
+
+def _declares_body(request: ProxyRequest) -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("transfer-encoding", "").lower()
 
 
 def _gateway(status: int, reason: str, message: str, detail=None, **extra) -> ProxyAnswer:
