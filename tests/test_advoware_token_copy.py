@@ -3,6 +3,7 @@
 running simulator and a real Redis."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -84,3 +85,15 @@ def test_a_401_forgets_the_copy_at_once(sim, cache):
     assert client.list_mitarbeiter() == []
     assert client.token_fetches == 2 and sim.statuses("/Mitarbeiter") == [200, 401, 200]
     assert client.token() == cache.get(client.token_key).decode()
+
+
+def test_memory_zero_reads_redis_before_every_call_and_the_setting_reaches_the_client(sim, cache, monkeypatch):
+    client = client_for(sim, cache, token_memory=0)
+    client.token()
+    cache.set(client.token_key, "rotated", px=60_000)
+    assert client.token() == "rotated" and client._copy is None
+    from bitbylaw_tasks.clients import advoware_client
+    from bitbylaw_tasks.settings import load_settings
+
+    monkeypatch.setenv("ADVOWARE_TOKEN_MEMORY", "1.5")
+    assert advoware_client(load_settings(env_file=os.devnull)).token_memory == 1.5
