@@ -46,6 +46,13 @@ redis.call('pexpire', KEYS[1], ARGV[2])
 if KEYS[2] then redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return 1
 """
+# KEYS[1] lock, KEYS[2] a key; ARGV token, lease ms, value, seconds: SET (whoever holds the lock), then extend if ours.
+_SET_EXTEND = """
+redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4])
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('pexpire', KEYS[1], ARGV[2])
+return 1
+"""
 _SCRIPTS: dict[str, "redis.commands.core.Script"] = {}
 
 
@@ -123,12 +130,8 @@ class EntityLock:
         """SET `key` (`ex` seconds) whoever holds the lease, then reset the lease, in one round trip;
         raises `LockLost` (after the write) when the lease is no longer ours."""
         token = self._lock.local.token
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(key, value, ex=ex)
-        if token is not None:
-            _script(self._redis, _EXTEND_SET)(keys=[self.name], args=[token, int(self.ttl * 1000)], client=pipe)
-        extended = pipe.execute()[1:]
-        if not (extended and extended[0]):
+        if not _script(self._redis, _SET_EXTEND)(keys=[self.name, key], args=[token or "", int(self.ttl * 1000),
+                                                                              value, ex], client=self._redis):
             raise LockLost(f"{self.name}: cannot extend, lease lost")
 
     def release_and_pop(self, set_key: str, count: int) -> list[bytes]:
