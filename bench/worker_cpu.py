@@ -6,8 +6,8 @@ process (from /proc) and of Redis, and the Redis commands per sync (`INFO
 commandstats`), for two worker builds that take turns on the same Redis,
 simulators and records:
 
-- `base`: the product at `--base` (default: the commit before issue 15's
-  efficiency work), exported with `git archive` into a temporary directory and
+- `base`: the product at `--base` (default: the commit before the second
+  round of issue 15's efficiency work, 5756563), exported with `git archive` into a temporary directory and
   run with that directory first on `sys.path`;
 - `head`: this working tree.
 
@@ -42,7 +42,7 @@ from pathlib import Path
 from bench.common import REPO, BenchEnv, WorkerProcess, cpu_seconds, table
 from bench.sync_throughput import Bench, _wait
 
-BASE_COMMIT = "d2d0a5c"
+BASE_COMMIT = "5756563"
 
 
 def export_tree(commit: str) -> Path:
@@ -109,8 +109,9 @@ def read_stacks(path: Path) -> dict[tuple[str, ...], int]:
 # Where a sample's CPU goes: the first rule whose frame occurs in the stack (most specific first).
 CATEGORIES = [
     ("rate gate (Redis)", "RateGate.wait"), ("Advoware token (Redis)", "AdvowareClient.token"),
-    ("entity lock: acquire, extend, release (Redis)", "EntityLock."), ("write-back journal (Redis, JSON)", "JsonSlot."),
+    ("entity lock: acquire, extend, release (+ marks, journal since 5756563) (Redis)", "EntityLock."), ("write-back journal (Redis, JSON)", "JsonSlot."),
     ("coalescing key: mark_started (Redis)", "Enqueuer.mark_started"),
+    ("HTTP: requests + urllib3 + http.client", "send (integrations/http.py"),
     ("HTTP: requests + urllib3 + http.client", "Session.request"),
     ("sync context (clients, notifier)", "sync_context"),
     ("sync decision: compare, mapping, JSON", "sync_beteiligte"),

@@ -55,7 +55,7 @@ def advoware_client(settings: Settings, *, timeouts_: Timeouts | None = None) ->
     if settings.advoware_simulated:
         return AdvowareClient(sandbox_url(settings, settings.sandbox_advoware_port),
                               AdvowareCredentials(**SANDBOX_ADVOWARE_CREDENTIALS), redis=redis, gate=gate,
-                              timeouts=limits_)
+                              timeouts=limits_, token_memory=settings.advoware_token_memory)
     return AdvowareClient.from_settings(settings, redis, gate=gate, timeouts=limits_)
 
 

@@ -6,6 +6,9 @@ have read the entity before the change that queued this task. It leaves a
 the lock once more; if still taken, the holder re-enqueues every marked task
 after it releases (SPEC §4.2). A task that gets the lock removes its own
 mark first: it is about to read the entity and will see that change itself.
+Taking the lock and removing the own mark share one round trip, as do
+releasing and popping the marks (`EntityLock.acquire(forget=)`,
+`EntityLock.release_and_pop`).
 """
 from __future__ import annotations
 
@@ -38,17 +41,15 @@ def run_exclusive(client: redis.Redis, enqueuer: Enqueuer, lock: EntityLock, tas
                   body: Callable[[EntityLock], T], *, mark_ttl: int = 3600) -> T | str:
     """`body(lock)` while holding `lock`, or BUSY after leaving a mark for the holder."""
     enqueuer.mark_started(task.coalesce_key)
-    marks = _mark_key(lock.name)
-    if not lock.acquire():
+    marks, member = _mark_key(lock.name), _member(task)
+    if not lock.acquire(forget=(marks, member)):
         pipe = client.pipeline()
-        pipe.sadd(marks, _member(task)).expire(marks, mark_ttl).execute()
-        if not lock.acquire():
+        pipe.sadd(marks, member).expire(marks, mark_ttl).execute()
+        if not lock.acquire(forget=(marks, member)):
             return BUSY
-    client.srem(marks, _member(task))
     try:
         return body(lock)
     finally:
-        lock.release()
-        pending = client.spop(marks, 1000)
+        pending = lock.release_and_pop(marks, 1000)
         if pending:
             enqueuer.enqueue([_task(m) for m in pending])

@@ -84,6 +84,7 @@ class Settings:
     advoware_role: str = ""
     advoware_password: str = ""
     advoware_max_requests_per_minute: int = 600
+    advoware_token_memory: float = 2.0  # seconds a process reuses the token it read from Redis (0: read every call)
 
     # --- Google Calendar ---
     google_calendar_endpoint: str = ""
@@ -273,6 +274,7 @@ _VARS: list[tuple[str, str, str]] = [
     ("ADVOWARE_ROLE", "advoware_role", "str"),
     ("ADVOWARE_PASSWORD", "advoware_password", "str"),
     ("ADVOWARE_MAX_REQUESTS_PER_MINUTE", "advoware_max_requests_per_minute", "int"),
+    ("ADVOWARE_TOKEN_MEMORY", "advoware_token_memory", "float"),
     ("GOOGLE_CALENDAR_ENDPOINT", "google_calendar_endpoint", "http_url"),
     ("GOOGLE_SERVICE_ACCOUNT_FILE", "google_service_account_file", "str"),
     ("GOOGLE_MAX_REQUESTS_PER_MINUTE", "google_max_requests_per_minute", "int"),

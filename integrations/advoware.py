@@ -44,6 +44,10 @@ SYSTEM = "advoware"
 TOKEN_PATH = "/api/v1/Token"
 API = "/api/v1/advonet"
 FORWARD_TOKEN_MEMORY = 2.0  # seconds `forward` reuses the shared token without reading Redis again
+# Default seconds any call reuses the token it last read from (or wrote to) Redis, at most as long as Redis keeps
+# it: a Redis round trip less per Advoware call (issue 15; `ADVOWARE_TOKEN_MEMORY`). An operator's deletion of the
+# cached token reaches a process after at most this long; a 401 forgets the copy at once (docs/PERFORMANCE.md §11).
+TOKEN_MEMORY = 2.0
 
 # Compare-and-delete: drop the cached token only if it is still the one that got a 401.
 _DROP_IF_SAME = """
@@ -130,7 +134,7 @@ class AdvowareClient:
     def __init__(self, base_url: str, credentials: AdvowareCredentials, *, redis: redis_lib.Redis,
                  timeouts: Timeouts = Timeouts(), gate: RateGate | None = None,
                  session: requests.Session | None = None, token_url: str | None = None,
-                 token_margin: float = 60.0, lock_timeout: float = 30.0):
+                 token_margin: float = 60.0, lock_timeout: float = 30.0, token_memory: float | None = None):
         self.base_url = base_url.rstrip("/")
         # The real security gateway is its own host; the sandbox serves it on the API host.
         self.token_url = token_url or self.base_url + TOKEN_PATH
@@ -142,6 +146,8 @@ class AdvowareClient:
         self.token_margin = token_margin
         self.lock_timeout = lock_timeout
         self._remembered: tuple[str, float] | None = None  # forward's token and until when (monotonic)
+        self._copy: tuple[str, float] | None = None  # token()'s in-process copy and until when (monotonic)
+        self.token_memory = token_memory  # None: TOKEN_MEMORY
         ident = "|".join((self.token_url, credentials.kanzlei, credentials.database, credentials.user,
                           credentials.app_id))
         self.token_key = "advoware:token:" + hashlib.sha256(ident.encode()).hexdigest()[:24]
@@ -163,7 +169,8 @@ class AdvowareClient:
             user=settings.advoware_user, role=settings.advoware_role,
             password=settings.advoware_password, api_key=settings.advoware_api_key)
         return cls(base_url or settings.advoware_base_url, creds, redis=redis, gate=gate, timeouts=timeouts,
-                   session=session, token_url=getattr(settings, "advoware_token_url", "") or None)
+                   session=session, token_url=getattr(settings, "advoware_token_url", "") or None,
+                   token_memory=getattr(settings, "advoware_token_memory", None))
 
     # --- bookkeeping ---
     def _count(self, key: str) -> None:
@@ -211,21 +218,27 @@ class AdvowareClient:
         return max(lifetime - min(self.token_margin, lifetime * 0.1), 0.05)
 
     def token(self) -> str:
-        """The shared access token: from Redis, else fetched once (under a lock) and cached."""
+        """The shared access token: this process's copy while it is fresh (`token_memory`), else from Redis,
+        else fetched once (under a lock) and cached."""
+        copy = self._copy
+        if copy is not None and copy[1] > time.monotonic():
+            return copy[0]
         try:
-            cached = self._redis.get(self.token_key)
+            cached = self._read_cached()
             if cached:
-                return cached.decode()
+                return cached
             lock = self._redis.lock(self.token_key + ":lock", timeout=self.lock_timeout,
                                     blocking_timeout=self.lock_timeout + self.timeouts.read)
             if not lock.acquire():
                 raise Unavailable(f"{SYSTEM}: timed out waiting for the token lock", system=SYSTEM)
             try:
-                cached = self._redis.get(self.token_key)  # someone else fetched while we waited
+                cached = self._read_cached()  # someone else fetched while we waited
                 if cached:
-                    return cached.decode()
+                    return cached
                 token, lifetime = self._fetch_token()
-                self._redis.set(self.token_key, token, px=int(self._cache_ttl(lifetime) * 1000))
+                ttl = self._cache_ttl(lifetime)
+                self._redis.set(self.token_key, token, px=int(ttl * 1000))
+                self._keep_copy(token, ttl)
                 return token
             finally:
                 try:
@@ -236,7 +249,29 @@ class AdvowareClient:
             raise Unavailable(f"{SYSTEM}: token cache unavailable ({type(exc).__name__})",
                               system=SYSTEM) from None
 
+    def _read_cached(self) -> str | None:
+        """The token in Redis (one round trip: GET and PTTL), kept as this process's copy for at most
+        `token_memory` seconds and never longer than Redis keeps it."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self.token_key)
+        pipe.pttl(self.token_key)
+        cached, pttl = pipe.execute()
+        if not cached:
+            return None
+        token = cached.decode()
+        if pttl != -2:  # -1: no expiry set (kept for the memory); -2: gone between the two commands
+            self._keep_copy(token, pttl / 1000 if pttl >= 0 else float("inf"))
+        return token
+
+    def _keep_copy(self, token: str, seconds_left: float) -> None:
+        memory = TOKEN_MEMORY if self.token_memory is None else self.token_memory
+        if memory > 0:
+            self._copy = (token, time.monotonic() + min(memory, seconds_left))
+
     def _drop_token(self, token: str) -> None:
+        copy = self._copy
+        if copy is not None and copy[0] == token:
+            self._copy = None
         try:
             self._drop_if_same(keys=[self.token_key], args=[token])
         except redis_lib.RedisError:

@@ -157,15 +157,26 @@ def _update(ctx: SyncContext, espo: dict, now: datetime) -> SyncOutcome:
             break  # unchanged: the decision stands
     due = cmp.notes_due(result, owed)
     advo_after = advo
+    fenced = ctx.lock is not None and ctx.lock.client is ctx.redis  # the lock step can carry the journal write
     if result.advoware_put is not None:
-        ctx.before_write()
-        pending = journal.putting(mapped_snapshot(espo), result.merged, due)  # before: its answer may be lost
+        # The fencing check and the journal's `putting` in one round trip: written only while the lease is ours.
+        if not fenced:
+            ctx.before_write()
+        pending = journal.putting(mapped_snapshot(espo), result.merged, due,  # before: its answer may be lost
+                                  fence=ctx.lock.extend_then_set if fenced else None)
         advo_after = ctx.advoware.update_beteiligte(betnr, result.advoware_put)
-        journal.put(pending, advo_after.get("rowId"))
     write = status.success_for(espo, status.DOMAIN, cmp.sync_write(result, advo_after, now))
+    write_espo = bool(cmp.changes_in(write, espo) or status.last_sync_stale(espo, now))
+    if result.advoware_put is not None:
+        # Advoware's answer is journalled whoever holds the lease (as before); when the EspoCRM write follows,
+        # its fencing check (the extend) shares the round trip and comes after the journal write.
+        carried = fenced and write_espo
+        journal.put(pending, advo_after.get("rowId"), fence=ctx.lock.set_then_extend if carried else None)
+    else:
+        carried = False
     wrote_espo = False
-    if cmp.changes_in(write, espo) or status.last_sync_stale(espo, now):
-        _write_espocrm(ctx, espo, write)
+    if write_espo:
+        _write_espocrm(ctx, espo, write, fenced=carried)
         wrote_espo = True
     notes = 0
     if any(o.advoware_lost for o in due):
@@ -187,9 +198,11 @@ def _fetch(ctx: SyncContext, betnr: int) -> tuple[dict, float] | None:
         return None
 
 
-def _write_espocrm(ctx: SyncContext, espo: dict, data: dict) -> dict:
-    """The one EspoCRM write of a sync, versioned when the record carries a versionNumber."""
-    ctx.before_write()
+def _write_espocrm(ctx: SyncContext, espo: dict, data: dict, *, fenced: bool = False) -> dict:
+    """The one EspoCRM write of a sync, versioned when the record carries a versionNumber; `fenced`: the
+    lease was just extended (the fencing check done) in the journal's round trip."""
+    if not fenced:
+        ctx.before_write()
     try:
         return ctx.espocrm.update_beteiligte(espo["id"], data, version_number=espo.get("versionNumber"))
     except Conflict as exc:

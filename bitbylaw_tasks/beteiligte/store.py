@@ -54,8 +54,13 @@ class JsonSlot:
     def _decode(self, data: dict):
         raise NotImplementedError
 
-    def _store(self, data: dict) -> None:
-        self._redis.set(self._key, json.dumps(data), ex=JOURNAL_TTL)
+    def _store(self, data: dict, fence=None) -> None:
+        """SET the document; through `fence(key, value, ex)` instead when given (a lock step that carries
+        the write in its round trip: `locks.EntityLock.extend_then_set` / `set_then_extend`)."""
+        if fence is None:
+            self._redis.set(self._key, json.dumps(data), ex=JOURNAL_TTL)
+        else:
+            fence(self._key, json.dumps(data), JOURNAL_TTL)
 
     def clear(self) -> None:
         self._redis.delete(self._key)
@@ -96,16 +101,17 @@ class PutJournal(JsonSlot):
         overrides = tuple(Override(**o) for o in data["overrides"])
         return PendingPut(data["espocrm"], data["merged"], overrides, data.get("row_id"), data["at"])
 
-    def putting(self, espocrm: dict, merged: dict, overrides) -> PendingPut:
-        """Before the PUT: the decision, without Advoware's answer yet."""
-        return self._write(PendingPut(dict(espocrm), dict(merged), tuple(overrides), None, time.time()))
+    def putting(self, espocrm: dict, merged: dict, overrides, fence=None) -> PendingPut:
+        """Before the PUT: the decision, without Advoware's answer yet (written through `fence` if given)."""
+        return self._write(PendingPut(dict(espocrm), dict(merged), tuple(overrides), None, time.time()), fence)
 
-    def put(self, pending: PendingPut, row_id: str | None) -> None:
-        """Advoware answered the PUT with `row_id`."""
-        self._write(dataclasses.replace(pending, row_id=row_id))
+    def put(self, pending: PendingPut, row_id: str | None, fence=None) -> None:
+        """Advoware answered the PUT with `row_id` (written through `fence` if given)."""
+        self._write(dataclasses.replace(pending, row_id=row_id), fence)
 
-    def _write(self, pending: PendingPut) -> PendingPut:
-        self._store({**dataclasses.asdict(pending), "overrides": [dataclasses.asdict(o) for o in pending.overrides]})
+    def _write(self, pending: PendingPut, fence=None) -> PendingPut:
+        self._store({**dataclasses.asdict(pending), "overrides": [dataclasses.asdict(o) for o in pending.overrides]},
+                    fence)
         return pending
 
 
