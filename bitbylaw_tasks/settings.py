@@ -84,7 +84,7 @@ class Settings:
     advoware_role: str = ""
     advoware_password: str = ""
     advoware_max_requests_per_minute: int = 600
-    advoware_interactive_reserve: int = 8  # calls per window background work never takes (checks, calendar)
+    advoware_interactive_reserve: int = 4  # calls per window background work never takes (checks, calendar)
 
     # --- Google Calendar ---
     google_calendar_endpoint: str = ""
