@@ -78,11 +78,20 @@ class Gate:
         self.admits: list[float] = []  # admitted times, nondecreasing (the simulated clock only advances)
         self.per_minute: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.waits: dict[str, list[float]] = collections.defaultdict(list)  # per consumer, per admitted call
+        self.interactive_waiting = 0  # interactive callers refused and not yet admitted
+        self.background_ahead = 0     # background calls admitted while an interactive caller waited
 
     def try_admit(self, t: float, consumer: str, asked: float) -> float | None:
         """The product's admission at time t: None (admitted, counted) or the seconds the gate says to wait."""
         delay = self.gate.try_acquire(priority=PRIORITY[consumer], now=DAY0 + t)
+        interactive = PRIORITY[consumer] == priorities.INTERACTIVE
+        if delay is not None and interactive and t == asked:
+            self.interactive_waiting += 1
         if delay is None:
+            if interactive and t > asked:
+                self.interactive_waiting -= 1
+            elif not interactive and self.interactive_waiting:
+                self.background_ahead += 1
             self.admits.append(t)
             self.per_minute[consumer][int(t // 60)] += 1
             self.waits[consumer].append(t - asked)
@@ -363,6 +372,7 @@ def report(args, r: dict) -> tuple[str, bool]:
         ["webhook sync: waiting at the gate (inside the sync)", _dist(sim.webhook_gate) +
          f"; mean {statistics.fmean(sim.webhook_gate):.2f} s" if sim.webhook_gate else "n/a"],
         ["webhook sync: queued -> done", _dist(sim.webhook_total) if sim.webhook_total else "n/a"],
+        ["background calls admitted while an interactive call waited at the gate", f"{sim.gate.background_ahead}"],
         ["background at the gate, per call: checks", _dist(sim.gate.waits[CHECK])],
         ["  calendar", _dist(sim.gate.waits[CALENDAR])],
         ["Advoware calls in any 60 s window (sampled every 5 s)", f"max {max(windows)}, mean "
