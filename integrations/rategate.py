@@ -156,10 +156,12 @@ class RateGate:
 
     def _until_room(self, *, now: float | None = None, ceiling: int | None = None) -> float:
         """Seconds until the moving window holds fewer than `ceiling` calls (default the limit): the entry
-        at index ceiling - 1 (the list is newest first) leaves the window."""
+        at index ceiling - 1 (the list is newest first) leaves the window, a hair later (the script still
+        counts an entry exactly one window old, so a caller waking on the dot would be refused once more
+        and sleep the 50 ms floor, while a caller of the other priority takes the place)."""
         entry = self._redis.lindex(self._keys[1], (ceiling or self._item.amount) - 1)
         now = time.time() if now is None else now
-        return max(float(entry) + self._expiry - now, 0.05) if entry is not None else 0.05
+        return max(float(entry) + self._expiry - now + 0.001, 0.05) if entry is not None else 0.05
 
     def pause(self, seconds: float) -> None:
         if seconds and seconds > 0:

@@ -103,13 +103,13 @@ def test_simulated_clock_admits_and_computes_the_wait_for_the_callers_ceiling(re
     for i in range(2):
         assert gate.try_acquire(priority=BACKGROUND, now=t0 + i) is None
     # background refused at 2 calls: the wait is until the call at t0 (index 1, newest first) leaves
-    assert gate.try_acquire(priority=BACKGROUND, now=t0 + 10) == pytest.approx(50.0)
+    assert gate.try_acquire(priority=BACKGROUND, now=t0 + 10) == pytest.approx(50.0, abs=0.01)
     assert gate.try_acquire(priority=INTERACTIVE, now=t0 + 10) is None
     assert gate.try_acquire(priority=INTERACTIVE, now=t0 + 11) is None
-    assert gate.try_acquire(priority=INTERACTIVE, now=t0 + 12) == pytest.approx(48.0)  # until t0 leaves
+    assert gate.try_acquire(priority=INTERACTIVE, now=t0 + 12) == pytest.approx(48.0, abs=0.01)  # until t0 leaves
     assert gate.used(now=t0 + 12) == 4
     assert gate.used(now=t0 + 60.5) == 3  # t0 left the window
-    assert gate.try_acquire(priority=BACKGROUND, now=t0 + 61.5) == pytest.approx(8.5)  # t0+10, t0+11 still in
+    assert gate.try_acquire(priority=BACKGROUND, now=t0 + 61.5) == pytest.approx(8.5, abs=0.01)  # t0+10, t0+11 still in
     assert gate.try_acquire(priority=BACKGROUND, now=t0 + 70.5) is None  # only t0+11 left: 1 < 2
 
 
