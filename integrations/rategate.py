@@ -3,8 +3,9 @@
 Two kinds of callers share a budget (issue 15): interactive ones (a sync a user's edit triggered, an
 operator's command, the proxy) may use all of it; background ones (the freshness checker's checks, the
 calendar's periodic syncs, the sweeps) are admitted only while the window holds fewer than
-`per_minute - reserve` calls, so the last `reserve` calls of every window are kept for interactive
-callers and a webhook sync never queues behind background work at the gate. A task says which it is
+`per_minute - reserve` calls, so background work never fills the window to the limit: the last
+`reserve` places of every window, and every place a background caller is refused, go to interactive
+callers (docs/freshness.md, "Interactive before background"). A task says which it is
 with `calls_as(BACKGROUND)` around its work (a context variable: per thread, per task); the default is
 interactive, so every caller that says nothing keeps the whole budget, as before.
 """
