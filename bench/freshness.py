@@ -1,12 +1,16 @@
 """Freshness of Advoware-only changes over a simulated day, within the shared Advoware budget (issue 15).
 
-Runs the product's scheduling code - `beteiligte.freshness.tick` (the control
-rule and the longest-unchecked picks) on the product's store
-(`beteiligte.store`, a private redis-server) - against a simulated clock: no
-sleeping, a day takes seconds. Around it, a discrete-event model of the rest:
-- one shared Advoware rate gate, a 60 s moving window of
-  ADVOWARE_MAX_REQUESTS_PER_MINUTE calls, first come first served (as
-  `integrations/rategate.py`); EspoCRM and Google are not the limit and are
+Runs the product's scheduling code against a simulated clock (no sleeping, a
+day takes seconds), on a private redis-server:
+- `beteiligte.freshness.tick` (the control rule and the longest-unchecked
+  picks) on the product's store (`beteiligte.store`);
+- the shared Advoware rate gate itself: `integrations.rategate.RateGate`'s
+  admission script (`try_acquire(priority=..., now=...)`, the 60 s moving
+  window of ADVOWARE_MAX_REQUESTS_PER_MINUTE calls, background callers refused
+  at per_minute - ADVOWARE_INTERACTIVE_RESERVE), a refused caller asking again
+  after min(the delay it was given, `rategate.MAX_POLL`) as `RateGate.wait`
+  does; who is background is `bitbylaw_tasks.priorities`' answer; the checker
+  reads `RateGate.used(now=...)`. EspoCRM and Google are not the limit and are
   only given their latency;
 - worker pools per queue (beteiligte 8, kommunikation 8, calendar 4 threads,
   the product's defaults), FIFO queues, coalescing per entity;
@@ -19,15 +23,17 @@ sleeping, a day takes seconds. Around it, a discrete-event model of the rest:
   EspoCRM's job at the next full minute; `--kommunikation-share` of them touch
   e-mail/phone), `--advoware-edits` edits made only in Advoware (the same share
   in Kommunikation), both uniform over office hours (08:00-18:00) and over the
-  parties; the calendar's `sync_all` every 15 min (1 Advoware call + one
-  listing per employee);
+  parties; the calendar's `sync_all` every 15 min (a task on the calendar
+  queue: 1 Advoware call, then one `sync_employee` queued per employee, each
+  one Advoware listing);
 - the freshness checker every FRESHNESS_TICK s, as beat runs it.
 
 An Advoware-only edit "reaches EspoCRM" when the EspoCRM write of the sync
 that saw it ends (for Kommunikation: of the Kommunikation sync it handed
 off to). Printed: that delay (p50/p99/max), Advoware calls per minute per
 consumer (max and mean), the webhook syncs' queueing delay (queued -> started)
-and their waits at the gate, the check ages the product reports.
+and their waits at the gate (and the background consumers' waits there), the
+check ages the product reports.
 
     .venv/bin/python -m bench.freshness                    # 10,000 parties, 24 h
     .venv/bin/python -m bench.freshness --parties 50000
@@ -47,41 +53,62 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from bench.common import percentile, table
+from bitbylaw_tasks import priorities
 from bitbylaw_tasks.beteiligte import store
 from bitbylaw_tasks.beteiligte.freshness import Budget, freshness, tick
 from bitbylaw_tasks.devredis import PrivateRedis
+from integrations.rategate import MAX_POLL, RateGate
 
 DAY0 = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()  # a Monday, 00:00 UTC: simulated time 0
 OFFICE = (8 * 3600, 18 * 3600)
 WINDOW = 60.0
 CHECK, WEBHOOK, KOMM, CALENDAR = "checks", "webhook syncs", "Kommunikation syncs", "calendar"
 CONSUMERS = (CHECK, WEBHOOK, KOMM, CALENDAR)
+# Whose calls are background at the gate: the product's answer (the tasks wrap their work in `calls_as` of it).
+PRIORITY = {CHECK: priorities.of_source("sweep"), WEBHOOK: priorities.of_source("webhook"),
+            KOMM: priorities.KOMMUNIKATION, CALENDAR: priorities.CALENDAR}
 
 
 class Gate:
-    """The shared Advoware budget: a moving window, calls admitted first come first served."""
+    """The shared Advoware budget: the product's `RateGate` on the bench's redis-server, at simulated time."""
 
-    def __init__(self, per_minute: int):
+    def __init__(self, url: str, per_minute: int, reserve: int):
         self.limit = per_minute
-        self.admits: list[float] = []  # nondecreasing: a later request is never admitted before an earlier one
+        self.gate = RateGate(url, "advoware", per_minute, reserve=reserve)
+        self.admits: list[float] = []  # admitted times, nondecreasing (the simulated clock only advances)
         self.per_minute: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.waits: dict[str, list[float]] = collections.defaultdict(list)  # per consumer, per admitted call
+        self.interactive_waiting = 0  # interactive callers refused and not yet admitted
+        self.background_ahead = 0     # background calls admitted while an interactive caller waited
 
-    def admit(self, t: float, consumer: str) -> float:
-        at = max(t, self.admits[-1]) if self.admits else t
-        if len(self.admits) >= self.limit and self.admits[-self.limit] > at - WINDOW:
-            at = self.admits[-self.limit] + WINDOW
-        self.admits.append(at)
-        self.per_minute[consumer][int(at // 60)] += 1
-        return at
+    def try_admit(self, t: float, consumer: str, asked: float) -> float | None:
+        """The product's admission at time t: None (admitted, counted) or the seconds the gate says to wait."""
+        delay = self.gate.try_acquire(priority=PRIORITY[consumer], now=DAY0 + t)
+        interactive = PRIORITY[consumer] == priorities.INTERACTIVE
+        if delay is not None and interactive and t == asked:
+            self.interactive_waiting += 1
+        if delay is None:
+            if interactive and t > asked:
+                self.interactive_waiting -= 1
+            elif not interactive and self.interactive_waiting:
+                self.background_ahead += 1
+            self.admits.append(t)
+            self.per_minute[consumer][int(t // 60)] += 1
+            self.waits[consumer].append(t - asked)
+        return delay
 
     def used(self, t: float) -> int:
-        """Calls admitted in (t - 60 s, t]: what `RateGate.used()` reports."""
+        """Calls admitted in (t - 60 s, t], as the product reads it (`RateGate.used`)."""
+        return self.gate.used(now=DAY0 + t)
+
+    def used_at(self, t: float) -> int:
+        """The same from the bench's own record (for the samples over the whole day, after the run)."""
         return bisect_right(self.admits, t) - bisect_right(self.admits, t - WINDOW)
 
 
 @dataclass
 class Message:
-    kind: str                  # check | webhook | kommunikation | calendar
+    kind: str                  # check | webhook | kommunikation | calendar | calendar_all
     party: int
     queued: float
     edits: list = field(default_factory=list)  # Kommunikation: the Advoware-only edits it must deliver
@@ -89,13 +116,13 @@ class Message:
 
 
 class Sim:
-    def __init__(self, args, client):
+    def __init__(self, args, client, url: str):
         self.args, self.redis = args, client
         self.rng = random.Random(args.seed)
         self.t = 0.0
         self.events: list = []
         self.seq = 0
-        self.gate = Gate(args.per_minute)
+        self.gate = Gate(url, args.per_minute, args.reserve)
         self.queues = {"beteiligte": deque(), "kommunikation": deque(), "calendar": deque()}
         self.capacity = {"beteiligte": 8, "kommunikation": 8, "calendar": 4}
         self.busy = collections.Counter()
@@ -107,7 +134,7 @@ class Sim:
         self.webhook_total: list[float] = []  # queued -> done
         self.checks = 0
         self.ages: list[tuple[float, object]] = []
-        self.budget = Budget(args.per_minute, args.headroom, args.tick)
+        self.budget = Budget(args.per_minute, args.headroom, args.tick, args.reserve)
 
     # --- the event loop ---
     def at(self, t: float, action) -> None:
@@ -121,7 +148,7 @@ class Sim:
 
     # --- queues and workers ---
     def enqueue(self, queue: str, message: Message) -> None:
-        if message.kind != "kommunikation" and message.party in self.queued_parties[queue]:
+        if message.kind not in ("kommunikation", "calendar_all") and message.party in self.queued_parties[queue]:
             return  # coalesced: a message for this entity is already waiting
         self.queued_parties[queue].add(message.party)
         self.queues[queue].append(message)
@@ -133,7 +160,7 @@ class Sim:
             self.queued_parties[queue].discard(message.party)
             self.busy[queue] += 1
             body = {"check": self.check, "webhook": self.webhook, "kommunikation": self.kommunikation,
-                    "calendar": self.calendar_employee}[message.kind]
+                    "calendar": self.calendar_employee, "calendar_all": self.calendar_sync_all}[message.kind]
             self.step(queue, message, body(message), None)
 
     def step(self, queue: str, message: Message, gen, sent) -> None:
@@ -145,11 +172,20 @@ class Sim:
             self.dispatch(queue)
             return
         if system == "advoware":
-            admitted = self.gate.admit(self.t, consumer)
-            done = admitted + self.args.advoware_latency_ms / 1000
-        else:
-            admitted = self.t
-            done = admitted + self.args.espocrm_latency_ms / 1000
+            self.ask_gate(queue, message, gen, consumer, self.t)
+            return
+        admitted = self.t
+        done = admitted + self.args.espocrm_latency_ms / 1000
+        self.at(done, lambda: self.step(queue, message, gen, (admitted, done)))
+
+    def ask_gate(self, queue: str, message: Message, gen, consumer: str, asked: float) -> None:
+        """`RateGate.wait` in simulated time: ask; when refused, sleep min(delay, MAX_POLL) (the worker
+        thread stays busy meanwhile) and ask again."""
+        delay = self.gate.try_admit(self.t, consumer, asked)
+        if delay is not None:
+            self.at(self.t + min(delay, MAX_POLL), lambda: self.ask_gate(queue, message, gen, consumer, asked))
+            return
+        admitted, done = self.t, self.t + self.args.advoware_latency_ms / 1000
         self.at(done, lambda: self.step(queue, message, gen, (admitted, done)))
 
     # --- what the tasks do (the call sequences of bench.api_calls) ---
@@ -212,6 +248,13 @@ class Sim:
     def calendar_employee(self, message: Message):
         yield "advoware", CALENDAR                      # the Termine listing (Google is not the limit)
 
+    def calendar_sync_all(self, message: Message):
+        yield "advoware", CALENDAR                      # GET Mitarbeiter
+        for employee in range(self.args.employees):
+            # the product queues every employee at once; --calendar-spread shows what spreading them would do
+            offset = 900 * employee / self.args.employees if self.args.calendar_spread else 0.0
+            self.at(self.t + offset, lambda e=employee: self.enqueue("calendar", Message("calendar", -1 - e, self.t)))
+
     # --- the periodic tasks ---
     def freshness_tick(self) -> None:
         step = tick(self.redis, self.budget, now=DAY0 + self.t, used=self.gate.used(self.t),
@@ -221,11 +264,8 @@ class Sim:
         self.at(self.t + self.args.tick, self.freshness_tick)
 
     def calendar_all(self) -> None:
-        self.gate.admit(self.t, CALENDAR)  # GET Mitarbeiter
-        for employee in range(self.args.employees):
-            # the product queues every employee at once; --calendar-spread shows what spreading them would do
-            offset = 900 * employee / self.args.employees if self.args.calendar_spread else 0.0
-            self.at(self.t + offset, lambda e=employee: self.enqueue("calendar", Message("calendar", -1 - e, self.t)))
+        """Beat: `calendar.sync_all` on the calendar queue."""
+        self.enqueue("calendar", Message("calendar_all", 0, self.t))
         self.at(self.t + 900, self.calendar_all)
 
     def sample_ages(self) -> None:
@@ -262,7 +302,7 @@ def simulate(args) -> dict:
         import redis
 
         client = redis.Redis.from_url(server.url(1))
-        sim = Sim(args, client)
+        sim = Sim(args, client, server.url(1))
         seed(sim, args)
         wall = time.monotonic()
         sim.run(args.hours * 3600)
@@ -301,14 +341,16 @@ def report(args, r: dict) -> tuple[str, bool]:
         total.update(counts)
     rows.append(["all", max(total.values(), default=0), f"{sum(total.values()) / minutes:.1f}",
                  f"{sum(total[m] for m in office) / len(office):.1f}", sum(total.values())])
-    windows = [sim.gate.used(t) for t in range(0, int(args.hours * 3600), 5)]
+    windows = [sim.gate.used_at(t) for t in range(0, int(args.hours * 3600), 5)]
     every = sim.delays["master data"] + sim.delays["Kommunikation"]
     # an edit not seen by the end counts as later than any seen one (run longer with --hours to see it)
     p99 = percentile(every + [float("inf")] * r["unseen"], 0.99) if every or r["unseen"] else float("inf")
     office_ages = [a for t, a in sim.ages if OFFICE[0] <= t <= OFFICE[1] and a.tracked]
     figures = [
         ["parties", f"{args.parties:,}"],
-        ["budget", f"{args.per_minute} Advoware calls/min shared; checker headroom {args.headroom}/min, "
+        ["budget", f"{args.per_minute} Advoware calls/min shared; interactive reserve {args.reserve}/min "
+                   f"(background refused at {args.per_minute - sim.gate.gate.reserve}); checker headroom "
+                   f"{args.headroom}/min, "
                    f"tick {args.tick:g} s (target {sim.budget.target}/min, at most {sim.budget.cap} per tick)"],
         ["traffic", f"{args.espocrm_edits} EspoCRM edits, {args.advoware_edits} Advoware-only edits (08-18 h, "
                     f"{args.kommunikation_share:.0%} in Kommunikation), calendar every 15 min for "
@@ -330,6 +372,9 @@ def report(args, r: dict) -> tuple[str, bool]:
         ["webhook sync: waiting at the gate (inside the sync)", _dist(sim.webhook_gate) +
          f"; mean {statistics.fmean(sim.webhook_gate):.2f} s" if sim.webhook_gate else "n/a"],
         ["webhook sync: queued -> done", _dist(sim.webhook_total) if sim.webhook_total else "n/a"],
+        ["background calls admitted while an interactive call waited at the gate", f"{sim.gate.background_ahead}"],
+        ["background at the gate, per call: checks", _dist(sim.gate.waits[CHECK])],
+        ["  calendar", _dist(sim.gate.waits[CALENDAR])],
         ["Advoware calls in any 60 s window (sampled every 5 s)", f"max {max(windows)}, mean "
                                                                   f"{statistics.fmean(windows):.1f} "
                                                                   f"(limit {args.per_minute})"],
@@ -353,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                              "behaviour: it queues them all at once)")
     parser.add_argument("--per-minute", type=int, default=100, help="ADVOWARE_MAX_REQUESTS_PER_MINUTE")
     parser.add_argument("--headroom", type=int, default=8, help="FRESHNESS_HEADROOM")
+    parser.add_argument("--reserve", type=int, default=4, help="ADVOWARE_INTERACTIVE_RESERVE (0: no priorities)")
     parser.add_argument("--tick", type=float, default=10.0, help="FRESHNESS_TICK")
     parser.add_argument("--advoware-latency-ms", type=int, default=300)
     parser.add_argument("--espocrm-latency-ms", type=int, default=100)

@@ -49,7 +49,8 @@ def espocrm_client(settings: Settings) -> EspoCrmClient:
 
 def advoware_client(settings: Settings, *, timeouts_: Timeouts | None = None) -> AdvowareClient:
     """The Advoware client (real or the simulator); the proxy passes its own `timeouts_`."""
-    gate = RateGate(settings.lock_redis_url, "advoware", settings.advoware_max_requests_per_minute)
+    gate = RateGate(settings.lock_redis_url, "advoware", settings.advoware_max_requests_per_minute,
+                    reserve=settings.advoware_interactive_reserve)
     redis = lock_redis(settings)
     limits_ = timeouts_ or timeouts(settings)
     if settings.advoware_simulated:

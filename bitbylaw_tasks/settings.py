@@ -85,6 +85,7 @@ class Settings:
     advoware_password: str = ""
     advoware_max_requests_per_minute: int = 600
     advoware_token_memory: float = 2.0  # seconds a process reuses the token it read from Redis (0: read every call)
+    advoware_interactive_reserve: int = 4  # calls per window background work never takes (checks, calendar)
 
     # --- Google Calendar ---
     google_calendar_endpoint: str = ""
@@ -275,6 +276,7 @@ _VARS: list[tuple[str, str, str]] = [
     ("ADVOWARE_PASSWORD", "advoware_password", "str"),
     ("ADVOWARE_MAX_REQUESTS_PER_MINUTE", "advoware_max_requests_per_minute", "int"),
     ("ADVOWARE_TOKEN_MEMORY", "advoware_token_memory", "float"),
+    ("ADVOWARE_INTERACTIVE_RESERVE", "advoware_interactive_reserve", "int"),
     ("GOOGLE_CALENDAR_ENDPOINT", "google_calendar_endpoint", "http_url"),
     ("GOOGLE_SERVICE_ACCOUNT_FILE", "google_service_account_file", "str"),
     ("GOOGLE_MAX_REQUESTS_PER_MINUTE", "google_max_requests_per_minute", "int"),
@@ -473,6 +475,8 @@ def load_settings(environ_map: dict | None = None, env_file: str | Path | None =
         raise SettingsError("TASK_SOFT_TIME_LIMIT: must be below TASK_TIME_LIMIT")
     if not 0 < settings.freshness_tick <= 30:
         raise SettingsError("FRESHNESS_TICK: expected seconds between 0 and 30 (the checker reads a 60 s window)")
+    if not 0 <= settings.advoware_interactive_reserve < settings.advoware_max_requests_per_minute:
+        raise SettingsError("ADVOWARE_INTERACTIVE_RESERVE: must be 0..ADVOWARE_MAX_REQUESTS_PER_MINUTE - 1")
     if settings.visibility_timeout <= settings.task_time_limit:
         raise SettingsError("BROKER_VISIBILITY_TIMEOUT: must exceed TASK_TIME_LIMIT")
     if not 1 <= settings.proxy_key_share_percent <= settings.proxy_share_percent <= 100:

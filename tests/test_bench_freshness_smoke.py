@@ -21,5 +21,8 @@ def test_bench_freshness_prints_its_tables_within_the_budget():
     assert re.search(r"\|\s+not yet seen at the end\s+\| 0\s", out)
     window = int(re.search(r"\| Advoware calls in any 60 s window .*\| max (\d+),", out).group(1))
     assert 0 < window <= 20
+    assert re.search(r"interactive reserve 4/min \(background refused at 16\)", out)  # the product's gate
+    assert re.search(r"\| background at the gate, per call: checks\s+\| p50 ", out)
+    assert re.search(r"\|\s+calendar\s+\| p50 .*\(n=\d+\)", out)
     for consumer in ("checks", "webhook syncs", "Kommunikation syncs", "calendar"):
         assert re.search(rf"\| {consumer}\s+\| \d+\s+\| [\d.]+", out), consumer

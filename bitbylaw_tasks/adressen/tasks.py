@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from bitbylaw_tasks import messages
+from bitbylaw_tasks import messages, priorities
 from bitbylaw_tasks.adressen.context import ADRESSEN, sync_context
 from bitbylaw_tasks.adressen.service import parties_to_sweep, party_of, sync_adressen
 from bitbylaw_tasks.celery_app import app, settings_of
@@ -15,16 +15,19 @@ from bitbylaw_tasks.exclusive import BUSY
 from bitbylaw_tasks.outcomes import run_entity_task
 from bitbylaw_tasks.redis_clients import lock_redis
 from integrations.errors import RateLimited, Unavailable
+from integrations.rategate import calls_as
 
 log = logging.getLogger(__name__)
 
 
 @app.task(bind=True, name=messages.ADRESSEN_SYNC, acks_late=True)
 def sync(self, entity_id: str, source: str = "manual") -> dict:
-    """Sync the addresses of one CBeteiligte (SPEC §11) under the party's lock. Ids only."""
-    outcome = run_entity_task(app, self, ADRESSEN, entity_id=entity_id, action=source,
-                              entity_task=messages.adressen_sync(entity_id, source), context=sync_context,
-                              work=lambda ctx: sync_adressen(ctx, entity_id, source))
+    """Sync the addresses of one CBeteiligte (SPEC §11) under the party's lock. Ids only. The sweep's syncs
+    call Advoware as background work (`priorities`)."""
+    with calls_as(priorities.of_source(source)):
+        outcome = run_entity_task(app, self, ADRESSEN, entity_id=entity_id, action=source,
+                                  entity_task=messages.adressen_sync(entity_id, source), context=sync_context,
+                                  work=lambda ctx: sync_adressen(ctx, entity_id, source))
     if outcome == BUSY:
         return {"entity_id": entity_id, "path": BUSY}
     return dataclasses.asdict(outcome)

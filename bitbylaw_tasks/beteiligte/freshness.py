@@ -9,12 +9,15 @@ decides the hand-off from it). Every `tick` seconds (beat) the checker reads
   q = messages waiting in the `beteiligte` queue (work already committed, not yet spent),
 and queues
   n = max(0, min(cap, floor(T - U * (60 - tick) / 60)) - q),
-  T = per_minute - headroom,   cap = ceil(T * tick / 60)
+  T = per_minute - max(headroom, reserve),   cap = ceil(T * tick / 60)
 checks of the parties checked longest ago. `U * (60 - tick) / 60` is the part of
 the window still in it while the checks queued now run: the oldest tick's
 calls leave it meanwhile (without that the loop would settle at 6/7 of T).
-`checks_to_queue` is that rule, pure; `tick` applies it to the store. Why it is
-stable, and the figures: docs/freshness.md.
+`reserve` (ADVOWARE_INTERACTIVE_RESERVE) is what the rate gate keeps from
+every background caller, the checks included: a target above `per_minute -
+reserve` would only make checks wait at the gate, holding worker threads a
+webhook sync needs. `checks_to_queue` is that rule, pure; `tick` applies it to
+the store. Why it is stable, and the figures: docs/freshness.md.
 """
 from __future__ import annotations
 
@@ -34,11 +37,14 @@ class Budget:
     per_minute: int   # ADVOWARE_MAX_REQUESTS_PER_MINUTE: the gate's limit, shared by every consumer
     headroom: int     # calls per minute the checker never takes: room for syncs users trigger
     tick: float       # seconds between two ticks
+    reserve: int = 0  # ADVOWARE_INTERACTIVE_RESERVE: the gate refuses background calls (checks) above
+                      # per_minute - reserve, so the checker never aims higher
 
     @property
     def target(self) -> int:
-        """Calls per minute the checker fills the window up to (every consumer's calls counted)."""
-        return max(0, self.per_minute - self.headroom)
+        """Calls per minute the checker fills the window up to (every consumer's calls counted): never into
+        the headroom, nor into the gate's interactive reserve."""
+        return max(0, self.per_minute - max(self.headroom, self.reserve))
 
     @property
     def cap(self) -> int:

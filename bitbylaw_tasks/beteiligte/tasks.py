@@ -13,7 +13,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-from bitbylaw_tasks import messages
+from bitbylaw_tasks import messages, priorities
 from bitbylaw_tasks.beteiligte import freshness as fresh, service, store
 from bitbylaw_tasks.beteiligte.context import BETEILIGTE, sync_context
 from bitbylaw_tasks.beteiligte.sweep import sweep as run_sweep
@@ -25,6 +25,7 @@ from bitbylaw_tasks.locks import EntityLock
 from bitbylaw_tasks.metrics import record_check_ages
 from bitbylaw_tasks.outcomes import run_entity_task
 from bitbylaw_tasks.redis_clients import lock_redis
+from integrations.rategate import calls_as
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,13 @@ def utcnow() -> datetime:
 
 @app.task(bind=True, name=messages.BETEILIGTE_SYNC, acks_late=True)
 def sync(self, entity_id: str, action: str = "update", source: str = "manual") -> dict:
-    """Sync one CBeteiligte with Advoware (SPEC §4.2). Arguments are ids and flags only."""
-    outcome = run_entity_task(app, self, BETEILIGTE, entity_id=entity_id, action=action,
-                              entity_task=messages.beteiligte_sync(entity_id, action, source), context=sync_context,
-                              work=lambda ctx: service.sync_beteiligte(ctx, entity_id, action, source))
+    """Sync one CBeteiligte with Advoware (SPEC §4.2). Arguments are ids and flags only. A check
+    (`source` sweep) calls Advoware as background work, everything else as interactive (`priorities`)."""
+    with calls_as(priorities.of_source(source)):
+        outcome = run_entity_task(app, self, BETEILIGTE, entity_id=entity_id, action=action,
+                                  entity_task=messages.beteiligte_sync(entity_id, action, source),
+                                  context=sync_context,
+                                  work=lambda ctx: service.sync_beteiligte(ctx, entity_id, action, source))
     if outcome == BUSY:
         return {"entity_id": entity_id, "path": BUSY}
     then = service.followups(outcome)
@@ -79,7 +83,7 @@ def freshness() -> dict:
     client = lock_redis(settings)
     gate = clients_for(settings).advoware.gate
     budget = fresh.Budget(settings.advoware_max_requests_per_minute, settings.freshness_headroom,
-                          settings.freshness_tick)
+                          settings.freshness_tick, settings.advoware_interactive_reserve)
     now = time.time()
     step = fresh.tick(client, budget, now=now, used=gate.used() if gate else 0,
                       waiting=enqueuer_for(app).waiting("beteiligte"), paused=bool(gate and gate.paused()))
