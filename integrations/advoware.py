@@ -34,7 +34,8 @@ import redis as redis_lib
 import requests
 import urllib3
 
-from integrations.errors import ApiError, AuthError, NotFound, RateLimited, TimedOut, Unavailable
+from integrations.errors import (ApiError, AuthError, BudgetExhausted, NotFound, RateLimited, TimedOut,
+                                 Unavailable)
 from integrations.http import Timeouts, make_session, parse_retry_after, send
 from integrations.rategate import RateGate
 
@@ -293,7 +294,7 @@ class AdvowareClient:
                     raise
                 log.info("advoware: %s %s -> 401, refreshing the token once", method, name)
             except RateLimited as exc:
-                if self.gate is not None and exc.retry_after:
+                if self.gate is not None and exc.retry_after and not isinstance(exc, BudgetExhausted):
                     self.gate.pause(exc.retry_after)
                 raise
             else:

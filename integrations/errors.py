@@ -60,6 +60,11 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
 
+class BudgetExhausted(RateLimited):
+    """Our own shared budget (`RateGate.wait`) admitted no call within its wait: the system said nothing, so
+    this is no reason to pause every other caller (only a server's 429 pauses the gate)."""
+
+
 class Unavailable(ApiError):
     """5xx, timeout or connection failure: the system is (temporarily) not answering.
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import requests
 from urllib3.util.retry import Retry
 
-from integrations.errors import ApiError, BadRequest, Conflict, RateLimited
+from integrations.errors import ApiError, BadRequest, BudgetExhausted, Conflict, RateLimited
 from integrations.http import Timeouts, make_session, send
 from integrations.rategate import RateGate
 
@@ -183,7 +183,7 @@ class EspoCrmClient:
             response = send(SYSTEM, self.session, method, f"{self.api}/{path}", timeouts=self.timeouts,
                             gate=self.gate, headers=headers, **kwargs)
         except RateLimited as exc:
-            if self.gate is not None and exc.retry_after:
+            if self.gate is not None and exc.retry_after and not isinstance(exc, BudgetExhausted):
                 self.gate.pause(exc.retry_after)
             raise
         return response.json()

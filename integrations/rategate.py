@@ -16,31 +16,48 @@ import contextvars
 import time
 from collections.abc import Iterator
 
-from integrations.errors import RateLimited
+from integrations.errors import BudgetExhausted
 
 API_CALLS_KEY = "metrics:api_calls"  # bitbylaw_tasks.metrics.API_CALLS_KEY (integrations imports no product module)
 
+# The gate's moving window as two Lua functions, for a script that charges the gate together with windows of
+# its own in one round trip (the Advoware proxy: bitbylaw_tasks/proxy/budget.py). `_ADMIT` below is built on
+# them too: the same list in `limits`' format, so `limits`, `used()` and the syncs' `wait()` see one window.
+# gate_wait_ms: milliseconds until the window has room (0: room now); gate_charge: take one unit.
+# `now` is the time in seconds as text (what `window_args` passes), stored as `limits` stores it.
+WINDOW_LUA = """
+local function gate_wait_ms(key, now, limit, expiry)
+  local entry = redis.call('LINDEX', key, limit - 1)
+  if entry and tonumber(entry) >= tonumber(now) - expiry then
+    return math.max(1, math.ceil((tonumber(entry) + expiry - tonumber(now)) * 1000))
+  end
+  return 0
+end
+local function gate_charge(key, now, limit, expiry)
+  redis.call('LPUSH', key, now)
+  redis.call('LTRIM', key, 0, limit - 1)
+  redis.call('EXPIRE', key, expiry)
+end
+"""
+
+
 # One round trip per admitted call (issue 15; it was three: PTTL, the limiter's script, HINCRBY):
-# the shared pause, then `limits`' moving window on its own key in its own format (the entry at
-# index limit - 1 must be older than the window, then LPUSH now, LTRIM, EXPIRE: the script of
-# limits' `acquire_entry`, so `get_window_stats` and every reader of the window see the same
+# the shared pause, then `limits`' moving window on its own key in its own format (WINDOW_LUA: the
+# entry at index ceiling - 1 must be older than the window, then LPUSH now, LTRIM, EXPIRE: the script
+# of limits' `acquire_entry`, so `get_window_stats` and every reader of the window see the same
 # list), then the call count. Returns -pttl while paused, 0 when the window is full, 1 admitted.
-# ARGV[5] / ARGV[6] = '1' to check the pause / count the call (the Advoware proxy does both itself).
+# ARGV[5] / ARGV[6] = '1' to check the pause / count the call.
 # ARGV[7] = the caller's ceiling: the limit for an interactive caller, limit - reserve for a background
 # one (refused while the window holds that many); the list is still trimmed to the limit, so every
 # reader sees the same window whoever wrote it.
-_ADMIT = """
+_ADMIT = WINDOW_LUA + """
 if ARGV[5] == '1' then
   local paused = redis.call('PTTL', KEYS[1])
   if paused > 0 then return -paused end
 end
-local limit = tonumber(ARGV[2])
-local ceiling = tonumber(ARGV[7] or ARGV[2])
-local entry = redis.call('LINDEX', KEYS[2], ceiling - 1)
-if entry and tonumber(entry) >= tonumber(ARGV[1]) - tonumber(ARGV[3]) then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, limit - 1)
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+local expiry = tonumber(ARGV[3])
+if gate_wait_ms(KEYS[2], ARGV[1], tonumber(ARGV[7] or ARGV[2]), expiry) > 0 then return 0 end
+gate_charge(KEYS[2], ARGV[1], tonumber(ARGV[2]), expiry)
 if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[3], ARGV[4], 1) end
 return 1
 """
@@ -113,7 +130,7 @@ class RateGate:
                 return
             time.sleep(min(delay, MAX_POLL))
             if time.monotonic() > deadline:
-                raise RateLimited(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
+                raise BudgetExhausted(f"{self._name}: local rate budget exhausted for {self._max_wait:.0f}s",
                                   system=self._name, retry_after=5.0)
 
     def used(self, *, now: float | None = None) -> int:
@@ -138,9 +155,9 @@ class RateGate:
     def try_acquire(self, *, check_pause: bool = True, count: bool = True, priority: str | None = None,
                     now: float | None = None) -> float | None:
         """Admit one call now, without waiting: None when admitted (and counted), else the seconds until the
-        budget may admit one (for a `Retry-After`). The Advoware proxy answers 429 instead of blocking;
-        it passes `check_pause=False` when it has just read the pause itself, and `count=False` when it
-        counts the call in its own audit write (`metrics:api_calls`). `priority`: INTERACTIVE or
+        budget may admit one (for a `Retry-After`, by a caller that answers 429 instead of blocking).
+        `check_pause=False` skips the shared pause, `count=False` the call count (for a caller that read or
+        counts them itself). `priority`: INTERACTIVE or
         BACKGROUND (default: the current one, `calls_as`); `now`: a simulated clock (the bench)."""
         ceiling = self.ceiling(priority)
         admitted = self._try(check_pause=check_pause, count=count, now=now, ceiling=ceiling)
@@ -169,25 +186,6 @@ class RateGate:
             self._redis.set(self._pause_key, "1", px=int(seconds * 1000))
 
 
-# The gate's moving window as two Lua functions, for a script that charges the gate together with windows of
-# its own in one round trip (the Advoware proxy: bitbylaw_tasks/proxy/budget.py). The same steps as `_ADMIT`
-# on the same list in `limits`' format, so `limits`, `used()` and the syncs' `wait()` see one window.
-# gate_wait_ms: milliseconds until the window has room (0: room now); gate_charge: take one unit.
-# `now` is the time in seconds as text (what `window_args` passes), stored as `limits` stores it.
-WINDOW_LUA = """
-local function gate_wait_ms(key, now, limit, expiry)
-  local entry = redis.call('LINDEX', key, limit - 1)
-  if entry and tonumber(entry) >= tonumber(now) - expiry then
-    return math.max(1, math.ceil((tonumber(entry) + expiry - tonumber(now)) * 1000))
-  end
-  return 0
-end
-local function gate_charge(key, now, limit, expiry)
-  redis.call('LPUSH', key, now)
-  redis.call('LTRIM', key, 0, limit - 1)
-  redis.call('EXPIRE', key, expiry)
-end
-"""
 
 
 def window_args(gate: RateGate, now: float | None = None) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ import redis
 
 from bitbylaw_tasks.settings import Settings
 from integrations.advoware import AdvowareClient, AdvowareCredentials, signature
-from integrations.errors import AuthError, BadRequest, Forbidden, NotFound, RateLimited
+from integrations.errors import AuthError, BadRequest, BudgetExhausted, Forbidden, NotFound, RateLimited
 from integrations.http import Timeouts
 from integrations.rategate import RateGate
 from integrations.sandbox.advoware import create_advoware_app
@@ -268,6 +268,19 @@ def test_rate_limit_answer_pauses_the_shared_gate(sim, cache, redis_url):
     assert limited.value.retry_after == 2.0
     assert 0 < cache.pttl("rate_pause:advoware-test") <= 2000
     assert sim.state.beteiligte == {}
+
+
+def test_our_own_budget_running_out_pauses_nobody(sim, cache, redis_url):
+    """`RateGate.wait` giving up is ours, not Advoware's: the caller hears it (`BudgetExhausted`, a
+    `RateLimited`), but no other caller is paused — only a server's 429 pauses the shared gate."""
+    gate = RateGate(redis_url, "advoware-own", per_minute=1, max_wait=0.2)
+    client = client_for(sim, cache, gate=gate)
+    client.create_beteiligte({"name": "Erster"})          # takes the minute's one call
+    with pytest.raises(BudgetExhausted) as spent:
+        client.create_beteiligte({"name": "Zweiter"})
+    assert isinstance(spent.value, RateLimited) and spent.value.status is None
+    assert cache.pttl("rate_pause:advoware-own") < 0 and not gate.paused()
+    assert [b["name"] for b in sim.state.beteiligte.values()] == ["Erster"]
 
 
 def test_from_settings(sim, cache):
