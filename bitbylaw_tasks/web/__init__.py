@@ -90,9 +90,6 @@ def create_app(settings: Settings) -> Flask:
         doc, healthy = health(settings, started_at)
         return jsonify(doc), (200 if healthy else 503)
 
-    from bitbylaw_tasks.web import webhooks
-
-    webhooks.register(app, settings)
     from bitbylaw_tasks.web import status
 
     app.register_blueprint(status.blueprint(settings))
@@ -102,6 +99,10 @@ def create_app(settings: Settings) -> Flask:
     from bitbylaw_tasks.web import inbound
 
     inbound.register(app, settings)
+    from bitbylaw_tasks.web import webhooks
+
+    # Last, so outermost: EspoCRM's webhooks (the hot path, SPEC §9's 0.75x bar) meet no other path check.
+    webhooks.register(app, settings)
     return app
 
 
