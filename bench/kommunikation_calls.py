@@ -15,7 +15,7 @@ import sys
 
 from bench.common import BenchEnv, call_bench_main, measured_sync
 
-MOBILE, OFFICE, MAIL = "0171 1111111", "030 2222222", "max@example.de"
+MOBILE, OFFICE, MAIL = "+491711111111", "+49302222222", "max@example.de"
 KOMM = "/Kommunikationen"
 
 
@@ -95,34 +95,34 @@ def run(bench: Bench) -> None:
     rid, _ = bench.pair(BASE_PHONES, BASE_EMAILS)
     bench.measure("no change (H1)", rid, no_writes=True)
 
-    espo.human_update(rid, {"phoneNumberData": BASE_PHONES + [phone("040 3333333", "Home")]})
+    espo.human_update(rid, {"phoneNumberData": BASE_PHONES + [phone("+49403333333", "Home")]})
     bench.measure("V1 new in EspoCRM (POST)", rid)
 
     rid, betnr = bench.pair(BASE_PHONES, BASE_EMAILS)
     espo.human_update(rid, {"phoneNumberData": BASE_PHONES[:1]})
     bench.measure("V2 deleted in EspoCRM (blank to a slot)", rid)
-    espo.human_update(rid, {"phoneNumberData": BASE_PHONES[:1] + [phone("030 6666666", "Office")]})
+    espo.human_update(rid, {"phoneNumberData": BASE_PHONES[:1] + [phone("+49306666666", "Office")]})
     bench.measure("V1 new in EspoCRM, free slot of its kind (PUT)", rid)
-    espo.human_update(rid, {"phoneNumberData": BASE_PHONES[:1] + [phone("030 7777777", "Office")]})
+    espo.human_update(rid, {"phoneNumberData": BASE_PHONES[:1] + [phone("+49307777777", "Office")]})
     bench.measure("V2 + V1 of one kind in one run (one PUT)", rid)
 
     rid, betnr = bench.pair(BASE_PHONES, BASE_EMAILS)
     advo.human_delete_kommunikation(betnr, bench.entry_id(betnr, OFFICE))
     bench.measure("V3 deleted in Advoware", rid)
-    advo.human_add_kommunikation(betnr, 3, "0160 4444444", "privat")
+    advo.human_add_kommunikation(betnr, 3, "+491604444444", "privat")
     bench.measure("V4 new in Advoware (marker PUT)", rid)
 
     rid, betnr = bench.pair(BASE_PHONES, BASE_EMAILS)
-    espo.human_update(rid, {"phoneNumberData": [phone(MOBILE, "Mobile"), phone("030 2222299", "Office", True)]})
+    espo.human_update(rid, {"phoneNumberData": [phone(MOBILE, "Mobile"), phone("+49302222299", "Office", True)]})
     bench.measure("V5 changed in EspoCRM (value + primary)", rid)
-    espo.human_update(rid, {"phoneNumberData": [phone(MOBILE, "Mobile"), phone("030 2222299", "Home", True)]})
+    espo.human_update(rid, {"phoneNumberData": [phone(MOBILE, "Mobile"), phone("+49302222299", "Home", True)]})
     bench.measure("V5 type changed in EspoCRM (slot + POST)", rid)
 
     rid, betnr = bench.pair(BASE_PHONES, BASE_EMAILS)
-    advo.human_update_kommunikation(betnr, bench.entry_id(betnr, MOBILE), tlf="0172 9999999")
+    advo.human_update_kommunikation(betnr, bench.entry_id(betnr, MOBILE), tlf="+491729999999")
     bench.measure("V6 changed in Advoware", rid)
-    advo.human_update_kommunikation(betnr, bench.entry_id(betnr, OFFICE), tlf="030 7777777")
-    espo.human_update(rid, {"phoneNumberData": [phone("0172 9999999", "Mobile", True), phone("030 8888888", "Office")]})
+    advo.human_update_kommunikation(betnr, bench.entry_id(betnr, OFFICE), tlf="+49307777777")
+    espo.human_update(rid, {"phoneNumberData": [phone("+491729999999", "Mobile", True), phone("+49308888888", "Office")]})
     bench.measure("C2 same entry changed on both sides (note)", rid)
     bench.measure("no change after the runs above", rid, no_writes=True)
 
