@@ -35,8 +35,6 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from celery import Celery
 from kombu.exceptions import OperationalError
 from kombu.serialization import dumps as kombu_dumps
@@ -93,20 +91,12 @@ class _CaptureLpush:
 class Enqueuer:
     """Publishes `EntityTask`s through the Lua script on the broker's Redis."""
 
-    def __init__(self, app: Celery, ttl: int = COALESCE_TTL, *, single_connection: bool = False):
-        """`single_connection`: keep one Redis connection instead of taking one from redis-py's pool for every
-        call — the pool checks each connection it hands out with a non-blocking read (a syscall, ~35 us here,
-        a quarter of the webhook shim's handler); for a process that enqueues from one thread at a time (the
-        shim's sync gunicorn workers). Without the pool's check, a connection the server dropped is found by the
-        next command: redis-py's `Retry` then reconnects and sends it once more (harmless: the script coalesces)."""
+    def __init__(self, app: Celery, ttl: int = COALESCE_TTL):
         self.app = app
         self.ttl = ttl
         self._lock = threading.Lock()
         self._channel = None
-        once_more = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
-        once_more = {"retry": once_more} if single_connection else {}
-        self._redis = redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=2, socket_timeout=5,
-                                           single_connection_client=single_connection, **once_more)
+        self._redis = redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=2, socket_timeout=5)
         self._script = self._redis.register_script(_SCRIPT)
         self._templates: dict[tuple, tuple[str, str]] = {}
 

@@ -10,19 +10,7 @@ import pytest
 import redis
 
 from integrations import advoware
-from test_client_advoware import Running, client_for
-
-
-@pytest.fixture(scope="module")
-def sim():
-    running = Running()
-    yield running
-    running.server.stop()
-
-
-@pytest.fixture
-def cache(redis_url):
-    return redis.Redis.from_url(redis_url)
+from test_client_advoware import Running, cache, client_for, shared, sim  # noqa: F401  (fixtures)
 
 
 class CountingRedis(redis.Redis):

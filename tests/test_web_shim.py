@@ -88,22 +88,3 @@ def test_metrics_endpoint_renders_prometheus_text(redis_server, lock_redis):
     assert 'bitbylaw_api_calls_total{system="advoware"} 1' in text
     assert 'bitbylaw_queue_length{queue="beteiligte"}' in text
 
-
-def test_the_shims_single_broker_connection_survives_a_dropped_connection(redis_url):
-    """The shim's enqueuer keeps one Redis connection (no pool check per call); a connection the server drops
-    (a Redis restart, an idle timeout) is reconnected by redis-py on the next enqueue, not answered 503."""
-    import redis as redis_lib
-
-    from bitbylaw_tasks import messages
-    from bitbylaw_tasks.celery_app import create_celery
-    from bitbylaw_tasks.enqueue import Enqueuer
-    from bitbylaw_tasks.settings import load_settings
-
-    enqueuer = Enqueuer(create_celery(load_settings({"REDIS_BROKER_URL": redis_url})), single_connection=True)
-    assert enqueuer.enqueue([messages.beteiligte_sync("0000000000000aaaa", "update", "webhook")]) == [True]
-    admin = redis_lib.Redis.from_url(redis_url)
-    mine = admin.client_id()
-    killed = sum(admin.client_kill_filter(_id=c["id"]) for c in admin.client_list() if c["id"] != mine)
-    assert killed >= 1
-    assert enqueuer.enqueue([messages.beteiligte_sync("0000000000000bbbb", "update", "webhook")]) == [True]
-    assert admin.llen("beteiligte") == 2
