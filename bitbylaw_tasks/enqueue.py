@@ -35,6 +35,8 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from celery import Celery
 from kombu.exceptions import OperationalError
 from kombu.serialization import dumps as kombu_dumps
@@ -91,14 +93,42 @@ class _CaptureLpush:
 class Enqueuer:
     """Publishes `EntityTask`s through the Lua script on the broker's Redis."""
 
-    def __init__(self, app: Celery, ttl: int = COALESCE_TTL):
+    def __init__(self, app: Celery, ttl: int = COALESCE_TTL, *, single_connection: bool = False):
+        """`single_connection`: keep one Redis connection instead of taking one from redis-py's pool for every
+        call. The pool checks each connection it hands out with a non-blocking read (a syscall, ~35 us here, a
+        quarter of the webhook shim's handler); the shim's sync gunicorn workers enqueue from one thread at a
+        time, so they need no pool. The connection is opened by the first call, not here (redis-py's
+        single-connection client connects when it is built): the web app starts while Redis is down and
+        answers 503 until it is back. A connection the server dropped (a restart, an idle timeout) is found by
+        the next command; redis-py's `Retry` then reconnects and sends it once more (harmless: the script
+        coalesces, so a message already queued is not queued twice)."""
         self.app = app
         self.ttl = ttl
         self._lock = threading.Lock()
         self._channel = None
-        self._redis = redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=2, socket_timeout=5)
-        self._script = self._redis.register_script(_SCRIPT)
+        self._single_connection = single_connection
+        self._client: redis.Redis | None = None if single_connection else self._new_client()
+        self._script = None if self._client is None else self._client.register_script(_SCRIPT)
         self._templates: dict[tuple, tuple[str, str]] = {}
+
+    def _new_client(self) -> redis.Redis:
+        options = {}
+        if self._single_connection:
+            options = {"single_connection_client": True,
+                       "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))}
+        return redis.Redis.from_url(self.app.conf.broker_url, socket_connect_timeout=2, socket_timeout=5,
+                                    **options)
+
+    @property
+    def _redis(self) -> redis.Redis:
+        """The broker's Redis client; a single-connection client is built (and connects) on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    client = self._new_client()
+                    self._script = client.register_script(_SCRIPT)
+                    self._client = client
+        return self._client
 
     def _kombu_channel(self):
         with self._lock:
@@ -173,7 +203,8 @@ class Enqueuer:
             key, payload = self._payload(task)
             keys.append(task.coalesce_key)
             argv += [key, payload]
-        flags = dict(zip(keys, (bool(v) for v in self._script(keys=keys, args=argv))))
+        client = self._redis
+        flags = dict(zip(keys, (bool(v) for v in self._script(keys=keys, args=argv, client=client))))
         seen: set[str] = set()
         out = []
         for task in tasks:

@@ -188,6 +188,41 @@ def test_broker_down_answers_503():
     assert resp.status_code == 503 and resp.get_json()["status"] == 503
 
 
+def test_the_shim_starts_while_redis_is_down_and_queues_once_it_is_back():
+    """The shim's enqueuer opens its one broker connection on the first webhook, not when the app is built."""
+    server = PrivateRedis()
+    try:
+        app_client = create_app(_settings(server.url)).test_client()
+        assert _post(app_client, "update", [{"id": ID_A}]).status_code == 503
+        server.start()
+        resp = _post(app_client, "update", [{"id": ID_A}])
+        assert resp.status_code == 200 and resp.get_json()["queued"] == 1
+        assert _queued(redis.Redis.from_url(server.url(BROKER_DB))) == [("beteiligte.sync", (ID_A, "update", "webhook"))]
+    finally:
+        server.stop()
+
+
+def test_the_shim_keeps_one_broker_connection_and_survives_a_redis_restart():
+    """One connection for every webhook a shim worker takes (no pool check per call); a connection the server
+    dropped (here: Redis restarted) is reconnected by the next webhook, which is queued, not answered 503."""
+    server = PrivateRedis().start()
+    try:
+        app_client = create_app(_settings(server.url)).test_client()
+        admin = redis.Redis.from_url(server.url(BROKER_DB))
+        assert _post(app_client, "update", [{"id": ID_A}]).status_code == 200  # opens what the shim keeps
+        before = admin.info("stats")["total_connections_received"]
+        for i in range(5):
+            assert _post(app_client, "update", [{"id": f"6a0000000000000{i:02d}"}]).status_code == 200
+        assert admin.info("stats")["total_connections_received"] == before
+        server.restart()
+        admin.close()
+        resp = _post(app_client, "update", [{"id": ID_B}])
+        assert resp.status_code == 200 and resp.get_json()["queued"] == 1
+        assert _queued(redis.Redis.from_url(server.url(BROKER_DB))) == [("beteiligte.sync", (ID_B, "update", "webhook"))]
+    finally:
+        server.stop()
+
+
 def test_verify_signature_is_exact():
     body = b'[{"id":"x"}]'
     good = signature_for(WEBHOOK_ID, SECRET, body)

@@ -214,4 +214,4 @@ def register(app: Flask, settings: Settings) -> None:
     """Put the webhook endpoint in front of `app` (see `WebhookEndpoint`)."""
     from bitbylaw_tasks.celery_app import create_celery
 
-    app.wsgi_app = WebhookEndpoint(app.wsgi_app, settings, Enqueuer(create_celery(settings)))
+    app.wsgi_app = WebhookEndpoint(app.wsgi_app, settings, Enqueuer(create_celery(settings), single_connection=True))
