@@ -160,6 +160,30 @@ class World:
         r.log.append(f"advoware{' during the sync' if during else ''} {sorted(data)}")
         return data
 
+    def quiesce(self, timeout: float = 30.0) -> None:
+        """Deliver every EspoCRM webhook still pending and wait for the worker to be idle.
+
+        The simulator's webhook job also runs on its own thread (every 2 s, as EspoCRM's cron): an edit
+        made during a sync (or before a sweep check) is delivered whenever that thread wakes, and the sync
+        it queues would take the entity's lock while the oracle's own sync runs ("busy", correctly). So
+        before the oracle's syncs the pending deliveries are made here, and waited for until none is in
+        flight (a delivery stays pending until the shim answered, i.e. until its sync was queued).
+        """
+        hooks = self.espo_state.hooks
+        deadline = time.monotonic() + timeout
+        while True:
+            hooks.flush()
+            with hooks.lock:
+                now = time.monotonic()
+                pending = bool(hooks.events) or any(
+                    i["status"] == "Pending" and (i["processAt"] is None or i["processAt"] <= now)
+                    for i in hooks.items)
+            if not pending:
+                break
+            assert time.monotonic() < deadline, "EspoCRM's webhooks were not delivered"
+            time.sleep(0.02)
+        wait_idle(timeout)
+
     def on_call(self, system: str, endpoint: str, action) -> OnCall:
         return OnCall(self.sandbox.kit(system), endpoint, action)
 
@@ -200,7 +224,7 @@ def create(world: World, webhook: bool) -> dict:
 def settle(world: World) -> None:
     """Syncs until one finds nothing to do (a late mid-sync edit or a webhook may need one more)."""
     for _ in range(3):
-        wait_idle()
+        world.quiesce()
         if run_sync(world.id)["path"] == "no_change":
             return
     raise AssertionError("no quiet sync after three checks")
