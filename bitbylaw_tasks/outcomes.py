@@ -8,7 +8,9 @@ module imports no domain.
 
 What a sync raises becomes a Celery outcome:
 - transient trouble (anything with `transient = True`: timeouts, 5xx, 429,
-  a calendar that is still changing): `task.retry` with exponential back-off
+  a calendar that is still changing; and Redis not answering in time or
+  refusing connections — a failover, a stalled host — whether inside the sync
+  or around it, at the lock): `task.retry` with exponential back-off
   and full jitter, at least `Retry-After`, capped far below the broker's
   visibility timeout (RESEARCH §A);
 - retries exhausted, or a permanent error: the domain records the failure
@@ -38,6 +40,8 @@ from integrations.errors import ApiError, RateLimited
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Redis trouble that passes: the same command may succeed seconds later (redis-py's own socket timeout).
+REDIS_TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,20 @@ def transient_countdown(retries: int, exc: Exception, cap: float) -> float:
     if isinstance(exc, RateLimited) and exc.retry_after:
         delay = max(delay, exc.retry_after)
     return min(delay, cap)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Trouble worth a retry: an API error marked `transient`, or Redis not answering in time."""
+    return bool(getattr(exc, "transient", False)) or isinstance(exc, REDIS_TRANSIENT)
+
+
+def retry_for(task, settings: Settings, exc: Exception) -> Retry | None:
+    """The Celery retry (already published) for transient `exc` while retries remain, else None."""
+    if not is_transient(exc) or task.request.retries >= settings.transient_retries:
+        return None
+    cap = celeryconfig.max_countdown(settings)
+    return task.retry(exc=exc, countdown=transient_countdown(task.request.retries, exc, cap),
+                      max_retries=settings.transient_retries, throw=False)
 
 
 def naming_entity(exc: SyncFailed, domain: str, entity_id: str) -> SyncFailed:
@@ -81,12 +99,10 @@ def run_guarded(task, settings: Settings, domain: str, entity_id: str, work: Cal
         log.error("%s %s: lock lease lost mid-sync; nothing more written", domain, entity_id)
         raise
     except Exception as exc:
-        transient = getattr(exc, "transient", False)
-        if transient and task.request.retries < settings.transient_retries:
-            cap = celeryconfig.max_countdown(settings)
-            raise task.retry(exc=exc, countdown=transient_countdown(task.request.retries, exc, cap),
-                             max_retries=settings.transient_retries)
-        if not isinstance(exc, ApiError) and not transient:
+        retry = retry_for(task, settings, exc)
+        if retry is not None:
+            raise retry from exc
+        if not isinstance(exc, ApiError) and not is_transient(exc):
             raise  # a programming error: Flower and Sentry show it as it is
         record(exc)
         raise naming_entity(SyncFailed(f"sync failed: {type(exc).__name__}: {exc}", recorded=True),
@@ -126,12 +142,17 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     try:
         outcome = run_exclusive(client, enqueuer_for(app), lock, entity_task, body)
     except Exception as exc:
-        record_sync(client, domain.name, action, "retry" if isinstance(exc, Retry) else "failed",
+        # Redis trouble at the lock itself (taking or releasing it) is outside the sync's policy: retried here.
+        retry = exc if isinstance(exc, Retry) else retry_for(task, settings, exc)
+        record_sync(client, domain.name, action, "failed" if retry is None else "retry",
                     time.monotonic() - started)
-        if not isinstance(exc, Retry):  # failed for good: the status page and the failure gauges show it
+        if retry is None:  # failed for good: the status page and the failure gauges show it
             failures.record(client, domain.name, entity_id, str(exc))
             record_failure_reason(client, domain.name, type(exc).__name__)
-        raise
+            raise
+        if retry is exc:
+            raise
+        raise retry from exc
     busy = outcome == BUSY
     pipe = client.pipeline(transaction=False)  # one round trip for the bookkeeping of a finished sync
     if not busy:

@@ -13,11 +13,12 @@ import threading
 import pytest
 import requests
 
-from beteiligte_helpers import (PERSON, advoware_record, espo_record, linked_record, run_sync, start_shim,
-                                wait_for)
+from beteiligte_helpers import (PERSON, OnCall, advoware_record, espo_record, linked_record, run_sync,
+                                start_shim, wait_for)
 from bitbylaw_tasks.beteiligte.store import CreateJournal
 from bitbylaw_tasks.beteiligte.service import resolve_create
 from bitbylaw_tasks.ops import manual as ops_manual
+from bitbylaw_tasks.redis_clients import SOCKET_TIMEOUT
 from bitbylaw_tasks.web.webhooks import signature_for
 
 
@@ -57,6 +58,28 @@ def test_each_call_failing_once_still_converges(sandbox, celery_worker, fault, t
     if method == "PUT" and (system == "espocrm" or landed):
         expected = "no_change"
     assert result["path"] == expected and result["notes"] == 0
+    assert advoware_record(sandbox, record["betnr"])["name"] == "Neumann"
+    after = espo_record(sandbox, record["id"])
+    assert after["syncStatus"] == "clean" and after["syncRetryCount"] == 0
+    assert run_sync(record["id"])["path"] == "no_change"
+
+
+def test_redis_stalling_mid_sync_is_retried_like_an_api_timeout(sandbox, celery_worker, lock_redis):
+    """Redis answering nothing for longer than the client's socket timeout (a failover, a stalled host) is
+    transient trouble: the task is retried with back-off and the edit arrives, instead of failing for good."""
+    record = linked_record(sandbox)
+    sandbox.state("espocrm").human_update(record["id"], {"lastName": "Neumann"})
+    advoware = sandbox.kit("advoware")
+    get = "GET /api/v1/advonet/Beteiligte/<betnr>"
+    advoware.add_fault(path="/api/v1/advonet/Beteiligte/*", method="GET", latency_ms=300, times=1)
+    gets_before = advoware.calls().get(get, 0)
+    pause_ms = int((SOCKET_TIMEOUT + 1.5) * 1000)  # the worker's next Redis command outlasts its timeout
+    stall = OnCall(advoware, get, lambda: lock_redis.execute_command("CLIENT", "PAUSE", pause_ms, "ALL"),
+                   delay=0.05)
+    result = run_sync(record["id"], "update", "webhook", timeout=90)
+    stall.finish()
+    assert advoware.calls().get(get, 0) - gets_before >= 2  # the first attempt stalled, a retry finished it
+    assert result["path"] in ("espocrm_newer", "no_change") and result["notes"] == 0
     assert advoware_record(sandbox, record["betnr"])["name"] == "Neumann"
     after = espo_record(sandbox, record["id"])
     assert after["syncStatus"] == "clean" and after["syncRetryCount"] == 0
