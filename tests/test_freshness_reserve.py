@@ -3,12 +3,16 @@ the reserve (the gate would only make the checks wait there, holding worker thre
 stable and spends what the others leave of the lowered target."""
 from __future__ import annotations
 
+import heapq
 import math
+import random
 
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from bitbylaw_tasks.beteiligte.freshness import WINDOW, Budget, checks_to_queue
+from bitbylaw_tasks.settings import Settings
+from integrations.rategate import BACKGROUND, INTERACTIVE, RateGate
 from test_beteiligte_freshness import _run_loop
 
 
@@ -82,3 +86,40 @@ def test_the_checkers_own_admissions_never_reach_the_background_ceiling(per_minu
     assert all(window + n <= ceiling for n, window, _ in quiet)
     settled = sum(n for n, _, _ in quiet[-per_window:])
     assert budget.target - budget.cap <= settled <= budget.target + budget.cap
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_paced_checks_are_admitted_at_once_by_the_real_gate_while_bursts_of_webhooks_come(redis_url, seed):
+    """The product's defaults (FRESHNESS_TICK 2 s, headroom 8, reserve 4; 100 calls/min) against the product's gate on a real
+    Redis at a simulated clock: every minute a burst of 0-25 interactive calls (EspoCRM's webhook job) asks at
+    once and retries until admitted; each tick the checker reads the gate's window and its checks ask as
+    background a moment later. No check is ever refused (none would wait at the gate holding a worker
+    thread), and the window still runs at the checker's target."""
+    defaults = Settings()
+    budget = Budget(100, defaults.freshness_headroom, defaults.freshness_tick,  # Advoware's 100/min (bench, §9)
+                    defaults.advoware_interactive_reserve)
+    gate = RateGate(redis_url, f"paced-{seed}", per_minute=budget.per_minute, reserve=budget.reserve)
+    rng = random.Random(seed)
+    t0 = 2_000_000.0
+    events: list[tuple[float, int, str]] = []  # (time, order, kind)
+    for minute in range(20):
+        for i in range(rng.randint(0, 25)):
+            heapq.heappush(events, (60.0 * minute + 1.0, len(events), "interactive"))
+    for k in range(int(1200 / budget.tick)):
+        heapq.heappush(events, (budget.tick * k, len(events), "tick"))
+    refused, windows = 0, []
+    while events:
+        t, order, kind = heapq.heappop(events)
+        if kind == "tick":
+            used = gate.used(now=t0 + t)
+            windows.append(used)
+            for _ in range(checks_to_queue(budget, used=used, waiting=0)):
+                heapq.heappush(events, (t + 0.05, order, "check"))
+        elif kind == "check":
+            refused += gate.try_acquire(priority=BACKGROUND, now=t0 + t, count=False) is not None
+        elif gate.try_acquire(priority=INTERACTIVE, now=t0 + t, count=False) is not None:
+            heapq.heappush(events, (t + 0.25, order, "interactive"))  # RateGate.wait asks again
+    assert refused == 0
+    assert max(windows) <= 100
+    steady = windows[len(windows) // 4:]
+    assert sum(steady) / len(steady) >= budget.target - 2  # the pacing costs the loop nothing
