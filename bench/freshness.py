@@ -57,6 +57,7 @@ from bitbylaw_tasks import priorities
 from bitbylaw_tasks.beteiligte import store
 from bitbylaw_tasks.beteiligte.freshness import Budget, freshness, tick
 from bitbylaw_tasks.devredis import PrivateRedis
+from bitbylaw_tasks.settings import Settings
 from integrations.rategate import MAX_POLL, RateGate
 
 DAY0 = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()  # a Monday, 00:00 UTC: simulated time 0
@@ -64,6 +65,7 @@ OFFICE = (8 * 3600, 18 * 3600)
 WINDOW = 60.0
 CHECK, WEBHOOK, KOMM, CALENDAR = "checks", "webhook syncs", "Kommunikation syncs", "calendar"
 CONSUMERS = (CHECK, WEBHOOK, KOMM, CALENDAR)
+DEFAULTS = Settings()  # the product's defaults: FRESHNESS_TICK, FRESHNESS_HEADROOM, ADVOWARE_INTERACTIVE_RESERVE
 # Whose calls are background at the gate: the product's answer (the tasks wrap their work in `calls_as` of it).
 PRIORITY = {CHECK: priorities.of_source("sweep"), WEBHOOK: priorities.of_source("webhook"),
             KOMM: priorities.KOMMUNIKATION, CALENDAR: priorities.CALENDAR}
@@ -397,9 +399,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="what-if: spread the calendar's employee syncs over the 15 min (not the product's "
                              "behaviour: it queues them all at once)")
     parser.add_argument("--per-minute", type=int, default=100, help="ADVOWARE_MAX_REQUESTS_PER_MINUTE")
-    parser.add_argument("--headroom", type=int, default=8, help="FRESHNESS_HEADROOM")
-    parser.add_argument("--reserve", type=int, default=4, help="ADVOWARE_INTERACTIVE_RESERVE (0: no priorities)")
-    parser.add_argument("--tick", type=float, default=10.0, help="FRESHNESS_TICK")
+    parser.add_argument("--headroom", type=int, default=DEFAULTS.freshness_headroom, help="FRESHNESS_HEADROOM")
+    parser.add_argument("--reserve", type=int, default=DEFAULTS.advoware_interactive_reserve,
+                        help="ADVOWARE_INTERACTIVE_RESERVE (0: no priorities)")
+    parser.add_argument("--tick", type=float, default=DEFAULTS.freshness_tick, help="FRESHNESS_TICK")
     parser.add_argument("--advoware-latency-ms", type=int, default=300)
     parser.add_argument("--espocrm-latency-ms", type=int, default=100)
     parser.add_argument("--hours", type=float, default=24.0)

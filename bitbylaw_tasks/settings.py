@@ -47,7 +47,7 @@ class Settings:
     conflict_policy: dict[str, str] = field(default_factory=dict)  # field group -> espocrm|advoware
     sweep_interval: float = 900.0
     retry_drain_interval: float = 30.0
-    freshness_tick: float = 10.0   # seconds between the freshness checker's runs (beat)
+    freshness_tick: float = 2.0    # seconds between the freshness checker's runs (beat): checks come paced
     freshness_headroom: int = 8    # Advoware calls per minute the checker leaves for user-triggered syncs
 
     # --- HTTP clients ---

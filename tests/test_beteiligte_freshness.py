@@ -15,25 +15,33 @@ from bitbylaw_tasks.metrics import record_check_ages, render
 
 
 # ------------------------------------------------------------------ the rule, pure
-@pytest.mark.parametrize("per_minute,headroom,tick_s,used,waiting,expected", [
-    # target 92/min, cap ceil(92 * 10 / 60) = 16 per tick; of the window's calls 5/6 are still in it
-    # while the new checks run (the oldest tick's leave)
-    (100, 8, 10, 0, 0, 16),     # an idle budget: the even share of the target per tick
-    (100, 8, 10, 80, 0, 16),    # 92 - 80 * 5/6 = 25.3: the cap binds
-    (100, 8, 10, 92, 0, 15),    # 92 - 76.7: the steady state (15-16 per tick = 92/min)
-    (100, 8, 10, 99, 0, 9),     # webhooks used part of the headroom: fewer checks
-    (100, 8, 10, 92, 5, 10),    # what still waits in the queue is already committed
-    (100, 8, 10, 111, 0, 0),    # 92 - 92.5: nothing left
-    (100, 8, 10, 150, 0, 0),    # never negative
-    (100, 8, 10, 0, 40, 0),     # a backlog larger than the share: wait for it
-    (100, 100, 10, 0, 0, 0),    # all headroom: no checks
-    (100, 150, 10, 0, 0, 0),
-    (600, 8, 10, 0, 0, 99),
-    (100, 8, 60, 92, 0, 46),    # a tick as long as the window counts half of it as leaving (92 - 46)
+@pytest.mark.parametrize("per_minute,headroom,tick_s,reserve,used,waiting,expected", [
+    # the defaults: tick 2 s, target 92/min, cap ceil(92 * 2 / 60) = 4 per tick; of the window's calls 29/30
+    # are still in it while the new checks run (the oldest tick's leave)
+    (100, 8, 2, 0, 0, 0, 4),      # an idle budget: the even share of the target per tick
+    (100, 8, 2, 0, 80, 0, 4),     # 92 - 80 * 29/30 = 14.7: the cap binds
+    (100, 8, 2, 0, 92, 0, 3),     # 92 - 88.9: the steady state (3-4 per tick = 92/min)
+    (100, 8, 2, 0, 95, 0, 0),     # webhooks used part of the headroom: fewer checks (92 - 91.8)
+    (100, 8, 2, 0, 92, 2, 1),     # what still waits in the queue is already committed
+    (100, 8, 2, 0, 150, 0, 0),    # never negative
+    (100, 8, 2, 0, 0, 40, 0),     # a backlog larger than the share: wait for it
+    (100, 100, 2, 0, 0, 0, 0),    # all headroom: no checks
+    (100, 150, 2, 0, 0, 0, 0),
+    (600, 8, 2, 0, 0, 0, 20),     # target min(592, 600 * 30/31 = 580): cap ceil(580 / 30)
+    (100, 8, 2, 4, 92, 0, 3),     # with the default reserve: the background ceiling 96 is not in the way
+    (100, 8, 2, 4, 96, 0, 0),     # at the ceiling: nothing (a check would wait at the gate)
+    # a long tick: the target drops to C * P / (P + 1), the level one tick's share still fits under the
+    # ceiling C while the oldest tick's calls are still in the window (P = 6: 96 * 6/7 = 82)
+    (100, 8, 10, 4, 0, 0, 14),    # cap ceil(82 / 6)
+    (100, 8, 10, 4, 82, 0, 13),   # 82 - 68.3: the steady state
+    (100, 8, 10, 4, 90, 0, 6),    # the clamp binds: 96 - 90 places below the ceiling now (the rule says 7)
+    (100, 8, 10, 4, 94, 1, 1),    # 96 - 94 - 1 waiting
+    (100, 8, 10, 0, 92, 0, 8),    # no reserve: C = 100, target 85, the clamp binds (100 - 92; the rule says 8.3)
+    (100, 8, 60, 0, 92, 0, 8),    # a tick as long as the window counts as half of it (P = 2): target 66
 ])
-def test_checks_to_queue(per_minute, headroom, tick_s, used, waiting, expected):
-    assert checks_to_queue(Budget(per_minute, headroom, tick_s), used, waiting) == expected
-    assert checks_to_queue(Budget(per_minute, headroom, tick_s), used, waiting, paused=True) == 0
+def test_checks_to_queue(per_minute, headroom, tick_s, reserve, used, waiting, expected):
+    assert checks_to_queue(Budget(per_minute, headroom, tick_s, reserve), used, waiting) == expected
+    assert checks_to_queue(Budget(per_minute, headroom, tick_s, reserve), used, waiting, paused=True) == 0
 
 
 def _run_loop(budget: Budget, others: list[int], ticks: int) -> list[tuple[int, int, int]]:
@@ -52,8 +60,8 @@ def _run_loop(budget: Budget, others: list[int], ticks: int) -> list[tuple[int, 
 
 
 @hsettings(max_examples=200, deadline=None)
-@given(per_minute=st.integers(20, 1000), headroom=st.integers(0, 60), tick_s=st.sampled_from([5, 10, 15, 20, 30]),
-       others=st.lists(st.integers(0, 30), min_size=1, max_size=12))
+@given(per_minute=st.integers(20, 1000), headroom=st.integers(0, 60),
+       tick_s=st.sampled_from([1, 2, 3, 5, 10, 15, 20, 30]), others=st.lists(st.integers(0, 30), min_size=1, max_size=12))
 def test_the_loop_is_stable_never_overshoots_and_uses_what_is_left(per_minute, headroom, tick_s, others):
     """Whatever the others do (a repeating pattern of calls per tick): the checker queues at most `cap` per
     tick, never fills the window past its target by more than one tick's share (while the oldest tick's calls
@@ -112,9 +120,9 @@ def test_tick_applies_the_rule_to_the_store(lock_redis):
     now = time.time()
     for n in range(40):
         store.record_checked(lock_redis, f"e{n:02d}", datetime.fromtimestamp(now - 4000 + n, timezone.utc))
-    step = tick(lock_redis, Budget(100, 8, 10), now=now, used=102, waiting=2)  # 92 - 85 - 2
-    assert step.count == 5 and step.picked == ("e00", "e01", "e02", "e03", "e04")
-    assert step.as_dict() == {"used": 102, "waiting": 2, "allowed": 5, "queued": 5}
+    step = tick(lock_redis, Budget(100, 8, 10), now=now, used=70, waiting=2)  # 85 - 58.3, cap 15, less 2
+    assert step.count == 13 and step.picked == tuple(f"e{n:02d}" for n in range(13))
+    assert step.as_dict() == {"used": 70, "waiting": 2, "allowed": 13, "queued": 13}
     ages = freshness(lock_redis, now)
     assert ages.tracked == 40 and ages.oldest_s == pytest.approx(4000, abs=0.01)
     assert ages.p50_s == pytest.approx(3961 + 19, abs=0.01)  # the 20th smallest of the ages 3961..4000

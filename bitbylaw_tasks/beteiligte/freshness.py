@@ -4,19 +4,23 @@ whatever the shared Advoware budget leaves, keeping headroom for user-triggered 
 Advoware has no webhooks, so a change made only there is found by a check: a
 `beteiligte.sync(id, "check", "sweep")` whose one Advoware GET serves the party and its
 Kommunikation (the GET carries `kommunikation`; `kommunikation.service.needs_sync`
-decides the hand-off from it). Every `tick` seconds (beat) the checker reads
+decides the hand-off from it). Every `tick` seconds (beat; FRESHNESS_TICK, 2 s: the
+checks come paced, a few at a time, not as a burst) the checker reads
   U = Advoware calls the shared rate gate admitted in the last minute (every consumer),
   q = messages waiting in the `beteiligte` queue (work already committed, not yet spent),
 and queues
-  n = max(0, min(cap, floor(T - U * (60 - tick) / 60)) - q),
-  T = per_minute - max(headroom, reserve),   cap = ceil(T * tick / 60)
-checks of the parties checked longest ago. `U * (60 - tick) / 60` is the part of
-the window still in it while the checks queued now run: the oldest tick's
-calls leave it meanwhile (without that the loop would settle at 6/7 of T).
-`reserve` (ADVOWARE_INTERACTIVE_RESERVE) is what the rate gate keeps from
-every background caller, the checks included: a target above `per_minute -
-reserve` would only make checks wait at the gate, holding worker threads a
-webhook sync needs. `checks_to_queue` is that rule, pure; `tick` applies it to
+  n = max(0, min(cap, floor(T - U * (60 - tick) / 60), C - U) - q)
+checks of the parties checked longest ago, where
+  C   = per_minute - reserve                 the gate's background ceiling (a check is refused there)
+  T   = min(per_minute - max(headroom, reserve), floor(C * P / (P + 1))),  P = 60 / tick
+  cap = ceil(T * tick / 60).
+`U * (60 - tick) / 60` is the part of the window still in it while the checks
+queued now run: the oldest tick's calls leave it meanwhile (without that the loop
+would settle at P/(P+1) of T). `C - U` queues no more than the gate admits as
+background *now*, so a check never waits at the gate holding a worker thread a
+webhook sync needs, whatever the others do; the second bound of T is the level at
+which that clamp still lets the loop reach its target (a long tick lowers it:
+P = 6 gives 82 of 96). `checks_to_queue` is that rule, pure; `tick` applies it to
 the store. Why it is stable, and the figures: docs/freshness.md.
 """
 from __future__ import annotations
@@ -41,10 +45,19 @@ class Budget:
                       # per_minute - reserve, so the checker never aims higher
 
     @property
+    def ticks_per_window(self) -> float:
+        """P: ticks per window (a tick longer than half the window counts as half of it)."""
+        return WINDOW / min(self.tick, WINDOW / 2)
+
+    @property
     def target(self) -> int:
         """Calls per minute the checker fills the window up to (every consumer's calls counted): never into
-        the headroom, nor into the gate's interactive reserve."""
-        return max(0, self.per_minute - max(self.headroom, self.reserve))
+        the headroom, nor into the gate's interactive reserve, nor above the level at which one tick's share
+        still fits below the background ceiling while the oldest tick's calls are still in the window
+        (C * P / (P + 1): with the clamp `C - U` of the rule the loop could not get higher)."""
+        ticks = self.ticks_per_window
+        paced = math.floor(self.ceiling * ticks / (ticks + 1) + 1e-9)
+        return max(0, min(self.per_minute - max(self.headroom, self.reserve), paced))
 
     @property
     def cap(self) -> int:
@@ -52,16 +65,24 @@ class Budget:
         burst that a webhook sync would queue behind."""
         return math.ceil(self.target * self.tick / WINDOW)
 
+    @property
+    def ceiling(self) -> int:
+        """Calls in the window at which the rate gate refuses a background call (a check): `per_minute -
+        reserve`, as `RateGate.ceiling(BACKGROUND)` computes it."""
+        return self.per_minute - min(max(0, self.reserve), self.per_minute - 1)
+
 
 def checks_to_queue(budget: Budget, used: int, waiting: int, paused: bool = False) -> int:
-    """The control rule: top the window's calls up to the target, at most `cap` per tick, minus what is
-    still queued (so the queue never holds more than one tick's share of checks ahead of a webhook sync);
-    none while the gate is paused (Advoware answered 429 with Retry-After)."""
+    """The control rule: top the window's calls up to the target, at most `cap` per tick and never more than
+    the places the gate has free for background calls *now* (`ceiling - used`: a check queued now is admitted
+    at once instead of waiting at the gate in a worker thread a webhook sync needs), minus what is still
+    queued (so the queue never holds more than one tick's share of checks ahead of a webhook sync); none
+    while the gate is paused (Advoware answered 429 with Retry-After)."""
     if paused:
         return 0
     # the oldest tick's share leaves the window meanwhile (a tick longer than half the window counts as half)
-    still = used * (WINDOW - min(budget.tick, WINDOW / 2)) / WINDOW
-    return max(0, min(budget.cap, math.floor(budget.target - still)) - waiting)
+    still = used * (budget.ticks_per_window - 1) / budget.ticks_per_window
+    return max(0, min(budget.cap, math.floor(budget.target - still), budget.ceiling - used) - waiting)
 
 
 @dataclass(frozen=True)
