@@ -61,6 +61,13 @@ def start_worker(env: BenchEnv, tree: Path, name: str, concurrency: int) -> Work
     return worker
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of one process so far (Linux /proc): the kernel's share is the sockets."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def command_counts(client) -> collections.Counter:
     return collections.Counter({k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()})
 
@@ -185,9 +192,11 @@ def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], ta
     load = os.getloadavg()[0]
     commands = command_counts(broker)
     cpu_worker, cpu_redis = cpu_seconds([worker.proc.pid]), cpu_seconds([env.redis._proc.pid])
+    split = user_system(worker.proc.pid)
     edited, enqueued = bench.edit(ids, tag)
     _wait(lambda: bench.all_clean(ids), args.timeout, f"{len(ids)} syncs ({tag})")
     cpu_worker, cpu_redis = cpu_seconds([worker.proc.pid]) - cpu_worker, cpu_seconds([env.redis._proc.pid]) - cpu_redis
+    system_s = user_system(worker.proc.pid)[1] - split[1]
     commands = command_counts(broker) - commands
     if profiler is not None:
         profiler.stop()
@@ -197,7 +206,7 @@ def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], ta
     window = max(done.values()) - min(enqueued.values())
     calls = bench.calls_per_sync(ids, edited, done)
     n = len(ids)
-    return {"syncs_per_s": n / window, "calls": calls, "worker_ms": cpu_worker / n * 1000,
+    return {"syncs_per_s": n / window, "calls": calls, "worker_ms": cpu_worker / n * 1000, "system_ms": system_s / n * 1000,
             "redis_ms": cpu_redis / n * 1000, "commands": {k: v / n for k, v in commands.items() if k != "info"},
             "ceiling": args.concurrency / (calls * args.latency_ms / 1000.0) if args.latency_ms else None,
             "load": load}
@@ -242,9 +251,10 @@ def report(args, results: dict[str, list[dict]]) -> str:
         for i, r in enumerate(runs):
             ratio = f"{r['syncs_per_s'] / r['ceiling']:.2f}" if r["ceiling"] else "n/a"
             rows.append([variant, i + 1, f"{r['load']:.1f}", f"{r['calls']:.2f}", f"{r['syncs_per_s']:.1f}", ratio,
-                         f"{r['worker_ms']:.2f}", f"{r['redis_ms']:.2f}", f"{sum(r['commands'].values()):.1f}"])
+                         f"{r['worker_ms']:.2f}", f"{r['system_ms']:.2f}", f"{r['redis_ms']:.2f}",
+                         f"{sum(r['commands'].values()):.1f}"])
     out = [table(["build", "round", "load avg (1 min)", "calls/sync", "syncs/s", "ratio to C/(calls*L)",
-                  "worker CPU ms/sync", "Redis CPU ms/sync", "Redis commands/sync"], rows,
+                  "worker CPU ms/sync", "of it system (kernel)", "Redis CPU ms/sync", "Redis commands/sync"], rows,
                  f"Worker CPU per Beteiligte sync: base {args.base} vs this tree (N = {args.n}, "
                  f"L = {args.latency_ms} ms, C = {args.concurrency} threads x 1 process)")]
     medians = {v: statistics.median(r["worker_ms"] for r in runs) for v, runs in results.items() if runs}
