@@ -297,6 +297,9 @@ class KeepAliveHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = KEEP_ALIVE_IDLE  # socketserver puts it on the socket: an idle connection is closed after this
+    # TCP_NODELAY, as nginx/IIS on kept-alive connections: werkzeug writes the head and the body separately, and
+    # Nagle's algorithm would hold the body back until the client's delayed ACK of the head (~40 ms a call).
+    disable_nagle_algorithm = True
     _keep = False  # set while `run_wsgi` serves a request whose connection may stay open
 
     def setup(self) -> None:
