@@ -75,13 +75,13 @@ def command_counts(client) -> collections.Counter:
 class Profiler:
     """py-spy sampling one process into a raw (collapsed stacks) file."""
 
-    def __init__(self, pid: int, out: Path, rate: int):
+    def __init__(self, pid: int, out: Path, rate: int, gil: bool = True):
         exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
         if exe is None:
             raise SystemExit("bench.worker_cpu: --profile needs py-spy (pip install py-spy)")
         self.out = out
-        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--gil",
-                                      "--output", str(out), "--nonblocking"],
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+                                      *(["--gil"] if gil else []), "--output", str(out), "--nonblocking"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # py-spy attaches
 
@@ -188,7 +188,7 @@ def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], ta
     broker = env.redis_client(0)
     env.set_latency(args.latency_ms)
     env.reset_calls()
-    profiler = Profiler(worker.proc.pid, profile_to, args.profile_rate) if profile_to else None
+    profiler = Profiler(worker.proc.pid, profile_to, args.profile_rate, not args.all_threads) if profile_to else None
     load = os.getloadavg()[0]
     commands = command_counts(broker)
     cpu_worker, cpu_redis = cpu_seconds([worker.proc.pid]), cpu_seconds([env.redis._proc.pid])
@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a burst")
     parser.add_argument("--profile", metavar="DIR", help="sample each burst with py-spy into DIR")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="sample every running thread, not only the GIL's holder (py-spy without --gil)")
     parser.add_argument("--top", type=int, default=25, help="rows of each profile table")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
