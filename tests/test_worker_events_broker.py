@@ -144,3 +144,45 @@ def test_publishes_and_acks_reuse_one_client_and_survive_a_redis_restart():
             assert channel._shared_client is client  # the same client throughout
     finally:
         server.stop()
+
+
+def test_events_still_buffered_when_a_worker_stops_are_published(celery_app):
+    """A warm shutdown right after tasks finished (within the flush delay) still publishes their events."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    server = PrivateRedis().start()
+    worker = None
+    try:
+        app = _app_on(server)
+        env = dict(os.environ, REDIS_BROKER_URL=server.url(0), REDIS_LOCK_URL=server.url(1),
+                   REDIS_RESULT_URL=server.url(3))
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bitbylaw_tasks.celery_app", "worker",
+                                   "-Q", "kommunikation", "-n", "stopping@test", "-P", "threads", "-c", "4", "-E",
+                                   "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not app.control.ping(destination=["stopping@test"], timeout=0.5):
+            assert time.monotonic() < deadline and worker.poll() is None, "the worker did not start"
+        tap = _EventTap(app)
+        try:
+            time.sleep(0.5)
+            ids = [app.send_task("kommunikation.heartbeat").id for _ in range(6)]
+            lock = redis.Redis.from_url(server.url(1))
+            deadline = time.monotonic() + 15
+            while lock.hget("heartbeat", "worker:kommunikation") is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.02)  # the tasks are done; their succeeded events wait for the flush
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=20) == 0
+            time.sleep(0.5)
+            done = {e.get("uuid") for e in tap.events() if e.get("type") == "task-succeeded"}
+            assert set(ids) <= done, set(ids) - done
+        finally:
+            tap.close()
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        server.stop()
