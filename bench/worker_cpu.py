@@ -6,8 +6,8 @@ process (from /proc) and of Redis, and the Redis commands per sync (`INFO
 commandstats`), for two worker builds that take turns on the same Redis,
 simulators and records:
 
-- `base`: the product at `--base` (default: the commit before the second
-  round of issue 15's efficiency work, 5756563), exported with `git archive` into a temporary directory and
+- `base`: the product at `--base` (default: issue 15's base, d2d0a5c, the
+  commit before its efficiency work), exported with `git archive` into a temporary directory and
   run with that directory first on `sys.path`;
 - `head`: this working tree.
 
@@ -24,6 +24,9 @@ CPU by category (`CATEGORIES`) and the top functions by self and inclusive
 time are printed. Results: docs/PERFORMANCE.md, "Worker CPU per Beteiligte sync".
 
     .venv/bin/python -m bench.worker_cpu --rounds 3 --n 200 --latency-ms 50 --concurrency 8
+
+Both builds talk to this tree's simulators (keep-alive since the third round), so a change
+of the simulators moves both columns; the worker's system (kernel) CPU is printed apart.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from pathlib import Path
 from bench.common import REPO, BenchEnv, WorkerProcess, cpu_seconds, table
 from bench.sync_throughput import Bench, _wait
 
-BASE_COMMIT = "5756563"
+BASE_COMMIT = "d2d0a5c"
 
 
 def export_tree(commit: str) -> Path:
