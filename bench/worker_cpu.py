@@ -209,7 +209,8 @@ def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], ta
     window = max(done.values()) - min(enqueued.values())
     calls = bench.calls_per_sync(ids, edited, done)
     n = len(ids)
-    return {"syncs_per_s": n / window, "calls": calls, "worker_ms": cpu_worker / n * 1000, "system_ms": system_s / n * 1000,
+    return {"syncs_per_s": n / window, "calls": calls, "worker_ms": cpu_worker / n * 1000,
+            "system_ms": system_s / n * 1000,
             "redis_ms": cpu_redis / n * 1000, "commands": {k: v / n for k, v in commands.items() if k != "info"},
             "ceiling": args.concurrency / (calls * args.latency_ms / 1000.0) if args.latency_ms else None,
             "load": load}
