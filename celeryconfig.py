@@ -10,6 +10,10 @@ from kombu import Exchange, Queue
 
 from bitbylaw_tasks.settings import Settings
 
+#: Celery resolves these "module:Class" names itself (so a process that only enqueues imports neither).
+TRANSPORT = "bitbylaw_tasks.broker:Transport"
+CONSUMER = "bitbylaw_tasks.worker_consumer:Consumer"
+
 #: The per-domain queues plus `default` for operational tasks (heartbeat, ...); `leads` carries both
 #: inbound channels, website leads and 3CX (docs/inbound-channels.md).
 QUEUES = ("beteiligte", "kommunikation", "calendar", "default", "leads", "adressen")
@@ -30,6 +34,9 @@ def build(settings: Settings) -> dict:
     }
     return {
         "broker_url": settings.broker_url,
+        # kombu's Redis transport with one client per channel instead of one per publish/ack (issue 15,
+        # bitbylaw_tasks/broker.py); TLS and sentinel URLs keep kombu's own, which reads their scheme.
+        "broker_transport": TRANSPORT if settings.broker_url.split("://", 1)[0] in ("redis", "unix") else None,
         "result_backend": settings.result_backend_url,
         # Set in all three places (celery #7651, #9339): the broker transport, the
         # result backend transport, and the top-level key older code paths read.
@@ -74,6 +81,9 @@ def build(settings: Settings) -> dict:
         # task-sent so Flower shows queued tasks before a worker takes them.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        # Celery's consumer, but buffered task events go out together every 0.1 s instead of one publish
+        # per event (bitbylaw_tasks/worker_consumer.py; Flower shows the same events).
+        "worker_consumer": CONSUMER,
         # Flower shows a running task from the worker's `task-started` event; the
         # result backend's own STARTED record (a GET and a SETEX + PUBLISH per
         # task) had no reader: off (issue 15, docs/PERFORMANCE.md).

@@ -6,8 +6,8 @@ process (from /proc) and of Redis, and the Redis commands per sync (`INFO
 commandstats`), for two worker builds that take turns on the same Redis,
 simulators and records:
 
-- `base`: the product at `--base` (default: the commit before the second
-  round of issue 15's efficiency work, 5756563), exported with `git archive` into a temporary directory and
+- `base`: the product at `--base` (default: issue 15's base, d2d0a5c, the
+  commit before its efficiency work), exported with `git archive` into a temporary directory and
   run with that directory first on `sys.path`;
 - `head`: this working tree.
 
@@ -24,6 +24,9 @@ CPU by category (`CATEGORIES`) and the top functions by self and inclusive
 time are printed. Results: docs/PERFORMANCE.md, "Worker CPU per Beteiligte sync".
 
     .venv/bin/python -m bench.worker_cpu --rounds 3 --n 200 --latency-ms 50 --concurrency 8
+
+Both builds talk to this tree's simulators (keep-alive since the third round), so a change
+of the simulators moves both columns; the worker's system (kernel) CPU is printed apart.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from pathlib import Path
 from bench.common import REPO, BenchEnv, WorkerProcess, cpu_seconds, table
 from bench.sync_throughput import Bench, _wait
 
-BASE_COMMIT = "5756563"
+BASE_COMMIT = "d2d0a5c"
 
 
 def export_tree(commit: str) -> Path:
@@ -61,6 +64,13 @@ def start_worker(env: BenchEnv, tree: Path, name: str, concurrency: int) -> Work
     return worker
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of one process so far (Linux /proc): the kernel's share is the sockets."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def command_counts(client) -> collections.Counter:
     return collections.Counter({k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()})
 
@@ -68,13 +78,13 @@ def command_counts(client) -> collections.Counter:
 class Profiler:
     """py-spy sampling one process into a raw (collapsed stacks) file."""
 
-    def __init__(self, pid: int, out: Path, rate: int):
+    def __init__(self, pid: int, out: Path, rate: int, gil: bool = True):
         exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
         if exe is None:
             raise SystemExit("bench.worker_cpu: --profile needs py-spy (pip install py-spy)")
         self.out = out
-        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--gil",
-                                      "--output", str(out), "--nonblocking"],
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+                                      *(["--gil"] if gil else []), "--output", str(out), "--nonblocking"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # py-spy attaches
 
@@ -181,13 +191,15 @@ def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], ta
     broker = env.redis_client(0)
     env.set_latency(args.latency_ms)
     env.reset_calls()
-    profiler = Profiler(worker.proc.pid, profile_to, args.profile_rate) if profile_to else None
+    profiler = Profiler(worker.proc.pid, profile_to, args.profile_rate, not args.all_threads) if profile_to else None
     load = os.getloadavg()[0]
     commands = command_counts(broker)
     cpu_worker, cpu_redis = cpu_seconds([worker.proc.pid]), cpu_seconds([env.redis._proc.pid])
+    split = user_system(worker.proc.pid)
     edited, enqueued = bench.edit(ids, tag)
     _wait(lambda: bench.all_clean(ids), args.timeout, f"{len(ids)} syncs ({tag})")
     cpu_worker, cpu_redis = cpu_seconds([worker.proc.pid]) - cpu_worker, cpu_seconds([env.redis._proc.pid]) - cpu_redis
+    system_s = user_system(worker.proc.pid)[1] - split[1]
     commands = command_counts(broker) - commands
     if profiler is not None:
         profiler.stop()
@@ -198,6 +210,7 @@ def burst(bench: Bench, env: BenchEnv, worker: WorkerProcess, ids: list[str], ta
     calls = bench.calls_per_sync(ids, edited, done)
     n = len(ids)
     return {"syncs_per_s": n / window, "calls": calls, "worker_ms": cpu_worker / n * 1000,
+            "system_ms": system_s / n * 1000,
             "redis_ms": cpu_redis / n * 1000, "commands": {k: v / n for k, v in commands.items() if k != "info"},
             "ceiling": args.concurrency / (calls * args.latency_ms / 1000.0) if args.latency_ms else None,
             "load": load}
@@ -242,9 +255,10 @@ def report(args, results: dict[str, list[dict]]) -> str:
         for i, r in enumerate(runs):
             ratio = f"{r['syncs_per_s'] / r['ceiling']:.2f}" if r["ceiling"] else "n/a"
             rows.append([variant, i + 1, f"{r['load']:.1f}", f"{r['calls']:.2f}", f"{r['syncs_per_s']:.1f}", ratio,
-                         f"{r['worker_ms']:.2f}", f"{r['redis_ms']:.2f}", f"{sum(r['commands'].values()):.1f}"])
+                         f"{r['worker_ms']:.2f}", f"{r['system_ms']:.2f}", f"{r['redis_ms']:.2f}",
+                         f"{sum(r['commands'].values()):.1f}"])
     out = [table(["build", "round", "load avg (1 min)", "calls/sync", "syncs/s", "ratio to C/(calls*L)",
-                  "worker CPU ms/sync", "Redis CPU ms/sync", "Redis commands/sync"], rows,
+                  "worker CPU ms/sync", "of it system (kernel)", "Redis CPU ms/sync", "Redis commands/sync"], rows,
                  f"Worker CPU per Beteiligte sync: base {args.base} vs this tree (N = {args.n}, "
                  f"L = {args.latency_ms} ms, C = {args.concurrency} threads x 1 process)")]
     medians = {v: statistics.median(r["worker_ms"] for r in runs) for v, runs in results.items() if runs}
@@ -298,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a burst")
     parser.add_argument("--profile", metavar="DIR", help="sample each burst with py-spy into DIR")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="sample every running thread, not only the GIL's holder (py-spy without --gil)")
     parser.add_argument("--top", type=int, default=25, help="rows of each profile table")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -110,10 +110,15 @@ def run_guarded(task, settings: Settings, domain: str, entity_id: str, work: Cal
 
 
 def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, action: str,
-                    context: Callable[[Settings, redis.Redis], Any], work: Callable[[Any], T]) -> T | str:
+                    context: Callable[[Settings, redis.Redis], Any], work: Callable[[Any], T],
+                    bookkeeping: Callable[[Any, T], None] | None = None) -> T | str:
     """The body of every entity task: the context, the entity lock with its "sync again" mark, the
     exception policy, the sync metrics. `context(settings, lock_redis)` builds the domain's context once
-    the lock is held (as `ctx.lock`); `work(ctx)` runs the sync. Returns its outcome, or `BUSY`."""
+    the lock is held (as `ctx.lock`); `work(ctx)` runs the sync. Returns its outcome, or `BUSY`.
+
+    `bookkeeping(pipe, outcome)` adds the domain's own writes for a finished (not busy) sync to the
+    pipeline of the metrics and the failure register (one round trip to the lock Redis for all of them);
+    like the metrics, a Redis error there is logged, not raised: the sync itself is done."""
     from bitbylaw_tasks.enqueue import enqueuer_for
     from bitbylaw_tasks.exclusive import BUSY, run_exclusive
     from bitbylaw_tasks.metrics import queue_sync, record_failure_reason, record_sync
@@ -157,6 +162,8 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     pipe = client.pipeline(transaction=False)  # one round trip for the bookkeeping of a finished sync
     if not busy:
         failures.clear(pipe, domain.name, entity_id)
+        if bookkeeping is not None:
+            bookkeeping(pipe, outcome)
     queue_sync(pipe, domain.name, BUSY if busy else domain.path_of(outcome), "busy" if busy else "ok",
                time.monotonic() - started)
     try:
@@ -164,3 +171,10 @@ def run_entity_task(app, task, domain: Domain, *, entity_id: str, entity_task, a
     except redis.RedisError:
         log.warning("%s %s: could not record the sync's metrics", domain.name, entity_id)
     return outcome
+
+
+def result_of(outcome) -> dict:
+    """A task's result from its outcome dataclass: its fields, as `dataclasses.asdict` gives them for
+    outcomes whose values are JSON data (the `detail` dict is not deep-copied: the result is serialised,
+    not kept). ~10x cheaper than `asdict`, which copies every nested value."""
+    return dict(vars(outcome))

@@ -90,3 +90,43 @@ def test_session_merges_environment_like_requests(monkeypatch):
     explicit = {"http": "http://other:1"}
     assert ours.merge_environment_settings("http://espocrm.example/", explicit, None, False, None) == \
         plain.merge_environment_settings("http://espocrm.example/", dict(explicit), None, False, None)
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.text(max_size=12), flags=st.lists(st.booleans(), min_size=4, max_size=4),
+       notes=st.integers(0, 3), detail=st.dictionaries(st.text(max_size=6), _json, max_size=4))
+def test_a_sync_result_is_what_asdict_gave(path, flags, notes, detail):
+    """The task result built without `dataclasses.asdict` has the same content (issue 15, third round)."""
+    import dataclasses
+
+    from bitbylaw_tasks.beteiligte.service import SyncOutcome
+    from bitbylaw_tasks.outcomes import result_of
+
+    outcome = SyncOutcome("e1", path, flags[0], flags[1], notes, detail, kommunikation_due=flags[2], again=flags[3])
+    assert result_of(outcome) == dataclasses.asdict(outcome)
+
+
+def test_a_syncs_check_time_rides_on_its_metrics_round_trip(sandbox, celery_worker, lock_redis):
+    """After a synced path the entity is recorded as checked (and its freshness pick is done with) in the
+    pipeline of the sync's metrics, and the result is the outcome's fields."""
+    from datetime import datetime, timezone
+
+    from beteiligte_helpers import linked_record, run_sync
+    from bitbylaw_tasks.beteiligte import store
+
+    record = linked_record(sandbox)
+    lock_redis.zadd(store.PICKED_KEY, {record["id"]: 1.0})
+    lock_redis.zrem(store.CHECKED_KEY, record["id"])
+    before = datetime.now(timezone.utc).timestamp()
+    sandbox.state("espocrm").human_update(record["id"], {"firstName": "Moritz"})
+    result = run_sync(record["id"], "update", "webhook")
+    assert set(result) == {"entity_id", "path", "wrote_espocrm", "wrote_advoware", "notes", "detail",
+                           "kommunikation_due", "again"}
+    assert result["entity_id"] == record["id"] and result["wrote_advoware"]
+    assert lock_redis.zscore(store.CHECKED_KEY, record["id"]) >= before - 1
+    assert lock_redis.zscore(store.PICKED_KEY, record["id"]) is None

@@ -119,8 +119,13 @@ class PutJournal(JsonSlot):
 def record_checked(client: redis.Redis, entity_id: str, now: datetime) -> None:
     """The entity's sync or check completed at `now` (a pick of the freshness checker is done with)."""
     pipe = client.pipeline(transaction=False)
-    pipe.zadd(CHECKED_KEY, {entity_id: now.timestamp()}).zrem(PICKED_KEY, entity_id)
+    queue_checked(pipe, entity_id, now)
     pipe.execute()
+
+
+def queue_checked(pipe, entity_id: str, now: datetime) -> None:
+    """`record_checked`'s writes, added to a pipeline the caller executes (the sync task's bookkeeping)."""
+    pipe.zadd(CHECKED_KEY, {entity_id: now.timestamp()}).zrem(PICKED_KEY, entity_id)
 
 
 def forget_checked(client: redis.Redis, entity_id: str) -> None:

@@ -8,7 +8,6 @@ the service, and maps exceptions to Celery outcomes: the shared runner
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -23,7 +22,7 @@ from bitbylaw_tasks.enqueue import enqueuer_for
 from bitbylaw_tasks.exclusive import BUSY
 from bitbylaw_tasks.locks import EntityLock
 from bitbylaw_tasks.metrics import record_check_ages
-from bitbylaw_tasks.outcomes import run_entity_task
+from bitbylaw_tasks.outcomes import result_of, run_entity_task
 from bitbylaw_tasks.redis_clients import lock_redis
 from integrations.rategate import calls_as
 
@@ -42,19 +41,25 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
         outcome = run_entity_task(app, self, BETEILIGTE, entity_id=entity_id, action=action,
                                   entity_task=messages.beteiligte_sync(entity_id, action, source),
                                   context=sync_context,
-                                  work=lambda ctx: service.sync_beteiligte(ctx, entity_id, action, source))
+                                  work=lambda ctx: service.sync_beteiligte(ctx, entity_id, action, source),
+                                  bookkeeping=lambda pipe, done: _check_times(pipe, entity_id, done))
     if outcome == BUSY:
         return {"entity_id": entity_id, "path": BUSY}
     then = service.followups(outcome)
+    handoffs = ([messages.kommunikation_sync(entity_id)] if then.handoff_kommunikation else []) + \
+        ([messages.adressen_sync(entity_id, "handoff")] if then.handoff_adressen else [])
+    if handoffs:
+        enqueuer_for(app).enqueue(handoffs)  # one round trip for both hand-offs
+    return result_of(outcome)
+
+
+def _check_times(pipe, entity_id: str, outcome: service.SyncOutcome) -> None:
+    """The rolling check's memory after a sync, written with the sync's metrics (`run_entity_task`)."""
+    then = service.followups(outcome)
     if then.forget_checked:
-        store.forget_checked(lock_redis(settings_of(app)), entity_id)
+        store.forget_checked(pipe, entity_id)
     if then.record_checked:
-        store.record_checked(lock_redis(settings_of(app)), entity_id, utcnow())
-    if then.handoff_kommunikation:
-        enqueuer_for(app).enqueue([messages.kommunikation_sync(entity_id)])
-    if then.handoff_adressen:
-        enqueuer_for(app).enqueue([messages.adressen_sync(entity_id, "handoff")])
-    return dataclasses.asdict(outcome)
+        store.queue_checked(pipe, entity_id, utcnow())
 
 
 @app.task(name="beteiligte.sweep", acks_late=True)

@@ -11,11 +11,17 @@ A simulator is a Flask app built with `create_sandbox_app()`. The kit adds:
   `GET /_sandbox/log`, `GET|POST|DELETE /_sandbox/faults`, `POST /_sandbox/config`.
 The admin paths themselves are never counted, logged or faulted.
 The simulator registers what `info` reports and what `reset` clears.
+
+`ServerThread(..., keep_alive=True)` (what `Sandbox` uses) keeps HTTP/1.1
+connections open between calls as the real systems do (EspoCRM behind
+Apache/nginx, Advoware on IIS); werkzeug's development server otherwise closes
+every connection (see `KeepAliveHandler`).
 """
 from __future__ import annotations
 
 import collections
 import fnmatch
+import io
 import random
 import socket
 import struct
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from flask import Flask, g, jsonify, request
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 ADMIN_PREFIX = "/_sandbox"
 
@@ -251,12 +257,123 @@ def create_sandbox_app(name: str, import_name: str, *, version: str = "sandbox-1
     return app, kit
 
 
-class ServerThread:
-    """Serve a WSGI app on host:port (0 = a free port) in a daemon thread; `stop()` shuts it down."""
+#: Seconds an idle kept-alive connection stays open (Apache's default is 5, nginx's 75, IIS' 120); also the
+#: longest a started request may stall between two reads.
+KEEP_ALIVE_IDLE = 60.0
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        self.server = make_server(host, port, app, threaded=True)
+
+class _CountingWriter:
+    """The handler's socket writer, counting the bytes written (to check a response's framing)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.written = 0
+
+    def write(self, data) -> int:
+        written = self.raw.write(data)
+        self.written += len(data)
+        return written
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
+class KeepAliveHandler(WSGIRequestHandler):
+    """werkzeug's request handler with HTTP/1.1 keep-alive.
+
+    werkzeug 3 sends `Connection: close` on every answer, because after a
+    response it drains whatever the client sent next (it cannot tell a
+    request body the app left unread from the next request). This handler
+    reads the request body (by its Content-Length) before the app runs and
+    hands the app that copy, so the drain finds nothing of the connection's;
+    it leaves out the `Connection: close` and serves the next request on the
+    same connection when the answer was framed completely: its body as long
+    as its Content-Length (or none where HTTP has none: HEAD, 1xx, 204, 304).
+    Anything else closes the connection after the answer as before: a
+    chunked or `Expect: 100-continue` request, an answer without
+    Content-Length (werkzeug chunks it), an app that failed after it started
+    answering, a dropped or reset connection, a client asking to close.
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = KEEP_ALIVE_IDLE  # socketserver puts it on the socket: an idle connection is closed after this
+    # TCP_NODELAY, as nginx/IIS on kept-alive connections: werkzeug writes the head and the body separately, and
+    # Nagle's algorithm would hold the body back until the client's delayed ACK of the head (~40 ms a call).
+    disable_nagle_algorithm = True
+    _keep = False  # set while `run_wsgi` serves a request whose connection may stay open
+
+    def setup(self) -> None:
+        super().setup()
+        self.wfile = _CountingWriter(self.wfile)
+        self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        self._keep, self._status, self._length, self._body_from = False, 0, None, None
+        length = self.headers.get("Content-Length", "0").strip()
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Expect") or not length.isdigit():
+            return super().run_wsgi()  # werkzeug's own way, which closes the connection
+        body = self.rfile.read(int(length)) if int(length) else b""
+        if len(body) != int(length):
+            self.close_connection = True  # the client went away mid-body
+            return None
+        from_socket, self.rfile = self.rfile, io.BytesIO(body)  # werkzeug's wsgi.input, and what it drains
+        self._keep = True
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile, self._keep = from_socket, False  # http.server's own error answers still close
+        if not self._framed():
+            self.close_connection = True
+        return None
+
+    def _framed(self) -> bool:
+        """Whether the answer went out whole and self-delimiting (so the next request can follow)."""
+        if self._body_from is None:
+            return False
+        no_body = self.command == "HEAD" or 100 <= self._status < 200 or self._status in (204, 304)
+        expected = 0 if no_body else self._length
+        return expected is not None and self.wfile.written - self._body_from == expected
+
+    def send_response(self, code, message=None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
+    def send_header(self, keyword, value) -> None:
+        name = keyword.lower()
+        if name == "content-length":
+            self._length = int(value) if str(value).strip().isdigit() else None
+        elif name == "connection" and str(value).lower() == "close" and self._keep:
+            return  # werkzeug's unconditional close; `run_wsgi` decides after the answer
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        super().end_headers()
+        self._body_from = self.wfile.written
+
+    def connection_dropped(self, error, environ=None) -> None:
+        self.close_connection = True
+
+    def log_error(self, format: str, *args) -> None:
+        if format.startswith("Request timed out"):
+            return  # an idle kept-alive connection reaching KEEP_ALIVE_IDLE is not an error
+        super().log_error(format, *args)
+
+
+class ServerThread:
+    """Serve a WSGI app on host:port (0 = a free port) in a daemon thread; `stop()` shuts it down.
+
+    `keep_alive`: answer with HTTP/1.1 keep-alive (`KeepAliveHandler`); `stop()` then also closes the
+    connections still open, so a stopped server answers nothing, as before."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, *, keep_alive: bool = False):
+        handler = KeepAliveHandler if keep_alive else None
+        self.server = make_server(host, port, app, threaded=True, request_handler=handler)
         self.server.daemon_threads = True
+        self.server.open_connections = set()
         self.host = host
         self.port = self.server.server_port
         self.url = f"http://{host}:{self.port}"
@@ -270,4 +387,9 @@ class ServerThread:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        for sock in list(self.server.open_connections):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the handler's next read ends; its thread closes the socket
+            except OSError:
+                pass
         self._thread.join(timeout=5)

@@ -1,7 +1,8 @@
 """Serve all three simulators together (`bitbylaw sandbox`, and in-process from tests).
 
 `Sandbox.start(ports)` runs EspoCRM, Advoware and Google Calendar simulators
-in daemon threads on loopback; `save_state`/`load_state` keep a JSON snapshot
+in daemon threads on loopback, with HTTP/1.1 keep-alive as the real systems
+(`kit.KeepAliveHandler`); `save_state`/`load_state` keep a JSON snapshot
 of all three so a sandbox can be stopped and resumed.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Sandbox:
         }
         for name in self.systems:
             factory, port = factories[name]
-            self.servers[name] = ServerThread(factory(), self.host, port).start()
+            self.servers[name] = ServerThread(factory(), self.host, port, keep_alive=True).start()
         return self
 
     def url(self, name: str) -> str:
