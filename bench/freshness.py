@@ -67,8 +67,9 @@ CHECK, WEBHOOK, KOMM, CALENDAR = "checks", "webhook syncs", "Kommunikation syncs
 CONSUMERS = (CHECK, WEBHOOK, KOMM, CALENDAR)
 DEFAULTS = Settings()  # the product's defaults: FRESHNESS_TICK, FRESHNESS_HEADROOM, ADVOWARE_INTERACTIVE_RESERVE
 # Whose calls are background at the gate: the product's answer (the tasks wrap their work in `calls_as` of it).
+# A Kommunikation sync carries the source its Beteiligte sync handed it (`priorities.handoff_source`).
 PRIORITY = {CHECK: priorities.of_source("sweep"), WEBHOOK: priorities.of_source("webhook"),
-            KOMM: priorities.KOMMUNIKATION, CALENDAR: priorities.CALENDAR}
+            CALENDAR: priorities.CALENDAR}
 
 
 class Gate:
@@ -83,10 +84,10 @@ class Gate:
         self.interactive_waiting = 0  # interactive callers refused and not yet admitted
         self.background_ahead = 0     # background calls admitted while an interactive caller waited
 
-    def try_admit(self, t: float, consumer: str, asked: float) -> float | None:
+    def try_admit(self, t: float, consumer: str, priority: str, asked: float) -> float | None:
         """The product's admission at time t: None (admitted, counted) or the seconds the gate says to wait."""
-        delay = self.gate.try_acquire(priority=PRIORITY[consumer], now=DAY0 + t)
-        interactive = PRIORITY[consumer] == priorities.INTERACTIVE
+        delay = self.gate.try_acquire(priority=priority, now=DAY0 + t)
+        interactive = priority == priorities.INTERACTIVE
         if delay is not None and interactive and t == asked:
             self.interactive_waiting += 1
         if delay is None:
@@ -115,6 +116,11 @@ class Message:
     queued: float
     edits: list = field(default_factory=list)  # Kommunikation: the Advoware-only edits it must deliver
     espocrm_change: bool = False
+    source: str = ""           # Kommunikation: the source its Beteiligte sync handed it
+
+    def priority(self, consumer: str) -> str:
+        """The priority of this task's Advoware calls at the gate, as the product's task decides it."""
+        return priorities.of_source(self.source) if consumer == KOMM else PRIORITY[consumer]
 
 
 class Sim:
@@ -183,7 +189,7 @@ class Sim:
     def ask_gate(self, queue: str, message: Message, gen, consumer: str, asked: float) -> None:
         """`RateGate.wait` in simulated time: ask; when refused, sleep min(delay, MAX_POLL) (the worker
         thread stays busy meanwhile) and ask again."""
-        delay = self.gate.try_admit(self.t, consumer, asked)
+        delay = self.gate.try_admit(self.t, consumer, message.priority(consumer), asked)
         if delay is not None:
             self.at(self.t + min(delay, MAX_POLL), lambda: self.ask_gate(queue, message, gen, consumer, asked))
             return
@@ -211,8 +217,9 @@ class Sim:
         for edit_at, kind in master:
             self.delays[kind].append(done - edit_at)
         if komm or message.espocrm_change:
+            handed = priorities.handoff_source("sweep" if message.kind == "check" else "webhook")
             self.enqueue("kommunikation", Message("kommunikation", message.party, self.t, komm,
-                                                  message.espocrm_change))
+                                                  message.espocrm_change, handed))
         store.record_checked(self.redis, str(message.party), datetime.fromtimestamp(DAY0 + done, timezone.utc))
 
     def check(self, message: Message):

@@ -22,9 +22,12 @@ def beteiligte_sync(entity_id: str, action: str, source: str) -> EntityTask:
     return EntityTask(BETEILIGTE_SYNC, (entity_id, action, source), coalesce_key("beteiligte", entity_id, action))
 
 
-def kommunikation_sync(entity_id: str, direction: str = "both", force_espo_wins: bool = False) -> EntityTask:
-    """Sync one CBeteiligte's Kommunikation (SPEC §5.3 `direction`, `force_espo_wins`)."""
-    return EntityTask(KOMMUNIKATION_SYNC, (entity_id, direction, force_espo_wins),
+def kommunikation_sync(entity_id: str, direction: str = "both", force_espo_wins: bool = False,
+                       source: str = "manual") -> EntityTask:
+    """Sync one CBeteiligte's Kommunikation (SPEC §5.3 `direction`, `force_espo_wins`); `source`
+    manual|handoff|sweep decides its priority at the Advoware gate (`priorities`). One key whatever the
+    source: a hand-off arriving while another waits folds into it and runs with the waiting one's source."""
+    return EntityTask(KOMMUNIKATION_SYNC, (entity_id, direction, force_espo_wins, source),
                       coalesce_key("kommunikation", entity_id))
 
 
@@ -48,7 +51,7 @@ def call_journal(call_id: str) -> EntityTask:
 
 
 def adressen_sync(entity_id: str, source: str = "manual") -> EntityTask:
-    """Sync the addresses of one CBeteiligte (SPEC §11); `source` webhook|handoff|manual."""
+    """Sync the addresses of one CBeteiligte (SPEC §11); `source` webhook|handoff|manual|sweep."""
     return EntityTask(ADRESSEN_SYNC, (entity_id, source), coalesce_key("adressen", entity_id))
 
 

@@ -143,7 +143,15 @@ def test_who_is_background():
     assert priorities.of_source("sweep") == BACKGROUND          # the checker's checks, the Adressen sweep
     for source in ("webhook", "manual", "retry", "handoff", None):
         assert priorities.of_source(source) == INTERACTIVE
-    assert priorities.CALENDAR == BACKGROUND and priorities.KOMMUNIKATION == INTERACTIVE
+    assert priorities.CALENDAR == BACKGROUND
+
+
+def test_a_hand_off_is_as_background_as_the_sync_that_handed_it_off():
+    assert priorities.handoff_source("sweep") == "sweep"              # a check's Kommunikation/Adressen sync
+    for source in ("webhook", "manual", "retry", "handoff", None):
+        assert priorities.handoff_source(source) == "handoff"
+    for source in ("sweep", "webhook", "manual", "retry", None):
+        assert priorities.of_source(priorities.handoff_source(source)) == priorities.of_source(source)
 
 
 def test_a_reserve_never_shuts_background_out(redis_url):

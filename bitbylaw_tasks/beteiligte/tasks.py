@@ -46,8 +46,9 @@ def sync(self, entity_id: str, action: str = "update", source: str = "manual") -
     if outcome == BUSY:
         return {"entity_id": entity_id, "path": BUSY}
     then = service.followups(outcome)
-    handoffs = ([messages.kommunikation_sync(entity_id)] if then.handoff_kommunikation else []) + \
-        ([messages.adressen_sync(entity_id, "handoff")] if then.handoff_adressen else [])
+    handed = priorities.handoff_source(source)  # a check's hand-offs are background work as the check was
+    handoffs = ([messages.kommunikation_sync(entity_id, source=handed)] if then.handoff_kommunikation else []) + \
+        ([messages.adressen_sync(entity_id, handed)] if then.handoff_adressen else [])
     if handoffs:
         enqueuer_for(app).enqueue(handoffs)  # one round trip for both hand-offs
     return result_of(outcome)
