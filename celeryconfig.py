@@ -10,8 +10,7 @@ from kombu import Exchange, Queue
 
 from bitbylaw_tasks.settings import Settings
 
-#: Celery resolves these "module:Class" names itself (so a process that only enqueues imports neither).
-TRANSPORT = "bitbylaw_tasks.broker:Transport"
+#: Celery resolves this "module:Class" name itself (so a process that only enqueues does not import it).
 CONSUMER = "bitbylaw_tasks.worker_consumer:Consumer"
 
 #: The per-domain queues plus `default` for operational tasks (heartbeat, ...); `leads` carries both
@@ -34,9 +33,6 @@ def build(settings: Settings) -> dict:
     }
     return {
         "broker_url": settings.broker_url,
-        # kombu's Redis transport with one client per channel instead of one per publish/ack (issue 15,
-        # bitbylaw_tasks/broker.py); TLS and sentinel URLs keep kombu's own, which reads their scheme.
-        "broker_transport": TRANSPORT if settings.broker_url.split("://", 1)[0] in ("redis", "unix") else None,
         "result_backend": settings.result_backend_url,
         # Set in all three places (celery #7651, #9339): the broker transport, the
         # result backend transport, and the top-level key older code paths read.
