@@ -86,6 +86,12 @@ def current_priority() -> str:
     return _PRIORITY.get()
 
 
+def background_ceiling(per_minute: int, reserve: int) -> int:
+    """Calls in the window at which a background caller is refused: `per_minute - reserve`, the reserve
+    clamped so background work keeps at least one place (pure; the checker plans with it too)."""
+    return per_minute - min(max(0, reserve), per_minute - 1)
+
+
 class RateGate:
     """A request budget shared by every process and machine, kept in Redis (`limits` moving window).
 
@@ -112,12 +118,12 @@ class RateGate:
         self._admit = self._redis.register_script(_ADMIT)
         self._keys = [self._pause_key, self._storage.prefixed_key(self._item.key_for("bitbylaw", name)), API_CALLS_KEY]
         self._expiry = self._item.get_expiry()
-        self.reserve = min(max(0, reserve), self._item.amount - 1)
+        self.reserve = self._item.amount - background_ceiling(self._item.amount, reserve)
 
     def ceiling(self, priority: str | None = None) -> int:
         """Calls in the window at which a caller of `priority` (default: the current one) is refused."""
         if (priority or current_priority()) == BACKGROUND:
-            return self._item.amount - self.reserve
+            return background_ceiling(self._item.amount, self.reserve)
         return self._item.amount
 
     def wait(self) -> None:

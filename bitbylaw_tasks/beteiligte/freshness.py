@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import redis
 
 from bitbylaw_tasks.beteiligte import store
+from integrations.rategate import background_ceiling
 
 WINDOW = 60.0  # seconds: the rate gate's moving window (a per-minute budget)
 QUANTILES = (0.5, 0.99, 1.0)  # the check ages reported (1.0: the oldest check)
@@ -67,9 +68,8 @@ class Budget:
 
     @property
     def ceiling(self) -> int:
-        """Calls in the window at which the rate gate refuses a background call (a check): `per_minute -
-        reserve`, as `RateGate.ceiling(BACKGROUND)` computes it."""
-        return self.per_minute - min(max(0, self.reserve), self.per_minute - 1)
+        """Calls in the window at which the rate gate refuses a background call (a check)."""
+        return background_ceiling(self.per_minute, self.reserve)
 
 
 def checks_to_queue(budget: Budget, used: int, waiting: int, paused: bool = False) -> int:
