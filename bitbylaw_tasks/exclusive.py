@@ -8,11 +8,15 @@ after it releases (SPEC §4.2). A task that gets the lock removes its own
 mark first: it is about to read the entity and will see that change itself.
 Taking the lock and removing the own mark share one round trip, as do
 releasing and popping the marks (`EntityLock.acquire(forget=)`,
-`EntityLock.release_and_pop`).
+`EntityLock.release_and_pop`). When the body failed, a Redis error while
+releasing does not replace its outcome (a recorded failure, an already
+published retry): it is logged, the lock ends with its TTL and the marks wait
+for the entity's next holder.
 """
 from __future__ import annotations
 
 import json
+import logging
 from typing import Callable, TypeVar
 
 import redis
@@ -22,6 +26,7 @@ from bitbylaw_tasks.locks import EntityLock
 
 T = TypeVar("T")
 BUSY = "busy"
+log = logging.getLogger(__name__)
 
 
 def _mark_key(lock_name: str) -> str:
@@ -48,8 +53,22 @@ def run_exclusive(client: redis.Redis, enqueuer: Enqueuer, lock: EntityLock, tas
         if not lock.acquire(forget=(marks, member)):
             return BUSY
     try:
-        return body(lock)
-    finally:
+        outcome = body(lock)
+    except BaseException:
+        _release(enqueuer, lock, marks, body_failed=True)
+        raise
+    _release(enqueuer, lock, marks, body_failed=False)
+    return outcome
+
+
+def _release(enqueuer: Enqueuer, lock: EntityLock, marks: str, *, body_failed: bool) -> None:
+    """Release the lock and re-enqueue the marked tasks; after a failed body, a Redis error here is logged,
+    not raised (the body's exception stays the task's outcome)."""
+    try:
         pending = lock.release_and_pop(marks, 1000)
         if pending:
             enqueuer.enqueue([_task(m) for m in pending])
+    except redis.RedisError:
+        if not body_failed:
+            raise
+        log.warning("%s: could not release after a failed sync; the lock ends with its TTL", lock.name)

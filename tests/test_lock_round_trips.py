@@ -117,6 +117,32 @@ def test_run_exclusive_hands_a_busy_tasks_mark_to_the_holder(lock_redis):
     assert enqueuer.queued == [other]
 
 
+def test_a_failed_body_stays_the_outcome_when_the_release_meets_a_stalled_redis(redis_server, lock_redis):
+    """A body that failed (here: its own error; in a task, a retry already published) is what run_exclusive
+    raises, even when Redis does not answer the release in time — not the release's TimeoutError, which made
+    the entity task publish a second retry. A body that succeeded still reports the release's failure."""
+    import redis
+
+    quick = redis.Redis.from_url(redis_server.url(1), socket_timeout=0.5)
+    task = EntityTask("beteiligte.sync", ("e9", "update", "webhook"), "coalesce:e9")
+
+    def failing(_lock):
+        lock_redis.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # the release script is a write: it stalls
+        raise ValueError("the sync's own failure")
+
+    with pytest.raises(ValueError, match="the sync's own failure"):
+        run_exclusive(quick, RecordingEnqueuer(), EntityLock(quick, "k", "e9", ttl=10), task, failing)
+    time.sleep(1.2)  # the pause ends
+
+    def succeeding(_lock):
+        lock_redis.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+        return "done"
+
+    with pytest.raises(redis.TimeoutError):
+        run_exclusive(quick, RecordingEnqueuer(), EntityLock(quick, "k", "e10", ttl=10), task, succeeding)
+    time.sleep(1.2)
+
+
 def test_a_sync_that_lost_its_lease_before_the_put_writes_neither_journal_nor_advoware(sandbox, celery_worker,
                                                                                        lock_redis):
     """The Advoware GET is held open while another owner takes the entity's lock: the sync's fencing step
