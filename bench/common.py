@@ -48,16 +48,22 @@ def summary_ms(values_s: list[float]) -> str:
             f"mean {statistics.fmean(values_s) * 1000:.0f} ms, max {max(values_s) * 1000:.0f} ms (n={len(values_s)})")
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of one process so far (Linux /proc; the system share is the kernel's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime (fields 14 and 15 of stat)
+
+
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (Linux /proc)."""
-    ticks = 0
+    """User + system CPU time of these processes so far (Linux /proc); a process gone counts nothing."""
+    total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(user_system(pid))
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def table(headers: list[str], rows: list[list], title: str | None = None) -> str:

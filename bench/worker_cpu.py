@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, BenchEnv, WorkerProcess, cpu_seconds, table
+from bench.common import REPO, BenchEnv, WorkerProcess, cpu_seconds, table, user_system
 from bench.sync_throughput import Bench, _wait
 
 BASE_COMMIT = "d2d0a5c"
@@ -62,13 +62,6 @@ def start_worker(env: BenchEnv, tree: Path, name: str, concurrency: int) -> Work
     worker = WorkerProcess(["beteiligte"], concurrency, name, worker_env, cwd=tree)
     worker.wait_ready(env.app)
     return worker
-
-
-def user_system(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of one process so far (Linux /proc): the kernel's share is the sockets."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def command_counts(client) -> collections.Counter:
