@@ -173,12 +173,7 @@ class World:
         deadline = time.monotonic() + timeout
         while True:
             hooks.flush()
-            with hooks.lock:
-                now = time.monotonic()
-                pending = bool(hooks.events) or any(
-                    i["status"] == "Pending" and (i["processAt"] is None or i["processAt"] <= now)
-                    for i in hooks.items)
-            if not pending:
+            if hooks.idle():
                 break
             assert time.monotonic() < deadline, "EspoCRM's webhooks were not delivered"
             time.sleep(0.02)

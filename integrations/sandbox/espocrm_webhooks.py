@@ -138,12 +138,17 @@ class WebhookHub:
         delivered: list[dict] = []
         for _ in range(max_runs):
             batch = self.run_job()
-            with self.lock:
-                idle = not self.events and not self._due_webhook_ids()
+            idle = self.idle()
             delivered.extend(batch)
             if idle:
                 break
         return delivered
+
+    def idle(self) -> bool:
+        """Nothing for the job to do now: no event queued, no delivery due (one in flight is still due: it
+        stays Pending until the receiver answered; retries scheduled later do not count)."""
+        with self.lock:
+            return not self.events and not self._due_webhook_ids()
 
     def _due_webhook_ids(self) -> list[str]:
         now = time.monotonic()
